@@ -1,0 +1,64 @@
+"""
+Reading and writing ckpt.pt, shared by train.py, sample.py and the tests.
+Writes are atomic: a kill or a full disk at any moment leaves the previous ckpt.pt loadable.
+Reads turn a missing, truncated or foreign file into a one-line error instead of a traceback.
+"""
+
+import os
+
+import torch
+
+from model import GPT, GPTConfig
+
+REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
+
+
+def save_checkpoint(checkpoint, path):
+    """Write to a temporary file beside path, fsync it, then rename it over path in one step."""
+    tmp = path + '.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
+        if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable across a power cut
+            fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
+        raise SystemExit(f"error: could not write checkpoint {path}: {e.strerror or e}; {old} "
+                         f"-- free disk space or fix out_dir, then resume")
+
+
+def load_checkpoint(path):
+    """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
+                         f"holding ckpt.pt")
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled code: all mean "not a usable checkpoint"
+        first_line = (str(e).strip().splitlines() or [''])[0][:120]
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {first_line}) -- it may "
+                         f"be truncated or corrupt; restore a copy or train again")
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
+        missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+        raise SystemExit(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint):
+    """Rebuild the GPT stored in a checkpoint, in float32 on the CPU."""
+    model = GPT(GPTConfig(**checkpoint['model_args']))
+    # checkpoints of compiled models from older code carry this prefix; strip it
+    state_dict = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()}
+    model.load_state_dict(state_dict)
+    return model

@@ -1,0 +1,136 @@
+"""
+Command-line configuration, shared by train.py, sample.py and bench.py. Example:
+$ python train.py config/train_shakespeare_char.py --batch_size=32 --compile=False
+A bare argument names a config file: Python that assigns some of the script's module-level
+settings. A --key=value argument sets one of them. They apply in order, so the last one wins.
+Each script calls it on its own globals() after setting its defaults:
+    from configurator import configure
+    configure(globals())
+A mistake (unknown key, wrong type, missing file) stops the script with a one-line error.
+"""
+
+import ast
+import difflib
+import os
+import platform
+import sys
+from contextlib import nullcontext
+
+import torch
+
+CONFIG_TYPES = (int, float, bool, str)
+
+
+def config_keys(namespace):
+    """The settings a script exposes: its public module-level ints, floats, bools and strings."""
+    return [k for k, v in namespace.items() if not k.startswith('_') and type(v) in CONFIG_TYPES]
+
+
+def unknown_key_error(key, known):
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return SystemExit(f"error: unknown config key '{key}'{hint}")
+
+
+def coerce(key, value, default):
+    """Turn value (a string from the command line, or an object from a config file) into the type of default."""
+    expected = type(default)
+    if isinstance(value, str) and expected is not str:
+        if expected is bool and value.lower() in ('true', 'false'):
+            return value.lower() == 'true'
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"error: --{key}={value}: expected {expected.__name__} like {key}={default!r}")
+    if expected is float and type(value) is int:
+        return float(value)  # an int is fine where a float is expected
+    if type(value) is not expected:
+        raise SystemExit(f"error: {key}={value!r} is a {type(value).__name__}, expected {expected.__name__} "
+                         f"(default {default!r})")
+    return value
+
+
+def configure(namespace, argv=None):
+    """Apply the config files and --key=value arguments in argv (default sys.argv[1:]) to namespace."""
+    argv = sys.argv[1:] if argv is None else argv
+    known = config_keys(namespace)
+    for arg in argv:
+        if not arg.startswith('--'):
+            if not os.path.isfile(arg):
+                raise SystemExit(f"error: config file '{arg}' not found (settings are passed as --key=value)")
+            print(f"Overriding config with {arg}:")
+            try:
+                with open(arg) as f:
+                    source = f.read()
+                scope = {k: namespace[k] for k in known}
+                exec(compile(source, arg, 'exec'), scope)
+            except Exception as e:  # a broken config file is the user's input, not our bug
+                line = getattr(e, 'lineno', None)
+                raise SystemExit(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
+                                 f"{type(e).__name__}: {e}")
+            print(source)
+            for key, value in scope.items():
+                if key.startswith('_') or key == '__builtins__' or type(value).__name__ == 'module':
+                    continue
+                if key not in known:
+                    raise unknown_key_error(key, known)
+                namespace[key] = coerce(key, value, namespace[key])
+        else:
+            if '=' not in arg:
+                raise SystemExit(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
+            key, value = arg[2:].split('=', 1)
+            if '=' in value:
+                raise SystemExit(f"error: '{arg}': the value contains '='; put such a value in a config file")
+            if key not in known:
+                raise unknown_key_error(key, known)
+            namespace[key] = coerce(key, value, namespace[key])
+            print(f"Overriding: {key} = {namespace[key]!r}")
+
+
+def default_device():
+    if torch.cuda.is_available():
+        return 'cuda'
+    if torch.backends.mps.is_available():
+        return 'mps'
+    return 'cpu'
+
+
+def bf16_supported(device_type):
+    """Whether the device computes in bfloat16 natively (elsewhere it is emulated, slowly, or fails)."""
+    if device_type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    if device_type == 'mps':
+        return torch.backends.mps.is_macos_or_newer(14, 0)
+    if platform.machine().lower() in ('arm64', 'aarch64'):
+        return True  # Apple silicon and Armv8.6+ servers; older Arm CPUs fall back to a correct emulation
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_device(device, dtype):
+    """Check the device and dtype settings; return (device_type, dtype) with dtype 'auto' resolved:
+    bf16 on CUDA that has it, else fp16 (with loss scaling); float32 on CPU and MPS."""
+    device_type = device.split(':')[0]
+    if device_type not in ('cpu', 'cuda', 'mps'):
+        raise SystemExit(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
+    if device_type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
+    if device_type == 'mps' and not torch.backends.mps.is_available():
+        raise SystemExit(f"error: device 'mps' requested but MPS is not available here; use --device=cpu")
+    if dtype == 'auto':
+        dtype = ('bfloat16' if bf16_supported('cuda') else 'float16') if device_type == 'cuda' else 'float32'
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        raise SystemExit(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+    if dtype == 'bfloat16' and not bf16_supported(device_type):
+        raise SystemExit(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
+                         f"use --dtype=float16 on CUDA or --dtype=float32")
+    if dtype == 'float16' and device_type != 'cuda':
+        raise SystemExit(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
+                         f"or bfloat16 on {device}")
+    return device_type, dtype
+
+
+def autocast_context(device_type, dtype):
+    """Mixed precision for the forward pass; float32 runs as is."""
+    if dtype == 'float32':
+        return nullcontext()
+    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))

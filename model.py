@@ -1,0 +1,266 @@
+"""
+The full definition of a GPT language model, all of it in this single file.
+References:
+1) the official GPT-2 TensorFlow implementation released by OpenAI:
+   https://github.com/openai/gpt-2/blob/master/src/model.py
+2) Hugging Face's PyTorch implementation:
+   https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt2/modeling_gpt2.py
+"""
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257, padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
+
+    def __post_init__(self):
+        for name in ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, input):
+        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        # key, query, value projections for all heads, in one matmul
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        # (B, T, C) -> (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        # flash attention where the device has it; attention dropout only while training
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
+                                           dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate='tanh')  # GPT-2 used the tanh approximation
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+# dense bf16/fp16 tensor-core peaks in FLOP/s, matched against torch.cuda.get_device_name()
+GPU_PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10G': 70e12,
+                  'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12, '4090': 165e12, '3090': 71e12}
+
+
+def device_peak_flops(device_type):
+    """Peak FLOP/s of the device we run on, or None where we do not know it (CPU, MPS, unlisted GPUs)."""
+    if device_type != 'cuda' or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in GPU_PEAK_FLOPS.items() if key in name), None)
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying: the output head shares the token embedding (https://paperswithcode.com/method/weight-tying)
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer): each block adds two to the stream
+        for pn, p in self.named_parameters():
+            if pn.endswith('c_proj.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def get_num_params(self, non_embedding=True):
+        """Number of parameters. The position embeddings are subtracted by default; the token
+        embeddings are counted once, since they are tied to (and used as) the output head."""
+        n_params = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n_params -= self.transformer.wpe.weight.numel()
+        return n_params
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None):
+        b, t = idx.size()
+        if t > self.config.block_size:
+            raise ValueError(f"cannot forward a sequence of length {t}, block size is only {self.config.block_size}")
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        else:
+            # inference: only the last position is needed; the list index keeps the time dimension
+            logits = self.lm_head(x[:, [-1], :])
+            loss = None
+        return logits, loss
+
+    def crop_block_size(self, block_size):
+        """Shrink the context length, e.g. to finetune the 1024-token GPT-2 with a shorter context."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"block_size must be in 1..{self.config.block_size}, got {block_size}")
+        self.config.block_size = block_size
+        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir, override_args=None):
+        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') or a folder written by
+        transformers' save_pretrained, loaded through GPT2LMHeadModel. Only dropout may be overridden."""
+        override_args = override_args or {}
+        if any(k != 'dropout' for k in override_args):
+            raise ValueError(f"only dropout can be overridden, got {sorted(override_args)}")
+        from transformers import GPT2LMHeadModel
+        try:
+            model_hf = GPT2LMHeadModel.from_pretrained(name_or_dir)
+        except OSError as e:
+            raise SystemExit(
+                f"error: cannot load GPT-2 weights '{name_or_dir}': {str(e).splitlines()[0]} -- offline with no "
+                f"cached weights, save them on a machine with internet: python -c \"from transformers import "
+                f"GPT2LMHeadModel as M; M.from_pretrained('{name_or_dir}').save_pretrained('{name_or_dir}-local')\", "
+                f"copy the folder here and pass init_from=path/to/{name_or_dir}-local")
+        hf = model_hf.config
+        config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
+                           n_head=hf.n_head, n_embd=hf.n_embd, bias=True,
+                           dropout=override_args.get('dropout', 0.0))
+        print(f"loading weights from pretrained gpt: {name_or_dir} "
+              f"(n_layer={config.n_layer}, n_head={config.n_head}, n_embd={config.n_embd})")
+        model = GPT(config)
+        sd = model.state_dict()
+        sd_hf = {k: v for k, v in model_hf.state_dict().items() if not k.endswith(('.attn.bias', '.attn.masked_bias'))}
+        if set(sd_hf) != set(sd):
+            raise ValueError(f"state dicts differ: {sorted(set(sd_hf) ^ set(sd))[:6]}")
+        # OpenAI's checkpoints use Conv1D modules, whose weights are the transpose of a Linear's
+        transposed = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+        with torch.no_grad():
+            for k, v in sd_hf.items():
+                sd[k].copy_(v.t() if k.endswith(transposed) else v)
+        return model
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and norms."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay_params = [p for p in params if p.dim() >= 2]
+        nodecay_params = [p for p in params if p.dim() < 2]
+        optim_groups = [{'params': decay_params, 'weight_decay': weight_decay},
+                        {'params': nodecay_params, 'weight_decay': 0.0}]
+        print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
+        print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
+        # the fused kernel is one launch per step instead of several per tensor; torch has it for cpu, cuda, mps
+        use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')
+        extra_args = dict(fused=True) if use_fused else dict()
+        optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
+        print(f"using fused AdamW: {use_fused}")
+        return optimizer
+
+    def estimate_flops_per_token(self, seq_len):
+        """Forward+backward FLOPs per token, PaLM paper Appendix B (https://arxiv.org/abs/2204.02311)."""
+        N = self.get_num_params()
+        cfg = self.config
+        L, H, Q = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
+        return 6 * N + 12 * L * H * Q * seq_len
+
+    def estimate_mfu(self, fwdbwd_per_iter, dt, seq_len=None, device_type='cuda'):
+        """Model FLOPs utilization: achieved FLOP/s over the device's peak; None where the peak is unknown.
+        seq_len is the length actually trained on (defaults to block_size)."""
+        peak = device_peak_flops(device_type)
+        if peak is None or dt <= 0:
+            return None
+        T = seq_len or self.config.block_size
+        flops_per_iter = self.estimate_flops_per_token(T) * T * fwdbwd_per_iter
+        return flops_per_iter / dt / peak
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Continue the (b, t) index sequence idx max_new_tokens times. temperature 0 picks the most
+        likely token; top_k keeps only the k most likely. Use in model.eval() mode."""
+        for _ in range(max_new_tokens):
+            # crop the context to the last block_size tokens
+            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                idx_next = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('Inf')
+                probs = F.softmax(logits, dim=-1)
+                idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx

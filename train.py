@@ -1,0 +1,447 @@
+"""
+This training script can be run both on a single device and with distributed data parallel (DDP).
+
+To run on one GPU, the CPU or MPS, example:
+$ python train.py config/train_shakespeare_char_cpu.py
+
+To run with DDP on 4 GPUs on 1 node, example:
+$ torchrun --standalone --nproc_per_node=4 train.py
+
+To run with DDP on 4 GPUs across 2 nodes, example:
+- Run on the first (master) node with example IP 123.456.123.456:
+$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 train.py
+- Run on the worker node:
+$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
+(If your cluster does not have an Infiniband interconnect, prepend NCCL_IB_DISABLE=1)
+
+Ctrl-C or SIGTERM finishes the current step, saves ckpt.pt and stops; --init_from=resume continues
+exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it was.
+"""
+
+import math
+import os
+import pickle
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from configurator import autocast_context, config_keys, configure, default_device, resolve_device
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# default config values designed to train a gpt2 (124M) on OpenWebText
+# I/O
+out_dir = 'out'
+eval_interval = 2000
+log_interval = 1
+eval_iters = 200
+eval_only = False  # if True, evaluate once and exit
+always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
+init_from = 'scratch'  # 'scratch', 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+# wandb logging
+wandb_log = False
+wandb_project = 'owt'
+wandb_run_name = 'gpt2'
+# data
+dataset = 'openwebtext'
+gradient_accumulation_steps = 5 * 8  # used to simulate larger batch sizes; divided by the number of DDP processes
+batch_size = 12  # micro-batch size per process
+block_size = 1024
+# model
+n_layer = 12
+n_head = 12
+n_embd = 768
+dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
+bias = False  # do we use bias inside LayerNorm and Linear layers?
+# adamw optimizer
+learning_rate = 6e-4  # max learning rate
+max_iters = 600000  # total number of optimizer steps
+weight_decay = 1e-1
+beta1 = 0.9
+beta2 = 0.95
+grad_clip = 1.0  # clip gradients at this norm, or disable if == 0.0
+# learning rate decay settings
+decay_lr = True
+warmup_iters = 2000
+lr_decay_iters = 600000  # should be ~= max_iters per Chinchilla
+min_lr = 6e-5  # should be ~= learning_rate/10 per Chinchilla
+# system
+backend = ''  # DDP backend: '' picks nccl on CUDA, gloo elsewhere
+device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
+compile = True  # use PyTorch 2.0 to compile the model to be faster
+seed = 1337
+# -----------------------------------------------------------------------------
+configure(globals())  # overrides from the command line or a config file
+config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoints and logged to wandb
+# -----------------------------------------------------------------------------
+
+# settings that would only fail later, deep inside torch, are refused here in one line
+for key in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters', 'log_interval',
+            'n_layer', 'n_head', 'n_embd'):
+    if globals()[key] <= 0:
+        sys.exit(f"error: {key} must be a positive integer, got {globals()[key]}")
+for key in ('learning_rate', 'min_lr'):
+    if not globals()[key] > 0:
+        sys.exit(f"error: {key} must be positive, got {globals()[key]}")
+if max_iters < 0 or warmup_iters < 0:
+    sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
+if decay_lr and lr_decay_iters <= warmup_iters:
+    sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
+if n_embd % n_head != 0:
+    sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+device_type, dtype = resolve_device(device, dtype)
+
+# various inits, derived attributes, I/O setup
+ddp = int(os.environ.get('RANK', -1)) != -1  # is this a torchrun launch?
+if ddp:
+    ddp_rank = int(os.environ['RANK'])
+    ddp_local_rank = int(os.environ['LOCAL_RANK'])
+    ddp_world_size = int(os.environ['WORLD_SIZE'])
+    if gradient_accumulation_steps % ddp_world_size != 0:
+        sys.exit(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
+                 f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
+    if device_type == 'cuda':
+        device = f'cuda:{ddp_local_rank}'
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend or ('nccl' if device_type == 'cuda' else 'gloo'))
+    master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
+    gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
+else:
+    ddp_rank, ddp_world_size, master_process = 0, 1, True
+tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
+if master_process:
+    print(f"tokens per iteration will be: {tokens_per_iter:,}")
+    os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed + ddp_rank)
+np.random.seed(seed + ddp_rank)
+random.seed(seed + ddp_rank)
+if device_type == 'cuda':
+    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
+    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
+ctx = autocast_context(device_type, dtype)
+ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+
+# data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
+data_dir = os.path.join('data', dataset)
+data_files, data_lengths = {}, {}
+for split in ('train', 'val'):
+    path = os.path.join(data_dir, f'{split}.bin')
+    if not os.path.isfile(path):
+        sys.exit(f"error: {path} not found -- run python data/{dataset}/prepare.py first")
+    data_lengths[split] = os.path.getsize(path) // 2  # uint16 tokens
+    if data_lengths[split] <= block_size:
+        sys.exit(f"error: {path} holds {data_lengths[split]} tokens, too few for block_size={block_size} "
+                 f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
+    data_files[split] = open(path, 'rb')
+
+
+def get_batch(split, generator):
+    """A random batch of (input, target) sequences; generator decides which, so a run can be resumed exactly."""
+    f = data_files[split]
+    rows = []
+    for i in torch.randint(data_lengths[split] - block_size, (batch_size,), generator=generator).tolist():
+        f.seek(2 * i)
+        rows.append(np.frombuffer(f.read(2 * (block_size + 1)), dtype=np.uint16))
+    tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    if device_type == 'cuda':
+        # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+train_generator = torch.Generator().manual_seed(seed + ddp_rank)  # the data sampler's position lives in its state
+
+# the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
+meta_path = os.path.join(data_dir, 'meta.pkl')
+meta_vocab_size = None
+if os.path.exists(meta_path):
+    try:
+        with open(meta_path, 'rb') as f:
+            meta_vocab_size = pickle.load(f).get('vocab_size')
+    except Exception as e:
+        sys.exit(f"error: cannot read {meta_path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
+    if master_process:
+        print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
+
+# model init
+iter_num = 0
+best_val_loss = 1e9
+checkpoint = None
+model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
+                  vocab_size=None, dropout=dropout)
+if init_from == 'scratch':
+    if master_process:
+        print("Initializing a new model from scratch")
+    # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
+    model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
+    model = GPT(GPTConfig(**model_args))
+elif init_from == 'resume':
+    if master_process:
+        print(f"Resuming training from {out_dir}")
+    checkpoint = load_checkpoint(ckpt_path)
+    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias'):
+        if checkpoint['model_args'][k] != model_args[k]:
+            sys.exit(f"error: {ckpt_path} has {k}={checkpoint['model_args'][k]!r} but this run asks for "
+                     f"{k}={model_args[k]!r} -- pass the settings the run was started with")
+    model_args = {**checkpoint['model_args'], 'dropout': dropout}
+    model = model_from_checkpoint({**checkpoint, 'model_args': model_args})
+    iter_num = checkpoint['iter_num']
+    best_val_loss = checkpoint['best_val_loss']
+else:
+    model = GPT.from_pretrained(init_from, dict(dropout=dropout))
+    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size'):
+        model_args[k] = getattr(model.config, k)
+if block_size > model.config.block_size:
+    sys.exit(f"error: block_size={block_size} is larger than the model's context of {model.config.block_size}")
+if block_size < model.config.block_size:
+    model.crop_block_size(block_size)  # e.g. finetuning GPT-2 with a shorter context
+    model_args['block_size'] = block_size
+if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
+    sys.exit(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
+             f"{model.config.vocab_size}; train this dataset from scratch")
+model.to(device)
+
+# a GradScaler only does something for float16; for the others it is a no-op
+scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+
+
+def rng_states():
+    """Everything random that decides this process's future: dropout, the data sampler, numpy, python."""
+    state = dict(torch=torch.get_rng_state(), sampler=train_generator.get_state(), python=random.getstate())
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state['numpy'] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    if device_type == 'cuda':
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+if checkpoint is not None:
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    if 'scaler' in checkpoint:
+        scaler.load_state_dict(checkpoint['scaler'])
+    states = checkpoint.get('rng_states') or []
+    if len(states) == ddp_world_size:
+        state = states[ddp_rank]
+        torch.set_rng_state(state['torch'])
+        train_generator.set_state(state['sampler'])
+        random.setstate(state['python'])
+        name, keys, pos, has_gauss, gauss = state['numpy']
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        if device_type == 'cuda' and 'cuda' in state:
+            torch.cuda.set_rng_state(state['cuda'])
+    elif master_process:
+        print(f"note: the checkpoint holds random states for {len(states)} processes, this run has "
+              f"{ddp_world_size}; training continues correctly but not bit-identically")
+    checkpoint = None  # free up memory
+
+raw_model = model  # the plain module: its state_dict has no _orig_mod. or module. prefixes
+if compile:
+    if master_process:
+        print("compiling the model... (takes a ~minute)")
+    model = torch.compile(model)
+train_model = model
+if ddp:  # CPU processes take no device_ids
+    train_model = DDP(model, device_ids=[ddp_local_rank] if device_type == 'cuda' else None)
+
+
+def any_rank(*flags):
+    """The flags OR-ed across all processes, so that every process takes the same decision."""
+    if not ddp:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+@torch.no_grad()
+def estimate_loss():
+    """Mean loss over eval_iters batches per split; the same batches every time, so evals compare and
+    do not disturb the training sampler."""
+    out = {}
+    model.eval()
+    for split in ('train', 'val'):
+        generator = torch.Generator().manual_seed(seed)
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            X, Y = get_batch(split, generator)
+            with ctx:
+                _, loss = model(X, Y)
+            losses[k] = loss.item()
+        out[split] = losses.mean().item()
+    model.train()
+    return out
+
+
+def get_lr(it):
+    """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters."""
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def save(reason):
+    """Every process hands in its random states; the master writes ckpt.pt atomically."""
+    states = [None] * ddp_world_size
+    if ddp:
+        dist.all_gather_object(states, rng_states())
+    else:
+        states[0] = rng_states()
+    if master_process:
+        save_checkpoint({
+            'model': raw_model.state_dict(),
+            'optimizer': optimizer.state_dict(),
+            'scaler': scaler.state_dict(),
+            'model_args': model_args,
+            'iter_num': iter_num,
+            'best_val_loss': best_val_loss,
+            'config': config,
+            'rng_states': states,
+        }, ckpt_path)
+        print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
+
+
+def stop(message, code):
+    if master_process:
+        print(message, file=sys.stderr if code else sys.stdout)
+    if ddp:
+        dist.destroy_process_group()
+    sys.exit(code)
+
+
+# Ctrl-C and SIGTERM (preemption) ask for a clean stop after the current step; a second Ctrl-C quits at once
+stop_signal = None
+
+
+def request_stop(signum, frame):
+    global stop_signal
+    if stop_signal is not None and signum == signal.SIGINT:
+        print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
+        os._exit(130)
+    if stop_signal is None and master_process:
+        print(f"{signal.Signals(signum).name} received: finishing this step, then saving a checkpoint "
+              f"(Ctrl-C again to quit at once)", flush=True)
+    stop_signal = stop_signal or signal.Signals(signum).name  # torchrun follows Ctrl-C with SIGTERM: not a second
+
+
+signal.signal(signal.SIGINT, request_stop)
+signal.signal(signal.SIGTERM, request_stop)
+
+# logging
+if wandb_log and master_process:
+    import wandb
+    try:
+        wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+    except Exception as e:  # no API key or no network: keep the run and log locally
+        print(f"wandb: cannot log online ({type(e).__name__}); logging offline instead, sync later with `wandb sync`")
+        wandb.init(project=wandb_project, name=wandb_run_name, config=config, mode='offline')
+
+# training loop
+start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
+saved_this_run = False
+t0 = time.time()
+local_iter_num = 0  # number of iterations in the lifetime of this process
+running_mfu = None
+while True:
+    lr = get_lr(iter_num)
+    for param_group in optimizer.param_groups:
+        param_group['lr'] = lr
+
+    # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
+    final = iter_num >= max_iters
+    if iter_num % eval_interval == 0 or final or eval_only:
+        save_now, nonfinite, reason = False, False, ''
+        if master_process:
+            losses = estimate_loss()
+            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            if wandb_log:
+                wandb.log({"iter": iter_num, "train/loss": losses['train'], "val/loss": losses['val'], "lr": lr,
+                           "mfu": (running_mfu or 0.0) * 100})
+            nonfinite = not math.isfinite(losses['val'])
+            improved = losses['val'] < best_val_loss
+            best_val_loss = min(best_val_loss, losses['val'])
+            new_state = iter_num > start_iter and not eval_only and not nonfinite
+            save_now = new_state and (improved or always_save_checkpoint)
+            reason = 'val loss improved' if improved else 'always_save_checkpoint'
+            if final and new_state and not save_now and not saved_this_run and init_from != 'resume':
+                print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
+                      f"model anyway so that the run leaves a checkpoint")
+                save_now, reason = True, 'final, never improved'
+            elif final and new_state and not save_now:
+                print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; "
+                      f"{ckpt_path} keeps the best model")
+        save_now, nonfinite = any_rank(save_now, nonfinite)
+        if nonfinite:
+            stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
+                 f"was -- lower learning_rate or check the data, then resume", 1)
+        if save_now:
+            save(reason)
+            saved_this_run = True
+    if final or eval_only:
+        break
+
+    # forward backward update, with optional gradient accumulation to simulate larger batch size
+    X, Y = get_batch('train', train_generator)
+    loss_sum = torch.zeros((), device=device)
+    for micro_step in range(gradient_accumulation_steps):
+        last = micro_step == gradient_accumulation_steps - 1
+        # in DDP, gradients are averaged across processes only on the last micro-step
+        with (train_model.no_sync() if ddp and not last else nullcontext()):
+            with ctx:
+                logits, loss = train_model(X, Y)
+                loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
+            if not last:
+                X, Y = get_batch('train', train_generator)  # fetch the next batch while the GPU works
+            scaler.scale(loss).backward()  # scaled for fp16, passed through otherwise
+        loss_sum += loss.detach()
+    scaler.unscale_(optimizer)
+    # the norm before clipping is logged; with grad_clip 0 nothing is clipped
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself
+    lossf, normf = loss_sum.item(), grad_norm.item()
+    nonfinite = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf))
+    nonfinite, stopping = any_rank(nonfinite, stop_signal is not None)
+    if nonfinite:
+        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped before the "
+             f"update, {ckpt_path} is as it was -- lower learning_rate or check the data, then resume", 1)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can, no need for this memory anymore
+
+    # timing and logging
+    t1 = time.time()
+    dt = t1 - t0
+    t0 = t1
+    iter_num += 1
+    local_iter_num += 1
+    if (iter_num - 1) % log_interval == 0 and master_process:
+        if local_iter_num >= 5:  # let the training loop settle a bit
+            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, block_size, device_type)
+            if mfu is not None:
+                running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
+        mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
+        print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, time {dt * 1000:.2f}ms, "
+              f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
+    if stopping:
+        save(f'stopped by {stop_signal or "another process"}')
+        resume = ' '.join(['python train.py'] + [a for a in sys.argv[1:] if not a.startswith('--init_from=')])
+        stop(f"stopped at iter {iter_num}; resume with: {resume} --init_from=resume", 0)
+
+if ddp:
+    dist.destroy_process_group()
