@@ -32,10 +32,10 @@ def unknown_key_error(key, known):
     return SystemExit(f"error: unknown config key '{key}'{hint}")
 
 
-def coerce(key, value, default):
+def coerce(key, value, default, from_command_line):
     """Turn value (a string from the command line, or an object from a config file) into the type of default."""
     expected = type(default)
-    if isinstance(value, str) and expected is not str:
+    if from_command_line and expected is not str:
         if expected is bool and value.lower() in ('true', 'false'):
             return value.lower() == 'true'
         try:
@@ -74,7 +74,7 @@ def configure(namespace, argv=None):
                     continue
                 if key not in known:
                     raise unknown_key_error(key, known)
-                namespace[key] = coerce(key, value, namespace[key])
+                namespace[key] = coerce(key, value, namespace[key], False)
         else:
             if '=' not in arg:
                 raise SystemExit(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
@@ -83,7 +83,7 @@ def configure(namespace, argv=None):
                 raise SystemExit(f"error: '{arg}': the value contains '='; put such a value in a config file")
             if key not in known:
                 raise unknown_key_error(key, known)
-            namespace[key] = coerce(key, value, namespace[key])
+            namespace[key] = coerce(key, value, namespace[key], True)
             print(f"Overriding: {key} = {namespace[key]!r}")
 
 

@@ -245,11 +245,10 @@ if checkpoint is not None:
               f"{ddp_world_size}; training continues correctly but not bit-identically")
     checkpoint = None  # free up memory
 
-raw_model = model  # the plain module: its state_dict has no _orig_mod. or module. prefixes
 if compile:
     if master_process:
         print("compiling the model... (takes a ~minute)")
-    model = torch.compile(model)
+    model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
 train_model = model
 if ddp:  # CPU processes take no device_ids
     train_model = DDP(model, device_ids=[ddp_local_rank] if device_type == 'cuda' else None)
@@ -305,7 +304,7 @@ def save(reason):
         states[0] = rng_states()
     if master_process:
         save_checkpoint({
-            'model': raw_model.state_dict(),
+            'model': model.state_dict(),
             'optimizer': optimizer.state_dict(),
             'scaler': scaler.state_dict(),
             'model_args': model_args,
@@ -412,7 +411,7 @@ while True:
         loss_sum += loss.detach()
     scaler.unscale_(optimizer)
     # the norm before clipping is logged; with grad_clip 0 nothing is clipped
-    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself
     lossf, normf = loss_sum.item(), grad_norm.item()
     nonfinite = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf))
@@ -432,7 +431,7 @@ while True:
     local_iter_num += 1
     if (iter_num - 1) % log_interval == 0 and master_process:
         if local_iter_num >= 5:  # let the training loop settle a bit
-            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, block_size, device_type)
+            mfu = model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, block_size, device_type)
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"

@@ -1,0 +1,29 @@
+# the baby GPT sized for a laptop CPU: a few minutes on 2 cores, val loss about 1.88
+# $ python train.py config/train_shakespeare_char_cpu.py
+
+out_dir = 'out-shakespeare-char'
+eval_interval = 250
+eval_iters = 20
+log_interval = 50
+
+always_save_checkpoint = False
+
+dataset = 'shakespeare_char'
+gradient_accumulation_steps = 1
+batch_size = 12
+block_size = 64
+
+n_layer = 4
+n_head = 4
+n_embd = 128
+dropout = 0.0
+
+learning_rate = 1e-3
+max_iters = 2000
+lr_decay_iters = 2000
+min_lr = 1e-4
+beta2 = 0.99
+warmup_iters = 100
+
+device = 'cpu'
+compile = False  # a cold compile costs more than it saves on a run this short

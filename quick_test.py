@@ -1,0 +1,236 @@
+"""
+Fast tests (well under a minute on 2 CPU cores), offline: python -m pytest -q quick_test.py
+They check numbers, not just that things run: shapes, the loss at init, logits parity with
+Hugging Face's GPT-2, GPT-2 BPE token ids, configurator behaviour, learning-rate values.
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled', NANOGPT_OFFLINE='1')
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+
+from checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from configurator import configure, resolve_device  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+
+TINY = dict(block_size=16, vocab_size=65, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
+
+
+def tiny_model(**overrides):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**TINY, **overrides}))
+
+
+# ---------------------------------------------------------------- model
+
+def test_forward_shapes_with_and_without_targets():
+    model = tiny_model()
+    idx = torch.randint(65, (3, 10))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 10, 65) and loss.shape == ()
+    logits, loss = model(idx)
+    assert logits.shape == (3, 1, 65) and loss is None  # inference: only the last position
+
+
+def test_loss_at_init_is_ln_vocab():
+    for vocab in (65, 50304):
+        model = tiny_model(vocab_size=vocab)
+        idx, targets = torch.randint(vocab, (2, 4, 16))
+        _, loss = model(idx, targets)
+        assert abs(loss.item() - math.log(vocab)) < 0.05, (vocab, loss.item())
+
+
+def test_gpt2_init_scales_residual_projections():
+    model = GPT(GPTConfig(n_layer=6, n_head=4, n_embd=256, block_size=32, vocab_size=500))
+    std_proj = model.transformer.h[0].attn.c_proj.weight.std().item()
+    std_fc = model.transformer.h[0].mlp.c_fc.weight.std().item()
+    assert abs(std_fc - 0.02) < 0.001
+    assert abs(std_proj - 0.02 / math.sqrt(2 * 6)) < 0.001
+    assert model.lm_head.weight is model.transformer.wte.weight  # tied
+
+
+def test_num_params_and_crop_block_size():
+    model = tiny_model()
+    total = sum(p.numel() for p in model.parameters())
+    assert model.get_num_params(non_embedding=False) == total
+    assert model.get_num_params() == total - 16 * 32
+    model.crop_block_size(8)
+    assert model.transformer.wpe.weight.shape == (8, 32) and model.config.block_size == 8
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_config_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="positive"):
+        GPTConfig(block_size=0)
+
+
+def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
+    model = tiny_model()
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu')
+    decay, no_decay = opt.param_groups
+    assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
+    assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])
+    assert opt.defaults['fused'] is True
+
+
+def test_mfu_counts_real_sequence_length_and_is_none_on_cpu():
+    model = tiny_model()
+    N = model.get_num_params()
+    assert model.estimate_flops_per_token(8) == 6 * N + 12 * 2 * 2 * 16 * 8
+    assert model.estimate_mfu(4, 0.1, 8, device_type='cpu') is None
+
+
+def test_generate_greedy_is_argmax_and_crops_context():
+    model = tiny_model().eval()
+    idx = torch.randint(65, (1, 20))  # longer than block_size 16
+    out = model.generate(idx, 5, temperature=0)
+    assert out.shape == (1, 25) and torch.equal(out[:, :20], idx)
+    logits, _ = model(idx[:, -16:])
+    assert out[0, 20].item() == logits[0, -1].argmax().item()
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(model.generate(idx, 5, 1.0, 10, g1), model.generate(idx, 5, 1.0, 10, g2))
+
+
+def test_from_pretrained_matches_transformers(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=32, n_embd=48, n_layer=2, n_head=4, vocab_size=120,
+                                    bos_token_id=0, eos_token_id=0)).eval()
+    hf.save_pretrained(tmp_path)
+    model = GPT.from_pretrained(str(tmp_path)).eval()
+    idx = torch.randint(120, (2, 32))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        logits, _ = model(idx, idx)  # with targets: logits at every position
+    assert (logits - expected).abs().max().item() < 1e-4
+    assert model.config.block_size == 32 and model.config.bias is True
+
+
+def test_from_pretrained_offline_without_weights_says_how():
+    with pytest.raises(SystemExit, match="save_pretrained"):
+        GPT.from_pretrained('gpt2-medium')
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def test_gpt2_bpe_token_ids_offline():
+    from data.common import get_gpt2_encoding
+    enc = get_gpt2_encoding()
+    assert enc.encode("Hello world! <|endoftext|>", allowed_special={"<|endoftext|>"}) == [15496, 995, 0, 220, 50256]
+    assert enc.encode_ordinary("First Citizen:") == [5962, 22307, 25]
+    assert enc.n_vocab == 50257
+
+
+# ---------------------------------------------------------------- configurator
+
+def defaults():
+    return dict(batch_size=12, learning_rate=6e-4, compile=True, out_dir='out', dropout=0.0)
+
+
+def test_configurator_applies_files_and_args_in_order(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = 4 * 8\nout_dir = 'out-x'\nimport math\n")
+    ns = defaults()
+    configure(ns, [str(cfg), '--batch_size=7', '--learning_rate=1', '--compile=FALSE', '--dropout=0.1'])
+    assert ns == dict(batch_size=7, learning_rate=1.0, compile=False, out_dir='out-x', dropout=0.1)
+    assert type(ns['learning_rate']) is float  # an int is accepted where a float is expected
+    configure(ns, ['--compile=True', '--out_dir=out 2'])
+    assert ns['compile'] is True and ns['out_dir'] == 'out 2'
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--batch_sise=3'], "unknown config key 'batch_sise'; did you mean batch_size?"),
+    (['--batch_size=3.5'], "batch_size=3.5 is a float, expected int"),
+    (['--batch_size=lots'], "--batch_size=lots: expected int"),
+    (['--compile=yes'], "--compile=yes: expected bool like compile=True"),
+    (['--learning_rate=True'], "learning_rate=True is a bool, expected float"),
+    (['--out_dir=a=b'], "the value contains '='"),
+    (['--batch_size'], "has no value; write --key=value"),
+    (['no_such_config.py'], "config file 'no_such_config.py' not found"),
+])
+def test_configurator_errors(argv, message):
+    with pytest.raises(SystemExit) as e:
+        configure(defaults(), argv)
+    assert message in str(e.value) and str(e.value).startswith('error: ') and '\n' not in str(e.value)
+
+
+def test_configurator_errors_in_config_files(tmp_path):
+    (tmp_path / 'typo.py').write_text("learning_rat = 1e-3\n")
+    (tmp_path / 'broken.py').write_text("batch_size = = 3\n")
+    (tmp_path / 'type.py').write_text("batch_size = '3'\n")
+    for name, message in (('typo', "did you mean learning_rate"), ('broken', "(line 1): SyntaxError"),
+                          ('type', "batch_size='3' is a str, expected int")):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            configure(defaults(), [str(tmp_path / f'{name}.py')])
+
+
+def test_resolve_device():
+    assert resolve_device('cpu', 'auto') == ('cpu', 'float32')
+    for device, dtype, message in (('tpu', 'auto', "unknown device 'tpu'"), ('cpu', 'float8', "unknown dtype"),
+                                   ('cpu', 'float16', "needs loss scaling")):
+        with pytest.raises(SystemExit, match=message):
+            resolve_device(device, dtype)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    ckpt = dict(model=tiny_model().state_dict(), model_args=TINY, iter_num=3, best_val_loss=1.5, config={})
+    save_checkpoint(ckpt, path)
+    assert not os.path.exists(path + '.tmp')
+    loaded = load_checkpoint(path)
+    assert loaded['iter_num'] == 3 and torch.equal(loaded['model']['lm_head.weight'], ckpt['model']['lm_head.weight'])
+    data = open(path, 'rb').read()
+    (tmp_path / 'cut.pt').write_bytes(data[:len(data) // 2])
+    torch.save({'weights': torch.zeros(1)}, tmp_path / 'other.pt')
+    for name, message in (('cut.pt', 'not a readable checkpoint'), ('other.pt', 'missing model, model_args'),
+                          ('none.pt', 'no checkpoint at')):
+        with pytest.raises(SystemExit, match=message):
+            load_checkpoint(str(tmp_path / name))
+
+
+# ---------------------------------------------------------------- train.py, briefly
+
+def make_dataset(root, vocab=65, n=4000, seed=0):
+    """A tiny random token dataset with a meta.pkl, in root/data/tiny."""
+    import pickle
+    d = root / 'data' / 'tiny'
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, size in (('train', n), ('val', n // 4)):
+        rng.integers(vocab, size=size, dtype=np.uint16).tofile(d / f'{split}.bin')
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': vocab}, f)
+
+
+def test_learning_rate_schedule_values(tmp_path):
+    make_dataset(tmp_path)
+    lr, min_lr, warmup, decay = 1e-3, 1e-4, 3, 9
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--dataset=tiny', '--device=cpu',
+                          '--n_layer=1', '--n_head=1', '--n_embd=8', '--block_size=8', '--batch_size=2',
+                          '--gradient_accumulation_steps=1', '--compile=False', '--max_iters=12',
+                          '--eval_interval=100', '--eval_iters=1', f'--learning_rate={lr}', f'--min_lr={min_lr}',
+                          f'--warmup_iters={warmup}', f'--lr_decay_iters={decay}'],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    logged = [float(v) for v in re.findall(r'lr ([0-9.e+-]+),', out.stdout)]
+    expected = [lr * (it + 1) / (warmup + 1) if it < warmup else min_lr if it > decay else
+                min_lr + 0.5 * (1 + math.cos(math.pi * (it - warmup) / (decay - warmup))) * (lr - min_lr)
+                for it in range(12)]
+    assert len(logged) == 12
+    assert logged[0] == pytest.approx(2.5e-4, rel=1e-4)  # non-zero at step 0
+    assert logged[3] == pytest.approx(lr, rel=1e-4) and logged[11] == pytest.approx(min_lr, rel=1e-4)
+    assert logged == pytest.approx(expected, rel=1e-4)

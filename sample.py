@@ -1,0 +1,99 @@
+"""
+Sample from a trained model:
+$ python sample.py --out_dir=out-shakespeare-char
+or from OpenAI's GPT-2:
+$ python sample.py --init_from=gpt2-xl --start="What is the answer to life, the universe, and everything?"
+"""
+
+import os
+import pickle
+import sys
+
+import torch
+
+from checkpoint import load_checkpoint, model_from_checkpoint
+from configurator import autocast_context, configure, default_device, resolve_device
+from model import GPT
+
+# -----------------------------------------------------------------------------
+init_from = 'resume'  # 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+out_dir = 'out'  # ignored if init_from is not 'resume'
+start = "\n"  # or "<|endoftext|>" or etc. Can also specify a file, use as: "FILE:prompt.txt"
+num_samples = 10  # number of samples to draw
+max_new_tokens = 500  # number of tokens generated in each sample
+temperature = 0.8  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = always the likeliest token
+top_k = 200  # retain only the top_k most likely tokens, clamp others to have 0 probability; 0 keeps all
+seed = 1337
+device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
+compile = False  # use PyTorch 2.0 to compile the model to be faster
+# -----------------------------------------------------------------------------
+configure(globals())  # overrides from the command line or a config file
+# -----------------------------------------------------------------------------
+if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
+    sys.exit("error: num_samples must be positive; max_new_tokens, temperature and top_k must be >= 0")
+device_type, dtype = resolve_device(device, dtype)
+torch.manual_seed(seed)
+if device_type == 'cuda':
+    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
+    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
+ctx = autocast_context(device_type, dtype)
+
+# the prompt, read first: a missing prompt file should not cost a model load
+if start.startswith('FILE:'):
+    prompt_path = start[5:]
+    if not os.path.isfile(prompt_path):
+        sys.exit(f"error: prompt file '{prompt_path}' not found (start=FILE:path reads the prompt from path)")
+    with open(prompt_path, 'r', encoding='utf-8') as f:
+        start = f.read()
+if not start:
+    sys.exit("error: the prompt is empty; pass --start=text or --start=FILE:path")
+
+# model
+if init_from == 'resume':
+    checkpoint = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
+    model = model_from_checkpoint(checkpoint)
+    dataset = checkpoint['config'].get('dataset')
+    checkpoint = None  # free up memory
+else:
+    model = GPT.from_pretrained(init_from)
+    dataset = None
+model.eval()
+model.to(device)
+if compile:
+    model.compile()  # in place, so that generate() calls the compiled forward
+
+# encoding: a character-level dataset keeps its vocabulary in meta.pkl; everything else is GPT-2 BPE
+meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else None
+meta = None
+if meta_path and os.path.exists(meta_path):
+    with open(meta_path, 'rb') as f:
+        meta = pickle.load(f)
+if meta is not None and 'stoi' in meta:
+    print(f"Loading meta from {meta_path}...")
+    stoi, itos = meta['stoi'], meta['itos']
+    missing = sorted(set(c for c in start if c not in stoi))
+    if missing:
+        sys.exit(f"error: the prompt has characters that {dataset}'s vocabulary lacks: "
+                 f"{', '.join(repr(c) for c in missing)}; remove or replace them")
+    encode = lambda s: [stoi[c] for c in s]
+    decode = lambda l: ''.join([itos[i] for i in l])
+else:
+    from data.common import get_gpt2_encoding
+    print("No character vocabulary found, using GPT-2 encodings...")
+    enc = get_gpt2_encoding()
+    encode = lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})
+    decode = lambda l: enc.decode(l)
+start_ids = encode(start)
+if max(start_ids) >= model.config.vocab_size:
+    sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
+             f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
+x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
+
+# run generation
+with torch.no_grad():
+    with ctx:
+        for k in range(num_samples):
+            y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None)
+            print(decode(y[0].tolist()))
+            print('---------------')
