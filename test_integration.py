@@ -1,0 +1,352 @@
+"""
+End-to-end tests on the CPU, offline, a few minutes on 2 cores: python -m pytest -q test_integration.py
+Every test runs the real scripts in a fresh temporary folder, so nothing is written into the repo,
+and nothing here needs more than the repo and its requirements.
+"""
+
+import hashlib
+import os
+import pickle
+import random
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+from checkpoint import load_checkpoint  # noqa: E402
+
+ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
+       'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
+TRAIN, SAMPLE, BENCH = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py'))
+# a tiny model with dropout and gradient accumulation, so that exact resume has something to get wrong
+TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32',
+        '--block_size=16', '--batch_size=4', '--gradient_accumulation_steps=2', '--dropout=0.1', '--bias=True',
+        '--eval_iters=2', '--log_interval=1', '--warmup_iters=2', '--lr_decay_iters=40', '--learning_rate=1e-3',
+        '--min_lr=1e-4']
+
+
+def run(args, cwd, env=None, timeout=300, **kwargs):
+    return subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def train(cwd, *args, **kwargs):
+    return run([sys.executable, TRAIN, *args], cwd, **kwargs)
+
+
+def make_corpus(n_chars=300_000, seed=0):
+    """Shakespeare-shaped text with real structure (speakers, a small vocabulary of words), made here."""
+    rng = random.Random(seed)
+    speakers = ['ROMEO', 'JULIET', 'First Citizen', 'MENENIUS', 'KING HENRY', 'Nurse']
+    words = ('the and my lord of to thou art be not is what good sir will come with me this that love '
+             'night day king heart speak now give hath shall our your noble').split()
+    parts, size = [], 0
+    while size < n_chars:
+        lines = [' '.join(rng.choice(words) for _ in range(rng.randint(4, 9))).capitalize() + rng.choice('.,!?')
+                 for _ in range(rng.randint(1, 4))]
+        block = f"{rng.choice(speakers)}:\n" + '\n'.join(lines) + '\n\n'
+        parts.append(block)
+        size += len(block)
+    return ''.join(parts)
+
+
+def make_project(root, corpus=None):
+    """A working folder holding a copy of data/ (scripts only) and, if given, the corpus as input.txt."""
+    shutil.copytree(os.path.join(ROOT, 'data'), root / 'data',
+                    ignore=shutil.ignore_patterns('*.bin', '*.pkl', 'input*.txt', '__pycache__'))
+    if corpus is not None:
+        (root / 'data' / 'shakespeare_char' / 'input.txt').write_text(corpus)
+    return root
+
+
+def make_tiny_dataset(root, name='tiny', vocab=65, n=20_000, meta_vocab=None):
+    d = root / 'data' / name
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    # a repetitive token stream, learnable but not trivial
+    stream = np.tile(rng.integers(vocab, size=97, dtype=np.uint16), n // 97 + 1)[:n]
+    noise = rng.integers(vocab, size=n, dtype=np.uint16)
+    stream = np.where(rng.random(n) < 0.1, noise, stream).astype(np.uint16)
+    stream[: n * 9 // 10].tofile(d / 'train.bin')
+    stream[n * 9 // 10:].tofile(d / 'val.bin')
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': meta_vocab or vocab}, f)
+    return d
+
+
+def logged(stdout, what='iter'):
+    """The iteration numbers and loss strings a run printed."""
+    if what == 'iter':
+        return re.findall(r'^iter (\d+): loss ([0-9.]+)', stdout, re.M)
+    return re.findall(r'^step (\d+): train loss ([0-9.]+), val loss ([0-9.]+)', stdout, re.M)
+
+
+def same_weights(path_a, path_b):
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    return (a['iter_num'] == b['iter_num'] and a['model'].keys() == b['model'].keys()
+            and all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
+            and all(torch.equal(x['exp_avg'], y['exp_avg'])
+                    for x, y in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values())))
+
+
+def digest(folder):
+    """Name -> sha256 of every file in a folder, to prove that a failed run changed nothing."""
+    if not os.path.isdir(folder):
+        return None
+    return {name: hashlib.sha256(open(os.path.join(folder, name), 'rb').read()).hexdigest()
+            for name in sorted(os.listdir(folder))}
+
+
+# ---------------------------------------------------------------- the quick start, end to end
+
+def test_shakespeare_char_pipeline(tmp_path):
+    corpus = make_corpus()
+    make_project(tmp_path, corpus)
+    out = run([sys.executable, 'data/shakespeare_char/prepare.py'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    meta = pickle.load(open(tmp_path / 'data/shakespeare_char/meta.pkl', 'rb'))
+    assert meta['vocab_size'] == len(set(corpus))
+    assert os.path.getsize(tmp_path / 'data/shakespeare_char/train.bin') == 2 * int(len(corpus) * 0.9)
+
+    args = ['config/train_shakespeare_char_cpu.py', '--out_dir=out-char', '--max_iters=60', '--lr_decay_iters=100',
+            '--eval_interval=30', '--eval_iters=10', '--log_interval=10', '--warmup_iters=10',
+            '--always_save_checkpoint=True']
+    shutil.copytree(os.path.join(ROOT, 'config'), tmp_path / 'config')
+    out = train(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    steps = logged(out.stdout, 'step')
+    assert [s[0] for s in steps] == ['0', '30', '60']
+    assert float(steps[0][2]) > 3.0  # about ln(vocab) at init
+    assert float(steps[-1][2]) < 2.6, steps  # 60 steps learn the letters and the layout
+    assert load_checkpoint(str(tmp_path / 'out-char/ckpt.pt'))['iter_num'] == 60
+
+    out = train(tmp_path, *args, '--init_from=resume', '--max_iters=80')
+    assert out.returncode == 0, out.stderr
+    assert [s[0] for s in logged(out.stdout, 'step')] == ['60', '80']
+    assert [i for i, _ in logged(out.stdout)] == ['60', '70']
+    assert load_checkpoint(str(tmp_path / 'out-char/ckpt.pt'))['iter_num'] == 80
+
+    sample = [sys.executable, SAMPLE, '--out_dir=out-char', '--device=cpu', '--num_samples=2',
+              '--max_new_tokens=60', '--start=ROMEO:', '--seed=7']
+    first, again = run(sample, tmp_path), run(sample, tmp_path)
+    assert first.returncode == 0, first.stderr
+    samples = first.stdout.split('---------------\n')[:-1]
+    samples[0] = samples[0].split('\n', 1)[1]  # drop the "Loading meta" line
+    assert len(samples) == 2 and all(s.startswith('ROMEO:') and len(s) == len('ROMEO:') + 60 + 1 for s in samples)
+    assert set(''.join(samples)) <= set(corpus) | {'\n'}
+    assert first.stdout == again.stdout  # the seed decides the samples
+
+    out = run([sys.executable, BENCH, '--dataset=shakespeare_char', '--vocab_size=65', '--device=cpu',
+               '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=64', '--block_size=64', '--batch_size=4',
+               '--warmup_iters=2', '--num_iters=5'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    ms, tok = re.search(r'time per iteration: ([0-9.]+)ms, tokens/s: ([0-9,]+), mfu: n/a', out.stdout).groups()
+    assert float(ms) > 0 and int(tok.replace(',', '')) == pytest.approx(4 * 64 / float(ms) * 1000, rel=0.02)
+
+
+def test_ddp_two_processes_on_gloo(tmp_path):
+    make_tiny_dataset(tmp_path)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
+    out = run([*torchrun, *TINY, '--out_dir=out-ddp', '--max_iters=12', '--eval_interval=6',
+               '--gradient_accumulation_steps=4'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert 'tokens per iteration will be: 256' in out.stdout  # 4 micro-steps x 4 x 16, shared by 2 processes
+    assert out.stdout.count('tokens per iteration') == 1  # only rank 0 logs
+    steps = logged(out.stdout, 'step')
+    assert [s[0] for s in steps] == ['0', '6', '12'] and float(steps[-1][2]) < float(steps[0][2])
+    ckpt = load_checkpoint(str(tmp_path / 'out-ddp/ckpt.pt'))
+    assert ckpt['iter_num'] == 12 and len(ckpt['rng_states']) == 2
+    assert not any(k.startswith(('module.', '_orig_mod.')) for k in ckpt['model'])
+
+
+def test_wandb_offline_run(tmp_path):
+    make_tiny_dataset(tmp_path)
+    out = train(tmp_path, *TINY, '--out_dir=out-wandb', '--max_iters=4', '--eval_interval=2', '--wandb_log=True',
+                '--wandb_project=test', '--wandb_run_name=offline', env={'WANDB_MODE': 'offline'})
+    assert out.returncode == 0, out.stderr
+    runs = [d for d in os.listdir(tmp_path / 'wandb') if d.startswith('offline-run-')]
+    assert len(runs) == 1
+    files = os.listdir(tmp_path / 'wandb' / runs[0])
+    assert any(f.endswith('.wandb') and os.path.getsize(tmp_path / 'wandb' / runs[0] / f) > 0 for f in files)
+
+
+# ---------------------------------------------------------------- long runs: exact resume, stops, crashes
+
+def test_resume_is_bit_exact(tmp_path):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--eval_interval=5', '--always_save_checkpoint=False']
+    straight = train(tmp_path, *common, '--out_dir=out-straight', '--max_iters=20', '--always_save_checkpoint=True')
+    first = train(tmp_path, *common, '--out_dir=out-split', '--max_iters=8')
+    second = train(tmp_path, *common, '--out_dir=out-split', '--max_iters=20', '--init_from=resume',
+                   '--always_save_checkpoint=True')
+    for out in (straight, first, second):
+        assert out.returncode == 0, out.stderr
+    assert 'saving the final model anyway' not in first.stdout
+    assert logged(straight.stdout) == logged(first.stdout) + logged(second.stdout)
+    assert len(logged(straight.stdout)) == 20
+    assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-split/ckpt.pt')
+
+
+def start_and_wait_for(args, cwd, pattern, env=None):
+    proc = subprocess.Popen(args, cwd=cwd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(pattern, line):
+            return proc, lines
+    raise AssertionError(f"never saw {pattern!r}: {''.join(lines)[-2000:]} {proc.stderr.read()[-2000:]}")
+
+
+def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--eval_interval=50', '--max_iters=300', '--lr_decay_iters=300']
+    straight = train(tmp_path, *common, '--out_dir=out-straight')
+    assert straight.returncode == 0, straight.stderr
+    proc, lines = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-stop'], tmp_path,
+                                     r'^iter 1[0-9]:')
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    first = ''.join(lines) + rest
+    assert proc.returncode == 0, err
+    stopped_at = int(re.search(r'stopped at iter (\d+); resume with: python train\.py .*--init_from=resume', first)[1])
+    assert 10 < stopped_at < 300 and 'SIGTERM received' in first
+    assert load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))['iter_num'] == stopped_at
+    second = train(tmp_path, *common, '--out_dir=out-stop', '--init_from=resume')
+    assert second.returncode == 0, second.stderr
+    assert logged(straight.stdout) == logged(first) + logged(second.stdout)
+    assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt')
+
+
+def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
+    make_tiny_dataset(tmp_path)
+    # a model big enough that a step takes a while, so the second Ctrl-C lands inside it
+    args = [sys.executable, TRAIN, *TINY, '--n_embd=256', '--n_layer=4', '--block_size=128', '--batch_size=16',
+            '--out_dir=out-int', '--eval_interval=1000', '--max_iters=1000']
+    assert run([*args[:-1], '--max_iters=2'], tmp_path).returncode == 0
+    proc, lines = start_and_wait_for([*args, '--init_from=resume'], tmp_path, r'^iter 4:')
+    before = digest(tmp_path / 'out-int')
+    proc.send_signal(signal.SIGINT)
+    for line in proc.stdout:
+        if 'SIGINT received' in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert digest(tmp_path / 'out-int') == before and 'ckpt.pt' in before
+
+
+def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
+    make_tiny_dataset(tmp_path)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
+    common = [*TINY, '--eval_interval=100', '--max_iters=200', '--lr_decay_iters=200']
+    straight = run([*torchrun, *common, '--out_dir=out-straight'], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    proc, lines = start_and_wait_for([*torchrun, *common, '--out_dir=out-stop'], tmp_path, r'^iter 2[0-9]:')
+    workers = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True, text=True).stdout.split()
+    rank1 = [p for p in workers if b'RANK=1\0' in open(f'/proc/{p}/environ', 'rb').read()]
+    assert len(rank1) == 1
+    os.kill(int(rank1[0]), signal.SIGTERM)  # as if only one machine of the job were preempted
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    first = ''.join(lines) + rest
+    stopped_at = int(re.search(r'stopped at iter (\d+)', first)[1])
+    ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
+    assert ckpt['iter_num'] == stopped_at < 200 and len(ckpt['rng_states']) == 2
+    second = run([*torchrun, *common, '--out_dir=out-stop', '--init_from=resume'], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert logged(straight.stdout) == logged(first) + logged(second.stdout)
+    assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt')
+
+
+def test_kill_9_while_writing_checkpoints_always_leaves_a_loadable_one(tmp_path):
+    make_tiny_dataset(tmp_path)
+    # ~20 MB checkpoints written after every step, so that most of the time goes into writing them
+    args = [sys.executable, TRAIN, *TINY, '--n_embd=256', '--n_layer=4', '--out_dir=out-kill', '--eval_interval=1',
+            '--eval_iters=1', '--max_iters=100000', '--lr_decay_iters=100000']
+    assert train(tmp_path, *args[2:-2], '--max_iters=1').returncode == 0
+    ckpt, tmp = tmp_path / 'out-kill/ckpt.pt', tmp_path / 'out-kill/ckpt.pt.tmp'
+    rng = random.Random(0)
+    last_iter, mid_write = 1, 0
+    for round in range(6):
+        proc = subprocess.Popen([*args, '--init_from=resume'], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not tmp.exists() and time.time() < deadline:  # wait until a write has begun...
+            time.sleep(0.0005)
+        time.sleep(rng.uniform(0, 0.03))  # ...then kill it at a different moment each round
+        proc.kill()
+        proc.wait()
+        mid_write += tmp.exists()
+        iter_num = load_checkpoint(str(ckpt))['iter_num']
+        assert iter_num >= last_iter
+        last_iter = iter_num
+    assert mid_write >= 1  # at least one kill landed in the middle of a write
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--out_dir=out-nan', '--eval_interval=100']
+    assert train(tmp_path, *common, '--max_iters=6').returncode == 0
+    before = digest(tmp_path / 'out-nan')
+    # an absurd learning rate blows the weights up after one step; the next loss is not finite
+    out = train(tmp_path, *common, '--max_iters=20', '--init_from=resume', '--learning_rate=1e30',
+                '--decay_lr=False')
+    assert out.returncode == 1
+    assert re.fullmatch(r"error: loss is not finite at iter 7 \(loss (nan|inf), grad norm (nan|inf)\); stopped before "
+                        r"the update, out-nan/ckpt.pt is as it was -- .*\n", out.stderr), out.stderr
+    assert re.search(r'^iter 6: loss [0-9.]+, grad norm [0-9.]+, lr 1\.0000e\+30', out.stdout, re.M)
+    assert digest(tmp_path / 'out-nan') == before
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--n_embd=128', '--out_dir=out-full', '--eval_interval=2']
+    assert train(tmp_path, *common, '--max_iters=2').returncode == 0
+    before = digest(tmp_path / 'out-full')
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MB
+    out = train(tmp_path, *common, '--max_iters=4', '--init_from=resume', preexec_fn=limit)
+    assert out.returncode == 1
+    assert re.fullmatch(r"error: could not write checkpoint out-full/ckpt.pt: File too large; the previous "
+                        r"checkpoint is intact -- .*\n", out.stderr), out.stderr
+    assert digest(tmp_path / 'out-full') == before
+
+
+def test_a_run_that_never_improves_still_leaves_a_checkpoint(tmp_path):
+    make_tiny_dataset(tmp_path)
+    # a learning rate far too high makes every evaluation worse than the first
+    out = train(tmp_path, *TINY, '--out_dir=out-worse', '--max_iters=6', '--eval_interval=3', '--learning_rate=3.0',
+                '--decay_lr=False', '--always_save_checkpoint=False')
+    assert out.returncode == 0, out.stderr
+    steps = logged(out.stdout, 'step')
+    assert all(float(v) > float(steps[0][2]) for _, _, v in steps[1:])
+    assert 'val loss never improved on' in out.stdout
+    ckpt = load_checkpoint(str(tmp_path / 'out-worse/ckpt.pt'))
+    assert ckpt['iter_num'] == 6 and ckpt['best_val_loss'] == pytest.approx(float(steps[0][2]), abs=1e-4)
+
+
+def test_get_batch_memory_does_not_grow(tmp_path):
+    d = make_tiny_dataset(tmp_path)
+    np.random.default_rng(1).integers(65, size=60_000_000, dtype=np.uint16).tofile(d / 'train.bin')  # 120 MB
+    args = [sys.executable, TRAIN, *TINY, '--n_layer=1', '--n_embd=16', '--batch_size=256', '--block_size=8',
+            '--gradient_accumulation_steps=1', '--out_dir=out-mem', '--eval_interval=100000', '--max_iters=1500',
+            '--lr_decay_iters=1500']
+    proc, _ = start_and_wait_for(args, tmp_path, r'^iter 100:')
+    rss = lambda: int(re.search(r'VmRSS:\s+(\d+) kB', open(f'/proc/{proc.pid}/status').read())[1]) / 1024
+    early = rss()
+    for line in proc.stdout:
+        if line.startswith('iter 1400:'):
+            late = rss()
+            break
+    proc.communicate(timeout=60)
+    # 1300 steps x 256 random rows touch ~330k pages: a memmap would hold over 100 MB of them
+    assert late - early < 15, (early, late)
