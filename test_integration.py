@@ -350,3 +350,94 @@ def test_get_batch_memory_does_not_grow(tmp_path):
     proc.communicate(timeout=60)
     # 3000 random rows land in ~85% of the file's 64 KB read-ahead windows: a memmap would keep ~85 MB resident
     assert late - early < 15, (early, late)
+
+
+# ---------------------------------------------------------------- bad input: one line, non-zero exit, nothing changed
+
+CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
+
+BF16_MISSING = ("import platform, runpy, sys, torch; sys.path.insert(0, {root!r}); "
+                "torch.cpu._is_avx512_bf16_supported = torch.cpu._is_amx_tile_supported = lambda: False; "
+                "platform.machine = lambda: 'x86_64'; sys.argv = ['train.py'] + sys.argv[1:]; "
+                "runpy.run_path({train!r}, run_name='__main__')").format(root=ROOT, train=TRAIN)
+
+BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text, the folder that must not change)
+    ('missing dataset folder', TRAIN, ['--dataset=nope'], {},
+     "error: data/nope/train.bin not found -- run python data/nope/prepare.py first", 'out-good'),
+    ('missing bins', TRAIN, ['--dataset=nobins'], {}, "data/nobins/train.bin not found -- run python data/nobins/prepare", 'out-good'),
+    ('empty split', TRAIN, ['--dataset=empty'], {}, "data/empty/val.bin holds 0 tokens, too few for block_size=16", 'out-good'),
+    ('split too short', TRAIN, ['--dataset=short'], {}, "data/short/val.bin holds 10 tokens, too few", 'out-good'),
+    ('meta vocab larger than the model', TRAIN, ['--dataset=big', '--init_from=resume'], {},
+     "data/big/meta.pkl has vocab_size 100, larger than the model's 65", 'out-good'),
+    ('truncated checkpoint', TRAIN, ['--out_dir=out-trunc', '--init_from=resume'], {},
+     "out-trunc/ckpt.pt is not a readable checkpoint", 'out-trunc'),
+    ('random bytes as checkpoint', TRAIN, ['--out_dir=out-junk', '--init_from=resume'], {},
+     "out-junk/ckpt.pt is not a readable checkpoint", 'out-junk'),
+    ('a file that is not a checkpoint', TRAIN, ['--out_dir=out-foreign', '--init_from=resume'], {},
+     "out-foreign/ckpt.pt is not a checkpoint written by train.py (missing model, model_args", 'out-foreign'),
+    ('resume without a checkpoint', TRAIN, ['--out_dir=out-empty', '--init_from=resume'], {},
+     "error: no checkpoint at out-empty/ckpt.pt", 'out-empty'),
+    ('checkpoint of another shape', TRAIN, ['--init_from=resume', '--n_layer=3'], {},
+     "out-good/ckpt.pt has n_layer=2 but this run asks for n_layer=3", 'out-good'),
+    ('unknown init_from', TRAIN, ['--init_from=scrach'], {}, "init_from='scrach' is not 'scratch', 'resume'", 'out-good'),
+    ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
+    ('wrong type', TRAIN, ['--batch_size=four'], {}, "--batch_size=four: expected int", 'out-good'),
+    ('unreadable config file', TRAIN, ['garbage.py'], {}, "cannot read config file 'garbage.py': UnicodeDecodeError",
+     'out-good'),
+    ('missing config file', TRAIN, ['config/nope.py'], {}, "config file 'config/nope.py' not found", 'out-good'),
+    ('zero batch size', TRAIN, ['--batch_size=0'], {}, "batch_size must be a positive integer, got 0", 'out-good'),
+    ('negative block size', TRAIN, ['--block_size=-8'], {}, "block_size must be a positive integer, got -8", 'out-good'),
+    ('negative learning rate', TRAIN, ['--learning_rate=-0.001'], {}, "learning_rate must be positive, got -0.001",
+     'out-good'),
+    ('n_embd not divisible by n_head', TRAIN, ['--n_embd=33'], {}, "n_embd (33) must be divisible by n_head (2)",
+     'out-good'),
+    ('accumulation not divisible by world size', TRAIN, ['--gradient_accumulation_steps=4'],
+     {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '3'},
+     "gradient_accumulation_steps (4) must be divisible by the number of processes (3)", 'out-good'),
+    ('unknown device', TRAIN, ['--device=tpu'], {}, "unknown device 'tpu'; use cpu, cuda, cuda:N or mps", 'out-good'),
+    ('cuda on a machine without it', TRAIN, ['--device=cuda'], {}, "CUDA is not available here", 'out-good'),
+    ('bf16 on a device that lacks it', '-c', [BF16_MISSING, '--dtype=bfloat16'], {},
+     "dtype 'bfloat16' requested but cpu has no native bfloat16", 'out-good'),
+    ('prompt outside the vocabulary', SAMPLE, ['--start=CAF\u00c9 \u2713'], {},
+     "the prompt has characters that tiny's vocabulary lacks: '\u00c9', '\u2713'", 'out-good'),
+    ('missing prompt file', SAMPLE, ['--start=FILE:nope.txt'], {}, "prompt file 'nope.txt' not found", 'out-good'),
+    ('sample from a truncated checkpoint', SAMPLE, ['--out_dir=out-trunc'], {}, "is not a readable checkpoint",
+     'out-trunc'),
+]
+
+
+@pytest.fixture(scope='module')
+def bad_input_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp('bad')
+    d = make_tiny_dataset(root)
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
+    make_tiny_dataset(root, 'big', meta_vocab=100)
+    (root / 'data' / 'nobins').mkdir()
+    for name, tokens in (('empty', 0), ('short', 10)):
+        make_tiny_dataset(root, name)
+        np.zeros(tokens, dtype=np.uint16).tofile(root / 'data' / name / 'val.bin')
+    assert train(root, *TINY, '--out_dir=out-good', '--max_iters=2', '--eval_interval=2').returncode == 0
+    good = (root / 'out-good' / 'ckpt.pt').read_bytes()
+    for name, content in (('trunc', good[:len(good) // 3]), ('junk', os.urandom(5000)), ('empty', None)):
+        (root / f'out-{name}').mkdir()
+        if content is not None:
+            (root / f'out-{name}' / 'ckpt.pt').write_bytes(content)
+    (root / 'out-foreign').mkdir()
+    torch.save({'weights': torch.zeros(3)}, root / 'out-foreign' / 'ckpt.pt')
+    (root / 'garbage.py').write_bytes(b'\xff\xfe\x00batch_size = 3\n')
+    return root
+
+
+@pytest.mark.parametrize('name, script, args, env, message, folder', BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gets_a_one_line_error(bad_input_project, name, script, args, env, message, folder):
+    root, args = bad_input_project, list(args)
+    before = digest(root / folder)
+    common = [*TINY, '--max_iters=4'] if script in (TRAIN, '-c') else ['--device=cpu', '--max_new_tokens=5']
+    script = [script, args.pop(0)] if script == '-c' else [script]  # the code comes right after -c
+    out = run([sys.executable, *script, *common, '--out_dir=out-good', *args], root, env=env, timeout=60)
+    assert out.returncode != 0
+    assert 'Traceback' not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith('error: '), out.stderr
+    assert message in out.stderr, out.stderr
+    assert digest(root / folder) == before

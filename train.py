@@ -98,6 +98,9 @@ if decay_lr and lr_decay_iters <= warmup_iters:
     sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+if init_from not in ('scratch', 'resume') and not init_from.startswith('gpt2') and not os.path.isdir(init_from):
+    sys.exit(f"error: init_from='{init_from}' is not 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, "
+             f"gpt2-large, gpt2-xl) or a folder written by save_pretrained")
 device_type, dtype = resolve_device(device, dtype)
 
 # various inits, derived attributes, I/O setup
