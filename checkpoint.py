@@ -5,7 +5,9 @@ Reads turn a missing, truncated or foreign file into a one-line error instead of
 """
 
 import os
+import random
 
+import numpy as np
 import torch
 
 from model import GPT, GPTConfig
@@ -62,3 +64,24 @@ def model_from_checkpoint(checkpoint):
     state_dict = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()}
     model.load_state_dict(state_dict)
     return model
+
+
+def rng_states(sampler):
+    """Everything random that decides this process's future: dropout, the data sampler, numpy, python."""
+    state = dict(torch=torch.get_rng_state(), sampler=sampler.get_state(), python=random.getstate())
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # as plain types and tensors, which torch.load(weights_only=True) accepts
+    state['numpy'] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_states(state, sampler):
+    torch.set_rng_state(state['torch'])
+    sampler.set_state(state['sampler'])
+    random.setstate(state['python'])
+    name, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if torch.cuda.is_available() and 'cuda' in state:
+        torch.cuda.set_rng_state(state['cuda'])

@@ -87,6 +87,14 @@ def configure(namespace, argv=None):
             print(f"Overriding: {key} = {namespace[key]!r}")
 
 
+def require_positive(namespace, *keys):
+    """Stop with one line if a size or rate is zero or negative, before it fails deep inside torch."""
+    for key in keys:
+        if not namespace[key] > 0:
+            kind = 'a positive integer' if type(namespace[key]) is int else 'positive'
+            raise SystemExit(f"error: {key} must be {kind}, got {namespace[key]}")
+
+
 def default_device():
     if torch.cuda.is_available():
         return 'cuda'

@@ -32,8 +32,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from configurator import autocast_context, config_keys, configure, default_device, resolve_device
+from checkpoint import load_checkpoint, model_from_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from configurator import autocast_context, config_keys, configure, default_device, require_positive, resolve_device
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -85,13 +85,8 @@ config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoin
 # -----------------------------------------------------------------------------
 
 # settings that would only fail later, deep inside torch, are refused here in one line
-for key in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters', 'log_interval',
-            'n_layer', 'n_head', 'n_embd'):
-    if globals()[key] <= 0:
-        sys.exit(f"error: {key} must be a positive integer, got {globals()[key]}")
-for key in ('learning_rate', 'min_lr'):
-    if not globals()[key] > 0:
-        sys.exit(f"error: {key} must be positive, got {globals()[key]}")
+require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters',
+                 'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate', 'min_lr')
 if max_iters < 0 or warmup_iters < 0:
     sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if decay_lr and lr_decay_iters <= warmup_iters:
@@ -219,30 +214,13 @@ scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 
 
-def rng_states():
-    """Everything random that decides this process's future: dropout, the data sampler, numpy, python."""
-    state = dict(torch=torch.get_rng_state(), sampler=train_generator.get_state(), python=random.getstate())
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state['numpy'] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
-    if device_type == 'cuda':
-        state['cuda'] = torch.cuda.get_rng_state()
-    return state
-
-
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
     if 'scaler' in checkpoint:
         scaler.load_state_dict(checkpoint['scaler'])
     states = checkpoint.get('rng_states') or []
     if len(states) == ddp_world_size:
-        state = states[ddp_rank]
-        torch.set_rng_state(state['torch'])
-        train_generator.set_state(state['sampler'])
-        random.setstate(state['python'])
-        name, keys, pos, has_gauss, gauss = state['numpy']
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        if device_type == 'cuda' and 'cuda' in state:
-            torch.cuda.set_rng_state(state['cuda'])
+        restore_rng_states(states[ddp_rank], train_generator)
     elif master_process:
         print(f"note: the checkpoint holds random states for {len(states)} processes, this run has "
               f"{ddp_world_size}; training continues correctly but not bit-identically")
@@ -302,9 +280,9 @@ def save(reason):
     """Every process hands in its random states; the master writes ckpt.pt atomically."""
     states = [None] * ddp_world_size
     if ddp:
-        dist.all_gather_object(states, rng_states())
+        dist.all_gather_object(states, rng_states(train_generator))
     else:
-        states[0] = rng_states()
+        states[0] = rng_states(train_generator)
     if master_process:
         save_checkpoint({
             'model': model.state_dict(),
