@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from configurator import autocast_context, configure, default_device, resolve_device
+from configurator import configure, default_device, mixed_precision, require_positive, resolve_device
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -37,17 +37,12 @@ profile_dir = 'bench_log'  # where the profiler writes its chrome trace
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
-for key in ('batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters'):
-    if globals()[key] <= 0:
-        sys.exit(f"error: {key} must be a positive integer, got {globals()[key]}")
+require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
 device_type, dtype = resolve_device(device, dtype)
 torch.manual_seed(seed)
-if device_type == 'cuda':
-    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
-    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
-ctx = autocast_context(device_type, dtype)
+ctx = mixed_precision(device_type, dtype)
 
 
 def synchronize():

@@ -7,6 +7,7 @@ Each script calls it on its own globals() after setting its defaults:
     from configurator import configure
     configure(globals())
 A mistake (unknown key, wrong type, missing file) stops the script with a one-line error.
+The helpers below it check the settings the three scripts share: sizes, device and dtype.
 """
 
 import ast
@@ -137,8 +138,11 @@ def resolve_device(device, dtype):
     return device_type, dtype
 
 
-def autocast_context(device_type, dtype):
-    """Mixed precision for the forward pass; float32 runs as is."""
+def mixed_precision(device_type, dtype):
+    """TF32 matmuls on CUDA, and autocast to bf16/fp16 for the forward pass; float32 runs as is."""
+    if device_type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if dtype == 'float32':
         return nullcontext()
     return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
-from configurator import autocast_context, configure, default_device, resolve_device
+from configurator import configure, default_device, mixed_precision, resolve_device
 from model import GPT
 
 # -----------------------------------------------------------------------------
@@ -34,10 +34,7 @@ if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
     sys.exit("error: num_samples must be positive; max_new_tokens, temperature and top_k must be >= 0")
 device_type, dtype = resolve_device(device, dtype)
 torch.manual_seed(seed)
-if device_type == 'cuda':
-    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
-    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
-ctx = autocast_context(device_type, dtype)
+ctx = mixed_precision(device_type, dtype)
 
 # the prompt, read first: a missing prompt file should not cost a model load
 if start.startswith('FILE:'):

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_checkpoint, model_from_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from configurator import autocast_context, config_keys, configure, default_device, require_positive, resolve_device
+from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -122,10 +122,7 @@ if master_process:
 torch.manual_seed(seed + ddp_rank)
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
-if device_type == 'cuda':
-    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
-    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
-ctx = autocast_context(device_type, dtype)
+ctx = mixed_precision(device_type, dtype)
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
