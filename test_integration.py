@@ -412,6 +412,8 @@ BF16_MISSING = ("import platform, runpy, sys, torch; sys.path.insert(0, {root!r}
 BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text, the folder that must not change)
     ('missing dataset folder', TRAIN, ['--dataset=nope'], {},
      "error: data/nope/train.bin not found -- run python data/nope/prepare.py first", 'out-good'),
+    ('a failed run creates no out_dir', TRAIN, ['--dataset=nope', '--out_dir=out-new'], {},
+     "data/nope/train.bin not found", 'out-new'),
     ('missing bins', TRAIN, ['--dataset=nobins'], {}, "data/nobins/train.bin not found -- run python data/nobins/prepare", 'out-good'),
     ('empty split', TRAIN, ['--dataset=empty'], {}, "data/empty/val.bin holds 0 tokens, too few for block_size=16", 'out-good'),
     ('split too short', TRAIN, ['--dataset=short'], {}, "data/short/val.bin holds 10 tokens, too few", 'out-good'),

@@ -91,8 +91,6 @@ if max_iters < 0 or warmup_iters < 0:
     sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if decay_lr and lr_decay_iters <= warmup_iters:
     sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
-if n_embd % n_head != 0:
-    sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
 if init_from not in ('scratch', 'resume') and not init_from.startswith('gpt2') and not os.path.isdir(init_from):
     sys.exit(f"error: init_from='{init_from}' is not 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, "
              f"gpt2-large, gpt2-xl) or a folder written by save_pretrained")
@@ -118,7 +116,6 @@ else:
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,}")
-    os.makedirs(out_dir, exist_ok=True)
 torch.manual_seed(seed + ddp_rank)
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
@@ -179,7 +176,10 @@ if init_from == 'scratch':
         print("Initializing a new model from scratch")
     # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
     model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
-    model = GPT(GPTConfig(**model_args))
+    try:
+        model = GPT(GPTConfig(**model_args))
+    except ValueError as e:  # e.g. n_embd not divisible by n_head
+        sys.exit(f"error: {e}")
 elif init_from == 'resume':
     if master_process:
         print(f"Resuming training from {out_dir}")
@@ -281,6 +281,7 @@ def save(reason):
     else:
         states[0] = rng_states(train_generator)
     if master_process:
+        os.makedirs(out_dir, exist_ok=True)
         save_checkpoint({
             'model': model.state_dict(),
             'optimizer': optimizer.state_dict(),
