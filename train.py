@@ -209,9 +209,7 @@ model.to(device)
 # a GradScaler only does something for float16; for the others it is a no-op
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
-
-
-if checkpoint is not None:
+if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
     optimizer.load_state_dict(checkpoint['optimizer'])
     if 'scaler' in checkpoint:
         scaler.load_state_dict(checkpoint['scaler'])
