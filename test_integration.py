@@ -5,6 +5,7 @@ and nothing here needs more than the repo and its requirements.
 """
 
 import hashlib
+import json
 import os
 import pickle
 import random
@@ -151,6 +152,12 @@ def test_shakespeare_char_pipeline(tmp_path):
     assert out.returncode == 0, out.stderr
     ms, tok = re.search(r'time per iteration: ([0-9.]+)ms, tokens/s: ([0-9,]+), mfu: n/a', out.stdout).groups()
     assert float(ms) > 0 and int(tok.replace(',', '')) == pytest.approx(4 * 64 / float(ms) * 1000, rel=0.02)
+    out = run([sys.executable, BENCH, '--real_data=False', '--device=cpu', '--compile=False', '--n_layer=1',
+               '--n_head=1', '--n_embd=16', '--block_size=16', '--batch_size=2', '--profile=True',
+               '--profile_dir=trace'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    traces = list((tmp_path / 'trace').glob('*.json'))
+    assert len(traces) == 1 and any(e.get('name') == 'aten::mm' for e in json.load(open(traces[0]))['traceEvents'])
 
 
 def test_ddp_two_processes_on_gloo(tmp_path):
@@ -255,24 +262,32 @@ def start_and_wait_for(args, cwd, pattern, env=None):
     raise AssertionError(f"never saw {pattern!r}: {''.join(lines)[-2000:]} {proc.stderr.read()[-2000:]}")
 
 
-def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
-    make_tiny_dataset(tmp_path)
-    common = [*TINY, '--eval_interval=50', '--max_iters=300', '--lr_decay_iters=300']
-    straight = train(tmp_path, *common, '--out_dir=out-straight')
+def stop_and_resume(tmp_path, launch, common, wait_for, send_stop):
+    """A straight run, and a run stopped by send_stop(process) once it logs wait_for and then resumed,
+    must log the same losses and end with the same weights. Returns the stopped run's log."""
+    straight = run([*launch, *common, '--out_dir=out-straight'], tmp_path)
     assert straight.returncode == 0, straight.stderr
-    proc, lines = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-stop'], tmp_path,
-                                     r'^iter 1[0-9]:')
-    proc.send_signal(signal.SIGTERM)
-    rest, err = proc.communicate(timeout=60)
-    first = ''.join(lines) + rest
+    proc, lines = start_and_wait_for([*launch, *common, '--out_dir=out-stop'], tmp_path, wait_for)
+    send_stop(proc)
+    rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
+    first = ''.join(lines) + rest
     stopped_at = int(re.search(r'stopped at iter (\d+); resume with: python train\.py .*--init_from=resume', first)[1])
-    assert 10 < stopped_at < 300 and 'SIGTERM received' in first
-    assert load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))['iter_num'] == stopped_at
-    second = train(tmp_path, *common, '--out_dir=out-stop', '--init_from=resume')
+    ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
+    assert ckpt['iter_num'] == stopped_at and 10 < stopped_at < 200
+    second = run([*launch, *common, '--out_dir=out-stop', '--init_from=resume'], tmp_path)
     assert second.returncode == 0, second.stderr
     assert logged(straight.stdout) == logged(first) + logged(second.stdout)
     assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt')
+    return first, ckpt
+
+
+def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--eval_interval=50', '--max_iters=200', '--lr_decay_iters=200']
+    first, _ = stop_and_resume(tmp_path, [sys.executable, TRAIN], common, r'^iter 1[0-9]:',
+                               lambda proc: proc.send_signal(signal.SIGTERM))
+    assert 'SIGTERM received: finishing this step, then saving a checkpoint' in first
 
 
 def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
@@ -297,23 +312,15 @@ def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exac
     make_tiny_dataset(tmp_path)
     torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
     common = [*TINY, '--eval_interval=100', '--max_iters=200', '--lr_decay_iters=200']
-    straight = run([*torchrun, *common, '--out_dir=out-straight'], tmp_path)
-    assert straight.returncode == 0, straight.stderr
-    proc, lines = start_and_wait_for([*torchrun, *common, '--out_dir=out-stop'], tmp_path, r'^iter 2[0-9]:')
-    workers = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True, text=True).stdout.split()
-    rank1 = [p for p in workers if b'RANK=1\0' in open(f'/proc/{p}/environ', 'rb').read()]
-    assert len(rank1) == 1
-    os.kill(int(rank1[0]), signal.SIGTERM)  # as if only one machine of the job were preempted
-    rest, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    first = ''.join(lines) + rest
-    stopped_at = int(re.search(r'stopped at iter (\d+)', first)[1])
-    ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
-    assert ckpt['iter_num'] == stopped_at < 200 and len(ckpt['rng_states']) == 2
-    second = run([*torchrun, *common, '--out_dir=out-stop', '--init_from=resume'], tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert logged(straight.stdout) == logged(first) + logged(second.stdout)
-    assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt')
+
+    def stop_rank_1(proc):  # as if only one machine of the job were preempted
+        workers = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True, text=True).stdout.split()
+        rank1 = [p for p in workers if b'RANK=1\0' in open(f'/proc/{p}/environ', 'rb').read()]
+        assert len(rank1) == 1
+        os.kill(int(rank1[0]), signal.SIGTERM)
+
+    _, ckpt = stop_and_resume(tmp_path, torchrun, common, r'^iter 2[0-9]:', stop_rank_1)
+    assert len(ckpt['rng_states']) == 2
 
 
 def test_kill_9_while_writing_checkpoints_always_leaves_a_loadable_one(tmp_path):
