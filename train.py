@@ -34,6 +34,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_checkpoint, model_from_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
+from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
+                         load_optimizer, shard_model)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -75,6 +77,8 @@ lr_decay_iters = 600000  # should be ~= max_iters per Chinchilla
 min_lr = 6e-5  # should be ~= learning_rate/10 per Chinchilla
 # system
 backend = ''  # DDP backend: '' picks nccl on CUDA, gloo elsewhere
+fsdp = False  # shard parameters, gradients and optimizer state across processes (FSDP2) instead of replicating them
+ddp_timeout = 600  # seconds to wait for every process to join, and for any collective, before stopping with an error
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
 compile = True  # use PyTorch 2.0 to compile the model to be faster
@@ -97,18 +101,15 @@ if init_from not in ('scratch', 'resume') and not init_from.startswith('gpt2') a
 device_type, dtype = resolve_device(device, dtype)
 
 # various inits, derived attributes, I/O setup
-ddp = int(os.environ.get('RANK', -1)) != -1  # is this a torchrun launch?
+ddp = launched_by_torchrun()
+if fsdp and (not ddp or dtype == 'float16'):
+    sys.exit("error: fsdp=True needs a torchrun launch and float32 or bfloat16 (float16 loss scaling is not sharded)")
 if ddp:
-    ddp_rank = int(os.environ['RANK'])
-    ddp_local_rank = int(os.environ['LOCAL_RANK'])
     ddp_world_size = int(os.environ['WORLD_SIZE'])
     if gradient_accumulation_steps % ddp_world_size != 0:
         sys.exit(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
                  f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
-    if device_type == 'cuda':
-        device = f'cuda:{ddp_local_rank}'
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend or ('nccl' if device_type == 'cuda' else 'gloo'))
+    ddp_rank, ddp_local_rank, ddp_world_size, device = init_distributed(backend, device_type, ddp_timeout)
     master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
     gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
 else:
@@ -136,11 +137,16 @@ for split in ('train', 'val'):
     data_files[split] = open(path, 'rb')
 
 
-def get_batch(split, generator):
-    """A random batch of (input, target) sequences; generator decides which, so a run can be resumed exactly."""
+def draw_offsets(split, generator, n):
+    """Start positions of n batches of batch_size sequences, from generator's stream."""
+    return torch.randint(data_lengths[split] - block_size, (n, batch_size), generator=generator)
+
+
+def get_batch(split, offsets):
+    """The (input, target) sequences that start at offsets."""
     f = data_files[split]
     rows = []
-    for i in torch.randint(data_lengths[split] - block_size, (batch_size,), generator=generator).tolist():
+    for i in offsets.tolist():
         f.seek(2 * i)
         rows.append(np.frombuffer(f.read(2 * (block_size + 1)), dtype=np.uint16))
     tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
@@ -151,7 +157,9 @@ def get_batch(split, generator):
     return x.to(device), y.to(device)
 
 
-train_generator = torch.Generator().manual_seed(seed + ddp_rank)  # the data sampler's position lives in its state
+# every process draws the same global batches from this stream and trains on its own share of them,
+# so processes never overlap and the run sees the same data whatever the number of processes
+train_generator = torch.Generator().manual_seed(seed)
 
 # the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
 meta_path = os.path.join(data_dir, 'meta.pkl')
@@ -205,55 +213,55 @@ if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
     sys.exit(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
              f"{model.config.vocab_size}; train this dataset from scratch")
 model.to(device)
+if fsdp:
+    shard_model(model, dtype)
 
 # a GradScaler only does something for float16; for the others it is a no-op
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
-    optimizer.load_state_dict(checkpoint['optimizer'])
-    if 'scaler' in checkpoint:
-        scaler.load_state_dict(checkpoint['scaler'])
-    states = checkpoint.get('rng_states') or []
+    load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
+    scaler.load_state_dict(checkpoint['scaler'])
+    states = checkpoint['rng_states']
     if len(states) == ddp_world_size:
         restore_rng_states(states[ddp_rank], train_generator)
-    elif master_process:
-        print(f"note: the checkpoint holds random states for {len(states)} processes, this run has "
-              f"{ddp_world_size}; training continues correctly but not bit-identically")
+    else:
+        restore_rng_states(states[0], train_generator)  # the data stream is shared by all, so it carries over
+        torch.manual_seed(seed + ddp_rank + iter_num)  # dropout's per-process streams cannot: they start afresh
+        if master_process:
+            print(f"note: resuming {len(states)} processes' run with {ddp_world_size}: same data order, "
+                  f"new dropout masks, so not bit-identical")
     checkpoint = None  # free up memory
 
 if compile:
     if master_process:
         print("compiling the model... (takes a ~minute)")
     model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
-train_model = model
-if ddp:  # CPU processes take no device_ids
+train_model = model  # FSDP shards the model in place
+if ddp and not fsdp:  # CPU processes take no device_ids
     train_model = DDP(model, device_ids=[ddp_local_rank] if device_type == 'cuda' else None)
-
-
-def any_rank(*flags):
-    """The flags OR-ed across all processes, so that every process takes the same decision."""
-    if not ddp:
-        return [bool(f) for f in flags]
-    t = torch.tensor([float(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
 
 
 @torch.no_grad()
 def estimate_loss():
-    """Mean loss over eval_iters batches per split; the same batches every time, so evals compare and
-    do not disturb the training sampler."""
+    """Mean loss over eval_iters batches per split, the same batches every time (so evals compare, and
+    leave the training stream alone); each process evaluates its share and the sums are combined."""
     out = {}
     model.eval()
     for split in ('train', 'val'):
-        generator = torch.Generator().manual_seed(seed)
-        losses = torch.zeros(eval_iters)
-        for k in range(eval_iters):
-            X, Y = get_batch(split, generator)
+        offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
+        total = 0.0  # a float64 sum of float32 losses: exact, so the order of the shares does not matter
+        for i in range(math.ceil(eval_iters / ddp_world_size)):
+            k = i * ddp_world_size + ddp_rank
+            X, Y = get_batch(split, offsets[min(k, eval_iters - 1)])  # FSDP needs equal forward counts everywhere
             with ctx:
                 _, loss = model(X, Y)
-            losses[k] = loss.item()
-        out[split] = losses.mean().item()
+            total += loss.item() if k < eval_iters else 0.0
+        if ddp:
+            total = torch.tensor(total, dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            total = total.item()
+        out[split] = total / eval_iters
     model.train()
     return out
 
@@ -272,17 +280,14 @@ def get_lr(it):
 
 
 def save(reason):
-    """Every process hands in its random states; the master writes ckpt.pt atomically."""
-    states = [None] * ddp_world_size
-    if ddp:
-        dist.all_gather_object(states, rng_states(train_generator))
-    else:
-        states[0] = rng_states(train_generator)
+    """Every process hands in its random states (and, under FSDP, its shards); the master writes ckpt.pt."""
+    states = gather_objects(ddp, rng_states(train_generator))
+    model_state, optimizer_state = full_state_dicts(model, optimizer)
     if master_process:
         os.makedirs(out_dir, exist_ok=True)
         save_checkpoint({
-            'model': model.state_dict(),
-            'optimizer': optimizer.state_dict(),
+            'model': model_state,
+            'optimizer': optimizer_state,
             'scaler': scaler.state_dict(),
             'model_args': model_args,
             'iter_num': iter_num,
@@ -342,48 +347,49 @@ while True:
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
     final = iter_num >= max_iters
     if iter_num % eval_interval == 0 or final or eval_only:
-        save_now, nonfinite, reason = False, False, ''
+        losses = estimate_loss()  # every process gets the same numbers, so all take the same decisions below
         if master_process:
-            losses = estimate_loss()
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             if wandb_log:
                 wandb.log({"iter": iter_num, "train/loss": losses['train'], "val/loss": losses['val'], "lr": lr,
                            "mfu": (running_mfu or 0.0) * 100})
-            nonfinite = not math.isfinite(losses['val'])
-            improved = losses['val'] < best_val_loss
-            best_val_loss = min(best_val_loss, losses['val'])
-            new_state = iter_num > start_iter and not eval_only and not nonfinite
-            save_now = new_state and (improved or always_save_checkpoint)
-            reason = 'val loss improved' if improved else 'always_save_checkpoint'
-            if final and new_state and not save_now and not saved_this_run and init_from != 'resume':
-                print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
-                      f"model anyway so that the run leaves a checkpoint")
-                save_now, reason = True, 'final, never improved'
-            elif final and new_state and not save_now:
-                print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; "
-                      f"{ckpt_path} keeps the best model")
-        save_now, nonfinite = any_rank(save_now, nonfinite)
-        if nonfinite:
+        if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
                  f"was -- lower learning_rate or check the data, then resume", 1)
-        if save_now:
+        improved = losses['val'] < best_val_loss
+        best_val_loss = min(best_val_loss, losses['val'])
+        new_state = iter_num > start_iter and not eval_only
+        reason = 'val loss improved' if improved else 'always_save_checkpoint' if always_save_checkpoint else ''
+        if final and new_state and not reason and not saved_this_run and init_from != 'resume':
+            reason = 'final; val loss never improved'
+            if master_process:
+                print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
+                      f"model anyway so that the run leaves a checkpoint")
+        elif final and new_state and not reason and master_process:
+            print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; {ckpt_path} keeps the "
+                  f"best model")
+        if new_state and reason:
             save(reason)
             saved_this_run = True
     if final or eval_only:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    X, Y = get_batch('train', train_generator)
+    offsets = draw_offsets('train', train_generator, gradient_accumulation_steps * ddp_world_size)
+    offsets = offsets[ddp_rank * gradient_accumulation_steps:(ddp_rank + 1) * gradient_accumulation_steps]
+    X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
     for micro_step in range(gradient_accumulation_steps):
         last = micro_step == gradient_accumulation_steps - 1
-        # in DDP, gradients are averaged across processes only on the last micro-step
-        with (train_model.no_sync() if ddp and not last else nullcontext()):
+        # gradients are averaged across processes only on the last micro-step
+        if fsdp:
+            model.set_requires_gradient_sync(last)
+        with (train_model.no_sync() if ddp and not fsdp and not last else nullcontext()):
             with ctx:
                 logits, loss = train_model(X, Y)
                 loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
             if not last:
-                X, Y = get_batch('train', train_generator)  # fetch the next batch while the GPU works
+                X, Y = get_batch('train', offsets[micro_step + 1])  # fetch the next batch while the GPU works
             scaler.scale(loss).backward()  # scaled for fp16, passed through otherwise
         loss_sum += loss.detach()
     scaler.unscale_(optimizer)
@@ -392,7 +398,7 @@ while True:
     # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself
     lossf, normf = loss_sum.item(), grad_norm.item()
     nonfinite = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf))
-    nonfinite, stopping = any_rank(nonfinite, stop_signal is not None)
+    nonfinite, stopping = any_rank(ddp, device, nonfinite, stop_signal is not None)
     if nonfinite:
         stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped before the "
              f"update, {ckpt_path} is as it was -- lower learning_rate or check the data, then resume", 1)

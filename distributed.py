@@ -1,0 +1,76 @@
+"""
+The multi-process parts of train.py: joining the process group with a clear error instead of a hang,
+FSDP2 sharding, agreeing on decisions, and gathering a normal full ckpt.pt from any run.
+torchrun starts one process per GPU (or per CPU slot) and tells each its RANK, LOCAL_RANK and WORLD_SIZE.
+"""
+
+import os
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_optimizer_state_dict
+
+
+def launched_by_torchrun():
+    return int(os.environ.get('RANK', -1)) != -1
+
+
+def init_distributed(backend, device_type, timeout_seconds):
+    """Join the process group; returns (rank, local_rank, world_size, device)."""
+    rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
+    world_size = int(os.environ['WORLD_SIZE'])
+    device = f'cuda:{local_rank}' if device_type == 'cuda' else device_type
+    if device_type == 'cuda':
+        torch.cuda.set_device(device)
+    backend = backend or ('nccl' if device_type == 'cuda' else 'gloo')
+    try:
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds))
+        dist.barrier()  # returns only once every process has joined
+    except Exception as e:  # a node that never started, a wrong address or port, a firewall
+        address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        sys.exit(f"error: process {rank} of {world_size} could not form the {backend} process group at {address} "
+                 f"within {timeout_seconds}s ({type(e).__name__}) -- start torchrun on every node with the same "
+                 f"--nnodes, --master_addr and --master_port, and check that the port is reachable")
+    return rank, local_rank, world_size, device
+
+
+def shard_model(model, dtype):
+    """FSDP2: every block's parameters, gradients and AdamW state are split across the processes and
+    gathered only while that block computes. Blocks first, then the root (embeddings, tied head)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    # bf16 compute with fp32 gradient reduction; float32 as is
+    policy = MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
+    for block in model.transformer.h:
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+
+
+def any_rank(ddp, device, *flags):
+    """The flags OR-ed across all processes, so that every process takes the same decision."""
+    if not ddp:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def gather_objects(ddp, obj):
+    """A list with every process's obj, in rank order (a collective: every process must call it)."""
+    if not ddp:
+        return [obj]
+    objects = [None] * dist.get_world_size()
+    dist.all_gather_object(objects, obj)
+    return objects
+
+
+def full_state_dicts(model, optimizer):
+    """Model and optimizer state as one unsharded copy on the CPU, keyed by parameter names, whatever
+    the run (single, DDP or FSDP); a collective under FSDP. The optimizer's is what load_optimizer reads."""
+    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer(model, optimizer, state_dict, fsdp):
+    """Load a full optimizer state dict, sharding it first under FSDP."""
+    set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
