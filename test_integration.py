@@ -505,3 +505,62 @@ def test_bad_input_gets_a_one_line_error(bad_input_project, name, script, args, 
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith('error: '), out.stderr
     assert message in out.stderr, out.stderr
     assert digest(root / folder) == before
+
+
+# ---------------------------------------------------------------- scaling out: DDP and FSDP2 agree with one process
+
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
+# no dropout (its masks are per process), an odd eval_iters (uneven shares), accumulation 4 in total
+SCALE = [*TINY, '--dropout=0.0', '--gradient_accumulation_steps=4', '--eval_iters=5', '--eval_interval=3',
+         '--lr_decay_iters=8']
+
+
+def close_weights(path_a, path_b, atol=2e-6):
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    assert a['iter_num'] == b['iter_num'] and a['model'].keys() == b['model'].keys()
+    return max((a['model'][k] - b['model'][k]).abs().max().item() for k in a['model']) < atol
+
+
+def test_ddp_and_fsdp_match_a_single_process_and_resume_across_world_sizes(tmp_path):
+    make_tiny_dataset(tmp_path)
+    runs = {'single': [sys.executable, TRAIN], 'ddp': TORCHRUN, 'fsdp': [*TORCHRUN, '--fsdp=True']}
+    outs = {name: run([*launch, *SCALE, f'--out_dir=out-{name}', '--max_iters=6'], tmp_path)
+            for name, launch in runs.items()}
+    for name, out in outs.items():
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+    # the same global batches, split across 2 processes x 2 micro-steps instead of 1 x 4
+    for name in ('ddp', 'fsdp'):
+        assert close_weights(tmp_path / 'out-single/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt'), name
+        # evaluation shared across processes (3 + 2 of 5 batches) equals the single-process estimate
+        assert logged(outs[name].stdout, 'step') == logged(outs['single'].stdout, 'step')
+        assert load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))['best_val_loss'] == pytest.approx(
+            load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=1e-6)
+    assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']
+
+    # the FSDP run's checkpoint is a plain one: sample.py reads it
+    out = run([sys.executable, SAMPLE, '--out_dir=out-fsdp', '--device=cpu', '--num_samples=1', '--max_new_tokens=5',
+               '--start=1', '--temperature=0'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    # resume with another number of processes: 2 -> 1 (from DDP and from FSDP) and 1 -> 2 (into FSDP), to iteration 8
+    straight = run([sys.executable, TRAIN, *SCALE, '--out_dir=out-straight', '--max_iters=8'], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    for name, launch in (('ddp', [sys.executable, TRAIN]), ('fsdp', [sys.executable, TRAIN]), ('single', runs['fsdp'])):
+        out = run([*launch, *SCALE, f'--out_dir=out-{name}', '--max_iters=8', '--init_from=resume'], tmp_path)
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+        assert 'same data order, new dropout masks' in out.stdout
+        assert [i for i, _ in logged(out.stdout)] == ['6', '7']
+        assert close_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt'), name
+
+
+def test_a_process_that_never_joins_gives_an_error_not_a_hang(tmp_path):
+    import socket
+    make_tiny_dataset(tmp_path)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
+    start = time.time()
+    out = train(tmp_path, *TINY, '--out_dir=out-alone', '--ddp_timeout=3', env=env, timeout=60)
+    assert out.returncode == 1 and time.time() - start < 30
+    assert re.fullmatch(rf"error: process 0 of 2 could not form the gloo process group at 127.0.0.1:{port} within 3s "
+                        r"\(\w+\) -- start torchrun on every node .*\n", out.stderr), out.stderr

@@ -117,7 +117,7 @@ else:
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,}")
-torch.manual_seed(seed + ddp_rank)
+torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
 ctx = mixed_precision(device_type, dtype)
@@ -215,6 +215,7 @@ if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
 model.to(device)
 if fsdp:
     shard_model(model, dtype)
+torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 # a GradScaler only does something for float16; for the others it is a no-op
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
