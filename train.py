@@ -13,6 +13,7 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123
 - Run on the worker node:
 $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
 (If your cluster does not have an Infiniband interconnect, prepend NCCL_IB_DISABLE=1)
+Add --fsdp=True to shard the model across the processes; see docs/guides/distributed.md.
 
 Ctrl-C or SIGTERM finishes the current step, saves ckpt.pt and stops; --init_from=resume continues
 exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it was.
