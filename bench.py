@@ -4,6 +4,8 @@ $ python bench.py                                        # GPT-2 124M on OpenWeb
 $ python bench.py --device=cpu --n_layer=4 --n_head=4 --n_embd=128 --block_size=64 --real_data=False
 $ python bench.py --profile=True                         # also write a torch.profiler trace
 Prints ms/iter, tokens/s and MFU (n/a where the device's peak FLOP/s is unknown, e.g. on CPUs).
+Or time generation, with and without the KV cache, side by side (random weights; speed only):
+$ python bench.py --mode=generate --device=cpu --n_layer=6 --n_head=6 --n_embd=384 --block_size=256 --vocab_size=65
 """
 
 import os
@@ -34,9 +36,13 @@ warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-
 num_iters = 20  # timed steps
 profile = False  # use pytorch profiler, or just simple benchmarking?
 profile_dir = 'bench_log'  # where the profiler writes its chrome trace
+mode = 'train'  # 'train': the training step; 'generate': tokens/s of sampling with and without the KV cache
+new_tokens = '100,500,block_size'  # generate mode: the sample lengths to time, comma-separated
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
+if mode not in ('train', 'generate'):
+    sys.exit(f"error: mode must be 'train' or 'generate', got '{mode}'")
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
@@ -54,7 +60,7 @@ def synchronize():
 
 
 # data loading init
-if real_data:
+if real_data and mode == 'train':
     path = os.path.join('data', dataset, 'train.bin')
     if not os.path.isfile(path):
         sys.exit(f"error: {path} not found -- run python data/{dataset}/prepare.py, or use --real_data=False")
@@ -100,7 +106,25 @@ def train_step():
     return loss
 
 
-if profile:
+if mode == 'generate':
+    # one sample at a time from a one-token prompt, as sample.py streams it; each length timed both ways
+    model.eval()
+    lengths = [block_size if n.strip() == 'block_size' else int(n) for n in new_tokens.split(',')]
+    prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
+    with ctx:
+        model.generate(prompt, 8, use_cache=True)  # warm-up: first calls pay for allocations
+    print(f"{'new tokens':>10} {'cached tok/s':>13} {'uncached tok/s':>15} {'speed-up':>9}")
+    for n in lengths:
+        seconds = {}
+        for use_cache in (True, False):
+            synchronize()
+            t0 = time.perf_counter()
+            with ctx:
+                model.generate(prompt, n, temperature=1.0, top_k=200, use_cache=use_cache)
+            synchronize()
+            seconds[use_cache] = time.perf_counter() - t0
+        print(f"{n:>10} {n / seconds[True]:>13.1f} {n / seconds[False]:>15.1f} {seconds[False] / seconds[True]:>8.2f}x")
+elif profile:
     # useful docs on pytorch profiler: https://pytorch.org/tutorials/intermediate/tensorboard_profiler_tutorial.html
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device_type == 'cuda':

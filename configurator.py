@@ -19,11 +19,11 @@ from contextlib import nullcontext
 
 import torch
 
-CONFIG_TYPES = (int, float, bool, str)
+CONFIG_TYPES = (int, float, bool, str, list)  # lists hold strings
 
 
 def config_keys(namespace):
-    """The settings a script exposes: its public module-level ints, floats, bools and strings."""
+    """The settings a script exposes: its public module-level ints, floats, bools, strings and lists."""
     return [k for k, v in namespace.items() if not k.startswith('_') and type(v) in CONFIG_TYPES]
 
 
@@ -36,6 +36,16 @@ def unknown_key_error(key, known):
 def coerce(key, value, default, from_command_line):
     """Turn value (a string from the command line, or an object from a config file) into the type of default."""
     expected = type(default)
+    if expected is list:  # of strings; on the command line a bare string is a list of one
+        if from_command_line:
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                parsed = None
+            value = parsed if isinstance(parsed, list) else [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SystemExit(f"error: {key} must be a list of strings like {key}=['a', 'b'], got {value!r}")
+        return value
     if from_command_line and expected is not str:
         if expected is bool and value.lower() in ('true', 'false'):
             return value.lower() == 'true'

@@ -59,17 +59,28 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        self.block_size = config.block_size
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None, pos=0):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        mask, causal = None, True
+        if kv_cache is not None:
+            # generation: keys and values of positions 0..pos-1 are kept, so only the new ones are computed
+            if kv_cache[0] is None:
+                kv_cache[:] = [k.new_empty(B, self.n_head, self.block_size, C // self.n_head) for _ in range(2)]
+            kv_cache[0][:, :, pos:pos + T], kv_cache[1][:, :, pos:pos + T] = k, v
+            k, v = kv_cache[0][:, :, :pos + T], kv_cache[1][:, :, :pos + T]
+            if pos > 0:  # the new queries see every cached position, and each other causally
+                mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos) if T > 1 else None
+                causal = False
         # flash attention where the device has it; attention dropout only while training
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
-                                           dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -96,8 +107,8 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, kv_cache=None, pos=0):
+        x = x + self.attn(self.ln_1(x), kv_cache, pos)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -152,18 +163,20 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, kv_cache=None, pos=0):
+        """kv_cache (a list of one [None, None] per layer, filled in here) and pos (the position of idx's
+        first token) are for generation: see generate_tokens."""
         b, t = idx.size()
-        if t > self.config.block_size:
-            raise ValueError(f"cannot forward a sequence of length {t}, block size is only {self.config.block_size}")
-        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
+        if pos + t > self.config.block_size:
+            raise ValueError(f"cannot forward a sequence of length {pos + t}, block size is only {self.config.block_size}")
+        positions = torch.arange(pos, pos + t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache[i] if kv_cache is not None else None, pos)
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         else:
             # inference: only the last position is needed; the list index keeps the time dimension
             logits = self.lm_head(x[:, [-1], :])
@@ -176,6 +189,8 @@ class GPT(nn.Module):
             raise ValueError(f"block_size must be in 1..{self.config.block_size}, got {block_size}")
         self.config.block_size = block_size
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+        for block in self.transformer.h:
+            block.attn.block_size = block_size
 
     @classmethod
     def from_pretrained(cls, name_or_dir, override_args=None):
@@ -245,22 +260,50 @@ class GPT(nn.Module):
         return flops_per_iter / dt / peak
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        """Continue the (b, t) index sequence idx max_new_tokens times. temperature 0 picks the most
-        likely token; top_k keeps only the k most likely. Use in model.eval() mode."""
+    def generate_tokens(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
+                        use_cache=True):
+        """Continue the (b, t) index sequence idx, yielding each next (b, 1) column of tokens as it is made.
+        With use_cache, the prompt is encoded once and each new token costs one position; once the
+        context fills block_size, every step re-encodes the last block_size tokens, exactly like the
+        uncached path (absolute positions leave nothing to reuse). Use in model.eval() mode."""
+        block_size = self.config.block_size
+        kv_cache, pos = None, 0
         for _ in range(max_new_tokens):
-            # crop the context to the last block_size tokens
-            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :]
-            if temperature == 0:
-                idx_next = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float('Inf')
-                probs = F.softmax(logits, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+            if not use_cache:
+                logits, _ = self(idx[:, -block_size:])
+            elif kv_cache is not None and pos < block_size:
+                logits, _ = self(idx[:, -1:], kv_cache=kv_cache, pos=pos)
+                pos += 1
+            else:  # the first step, or a full window: encode the last block_size tokens afresh
+                kv_cache = [[None, None] for _ in self.transformer.h]
+                logits, _ = self(idx[:, -block_size:], kv_cache=kv_cache)
+                pos = min(idx.size(1), block_size)
+            idx_next = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
             idx = torch.cat((idx, idx_next), dim=1)
-        return idx
+            yield idx_next
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
+                 use_cache=True):
+        """idx followed by max_new_tokens generated tokens; see generate_tokens."""
+        new = list(self.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
+        return torch.cat([idx] + new, dim=1)
+
+
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """A (b, 1) column of next tokens from (b, vocab) logits. temperature 0 (or top_k 1) picks the most
+    likely token; top_k keeps the k most likely; top_p keeps the smallest set of most likely tokens
+    whose probabilities add up to at least top_p (nucleus sampling)."""
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits[logits < v[:, [-1]]] = -float('Inf')
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # drop a token when the more likely ones alone already reach top_p; the most likely always stays
+        sorted_probs[sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, num_samples=1, generator=generator)

@@ -100,7 +100,49 @@ def test_generate_greedy_is_argmax_and_crops_context():
     logits, _ = model(idx[:, -16:])
     assert out[0, 20].item() == logits[0, -1].argmax().item()
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert torch.equal(model.generate(idx, 5, 1.0, 10, g1), model.generate(idx, 5, 1.0, 10, g2))
+    assert torch.equal(model.generate(idx, 5, 1.0, 10, generator=g1), model.generate(idx, 5, 1.0, 10, generator=g2))
+
+
+def test_kv_cache_logits_match_a_full_forward():
+    model = tiny_model().eval()
+    idx = torch.randint(65, (2, 16))
+    full, _ = model(idx, idx)
+    cache = [[None, None] for _ in model.transformer.h]
+    parts = [model(idx[:, :7], idx[:, :7], kv_cache=cache)[0]]  # a prompt...
+    parts += [model(idx[:, t:t + 1], idx[:, t:t + 1], kv_cache=cache, pos=t)[0] for t in range(7, 12)]  # ...tokens...
+    parts += [model(idx[:, 12:], idx[:, 12:], kv_cache=cache, pos=12)[0]]  # ...and a chunk, masked causally
+    assert (torch.cat(parts, dim=1) - full).abs().max().item() < 1e-5
+    with pytest.raises(ValueError):
+        model(idx[:, :2], kv_cache=cache, pos=15)  # past block_size
+
+
+@pytest.mark.parametrize('temperature, top_k, top_p', [(0, None, None), (1.0, 1, None), (0.8, 10, None),
+                                                      (1.0, None, 0.9), (1.3, 20, 0.5)])
+def test_cached_generation_equals_uncached_across_the_block_boundary(temperature, top_k, top_p):
+    model = tiny_model().eval()
+    idx = torch.randint(65, (3, 5))
+    # 40 new tokens with block_size 16: the window fills and slides 29 times
+    cached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=True)
+    uncached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=False)
+    assert cached.shape == (3, 45) and torch.equal(cached, uncached)
+
+
+def test_sampling_filters_on_known_logits():
+    from model import sample_next_token
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    draws = lambda **kw: set(sample_next_token(logits.repeat(4000, 1), generator=torch.Generator().manual_seed(0),
+                                               **kw).flatten().tolist())
+    assert draws() == {0, 1, 2, 3}
+    assert draws(top_k=2) == {0, 1}
+    assert draws(top_p=0.5) == {0}  # 0.5 alone reaches 0.5
+    assert draws(top_p=0.8) == {0, 1}  # 0.5 + 0.3 reaches 0.8
+    assert draws(top_p=0.81) == {0, 1, 2}
+    assert draws(top_p=0.9, top_k=2) == {0, 1}
+    assert sample_next_token(logits, temperature=0).item() == 0 and sample_next_token(logits, top_k=1).item() == 0
+    # the shares follow the probabilities renormalized over the nucleus: 0.5/0.8 and 0.3/0.8
+    picks = sample_next_token(logits.repeat(20000, 1), top_p=0.8, generator=torch.Generator().manual_seed(1))
+    assert (picks == 0).float().mean().item() == pytest.approx(0.625, abs=0.015)
 
 
 def test_from_pretrained_matches_transformers(tmp_path):

@@ -3,11 +3,14 @@ Sample from a trained model:
 $ python sample.py --out_dir=out-shakespeare-char
 or from OpenAI's GPT-2:
 $ python sample.py --init_from=gpt2-xl --start="What is the answer to life, the universe, and everything?"
+Tokens print as they are made when writing to a terminal; a sample ends at max_new_tokens, at a stop
+string, or (BPE models) at <|endoftext|>. The speed in tokens/s goes to stderr at the end.
 """
 
 import os
 import pickle
 import sys
+import time
 
 import torch
 
@@ -23,6 +26,11 @@ num_samples = 10  # number of samples to draw
 max_new_tokens = 500  # number of tokens generated in each sample
 temperature = 0.8  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = always the likeliest token
 top_k = 200  # retain only the top_k most likely tokens, clamp others to have 0 probability; 0 keeps all
+top_p = 1.0  # nucleus sampling: keep the fewest most likely tokens whose probabilities reach top_p; 1.0 keeps all
+stop = []  # strings that end a sample (and are not printed): --stop=ROMEO: or --stop="['\n\n', 'THE END']"
+stream = sys.stdout.isatty()  # print each token as it is made (then samples come one at a time)
+batch_size = 0  # samples generated together in one batch; 0: all num_samples at once, or 1 when streaming
+kv_cache = True  # keep the keys and values of earlier positions; False recomputes the whole context every token
 seed = 1337
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
@@ -30,8 +38,11 @@ compile = False  # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
-if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
-    sys.exit("error: num_samples must be positive; max_new_tokens, temperature and top_k must be >= 0")
+if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or batch_size < 0 or not 0 < top_p <= 1:
+    sys.exit("error: num_samples must be positive; max_new_tokens, temperature, top_k and batch_size must be >= 0; "
+             "top_p must be in (0, 1]")
+if any(s == '' for s in stop):
+    sys.exit("error: an empty stop string would end every sample at once")
 device_type, dtype = resolve_device(device, dtype)
 torch.manual_seed(seed)
 ctx = mixed_precision(device_type, dtype)
@@ -75,22 +86,66 @@ if meta is not None and 'stoi' in meta:
                  f"{', '.join(repr(c) for c in missing)}; remove or replace them")
     encode = lambda s: [stoi[c] for c in s]
     decode = lambda l: ''.join([itos[i] for i in l])
+    end_of_text = None
 else:
     from data.common import get_gpt2_encoding
     print("No character vocabulary found, using GPT-2 encodings...")
     enc = get_gpt2_encoding()
     encode = lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})
     decode = lambda l: enc.decode(l)
+    end_of_text = enc.eot_token
 start_ids = encode(start)
 if max(start_ids) >= model.config.vocab_size:
     sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
              f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 
+
+
+def sample_batch(n):
+    """Generate n samples together; stream the first as it grows. Returns their texts and the token count."""
+    x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...].repeat(n, 1)
+    tokens, texts, done = [[] for _ in range(n)], [''] * n, [False] * n
+    hold = max((len(s) for s in stop), default=1) - 1  # streamed text waits until no stop string can start in it
+    shown, generated = 0, 0
+    if stream:
+        print(start, end='', flush=True)
+    for column in model.generate_tokens(x, max_new_tokens, temperature, top_k or None, top_p if top_p < 1 else None,
+                                        use_cache=kv_cache):
+        for r, token in enumerate(column[:, 0].tolist()):
+            if done[r]:
+                continue
+            generated += 1
+            if token == end_of_text:
+                done[r] = True
+                continue
+            tokens[r].append(token)
+            texts[r] = decode(tokens[r])
+            cuts = [i for i in (texts[r].find(s) for s in stop) if i >= 0]
+            if cuts:
+                texts[r], done[r] = texts[r][:min(cuts)], True
+        if stream:  # hold back a partial UTF-8 character too
+            safe = len(texts[0]) if done[0] else max(shown, len(texts[0].rstrip('\ufffd')) - hold)
+            print(texts[0][shown:safe], end='', flush=True)
+            shown = safe
+        if all(done):
+            break
+    if stream:
+        print(texts[0][shown:])
+    return texts, generated
+
+
 # run generation
-with torch.no_grad():
-    with ctx:
-        for k in range(num_samples):
-            y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None)
-            print(decode(y[0].tolist()))
-            print('---------------')
+batch = batch_size or (1 if stream else num_samples)
+total_tokens, t0 = 0, time.perf_counter()
+with ctx:
+    for first in range(0, num_samples, batch):
+        texts, generated = sample_batch(min(batch, num_samples - first))
+        total_tokens += generated
+        for i, text in enumerate(texts):
+            if not (stream and i == 0):
+                print(start + text)
+            print('---------------', flush=True)
+dt = time.perf_counter() - t0
+print(f"{total_tokens} tokens in {dt:.2f}s: {total_tokens / dt:.1f} tokens/s "
+      f"({'with' if kv_cache else 'without'} KV cache)", file=sys.stderr)

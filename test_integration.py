@@ -564,3 +564,72 @@ def test_a_process_that_never_joins_gives_an_error_not_a_hang(tmp_path):
     assert out.returncode == 1 and time.time() - start < 30
     assert re.fullmatch(rf"error: process 0 of 2 could not form the gloo process group at 127.0.0.1:{port} within 3s "
                         r"\(\w+\) -- start torchrun on every node .*\n", out.stderr), out.stderr
+
+
+# ---------------------------------------------------------------- sampling: stop strings, end of text, top-k/top-p
+
+def known_logits_checkpoint(folder):
+    """A GPT-2-vocabulary model whose next-token distribution is the same everywhere:
+    ' world' (995) with probability 0.8, <|endoftext|> (50256) with 0.2, anything else ~0."""
+    from checkpoint import save_checkpoint
+    from model import GPT, GPTConfig
+    args = dict(block_size=64, vocab_size=50304, n_layer=1, n_head=1, n_embd=8, dropout=0.0, bias=True)
+    model = GPT(GPTConfig(**args))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.transformer.ln_f.bias[0] = 1.0  # the final features are e_0 at every position...
+        model.lm_head.weight[:, 0] = -100.0  # ...so the logits are column 0 of the (tied) embedding
+        model.lm_head.weight[995, 0] = 10.0
+        model.lm_head.weight[50256, 0] = 10.0 - np.log(4.0)
+    os.makedirs(folder, exist_ok=True)
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0,
+                         config={'dataset': 'openwebtext'}), os.path.join(folder, 'ckpt.pt'))
+
+
+def test_sampling_options_on_a_model_with_known_logits(tmp_path):
+    known_logits_checkpoint(tmp_path / 'out-known')
+
+    def samples(*args):
+        out = run([sys.executable, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=40',
+                   '--max_new_tokens=12', '--top_k=0', *args], tmp_path)
+        assert out.returncode == 0, out.stderr
+        body = out.stdout.split('using GPT-2 encodings...\n', 1)[1]
+        texts = [t[:-1] for t in body.split('---------------\n')[:-1]]
+        assert len(texts) == 40 and all(t.startswith('Hello') for t in texts)
+        speed = re.fullmatch(r'(\d+) tokens in [0-9.]+s: [0-9.]+ tokens/s \(with(out)? KV cache\)\n', out.stderr.splitlines()[-1] + '\n')
+        assert speed, out.stderr
+        return [t[len('Hello'):] for t in texts], int(speed[1])
+
+    texts, tokens = samples()  # <|endoftext|> ends a sample, and is not printed
+    assert all(re.fullmatch(r'( world){0,12}', t) for t in texts)
+    lengths = [t.count(' world') for t in texts]
+    assert min(lengths) < 12 and 12 in lengths and 0.1 < lengths.count(0) / 40 < 0.35  # P(stop at once) = 0.2
+    assert tokens == sum(n + (n < 12) for n in lengths)  # the end-of-text tokens were generated too
+    texts, _ = samples('--top_k=1')  # greedy: ' world' every time
+    assert texts == [' world' * 12] * 40
+    texts, _ = samples('--top_p=0.7')  # 0.8 alone reaches 0.7: end-of-text is never drawn
+    assert texts == [' world' * 12] * 40
+    texts, _ = samples('--top_p=0.85')  # both needed to reach 0.85
+    assert min(t.count(' world') for t in texts) < 12
+    texts, _ = samples('--top_k=1', '--stop=d w')  # stop strings end the sample and are not printed
+    assert texts == [' worl'] * 40
+    texts, _ = samples('--top_k=1', "--stop=['zzz', 'ld wor']", '--kv_cache=False')
+    assert texts == [' wor'] * 40
+    streamed = run([sys.executable, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=3',
+                    '--max_new_tokens=12', '--stream=True', '--stop=d w', '--top_k=1'], tmp_path)
+    assert streamed.stdout.split('encodings...\n', 1)[1] == 'Hello worl\n---------------\n' * 3
+
+
+def test_streaming_prints_the_same_samples(tmp_path):
+    make_tiny_dataset(tmp_path)
+    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
+        chars = ''.join(chr(c) for c in range(32, 97))
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    assert train(tmp_path, *TINY, '--out_dir=out-s', '--max_iters=20', '--eval_interval=20').returncode == 0
+    common = [sys.executable, SAMPLE, '--out_dir=out-s', '--device=cpu', '--num_samples=3', '--max_new_tokens=40',
+              '--start=AB', '--batch_size=1', '--stop=Q']
+    plain, streamed = run(common, tmp_path), run([*common, '--stream=True'], tmp_path)
+    assert plain.returncode == 0 and streamed.returncode == 0, plain.stderr + streamed.stderr
+    body = lambda out: out.stdout.split('meta.pkl...\n', 1)[1]
+    assert body(plain) == body(streamed) and body(plain).count('---------------') == 3
