@@ -30,13 +30,14 @@ def save_checkpoint(checkpoint, path):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch.save reports some failed writes as RuntimeError
         try:
             os.remove(tmp)
         except OSError:
             pass
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
-        raise SystemExit(f"error: could not write checkpoint {path}: {e.strerror or e}; {old} "
+        reason = getattr(e, 'strerror', None) or str(e).strip().splitlines()[0][:120]
+        raise SystemExit(f"error: could not write checkpoint {path}: {reason}; {old} "
                          f"-- free disk space or fix out_dir, then resume")
 
 

@@ -25,6 +25,14 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
+    # beyond GPT-2; the defaults are GPT-2's, which from_pretrained and older checkpoints rely on
+    pos_emb: str = 'learned'  # 'learned' absolute positions, or 'rope': rotary, applied to queries and keys
+    norm: str = 'layernorm'  # 'layernorm' or 'rmsnorm'
+    norm_params: bool = True  # False: norms without a learned scale (and bias)
+    qk_norm: bool = False  # normalize each head's queries and keys, which keeps attention logits tame
+    mlp_act: str = 'gelu'  # 'gelu' (tanh approximation, as GPT-2) or 'relu2' (squared ReLU)
+    tie_weights: bool = True  # the output head is the token embedding
+    zero_init_proj: bool = False  # residual projections start at zero: every block starts as the identity
 
     def __post_init__(self):
         for name in ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd'):
@@ -34,18 +42,46 @@ class GPTConfig:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, choices in (('pos_emb', ('learned', 'rope')), ('norm', ('layernorm', 'rmsnorm')),
+                              ('mlp_act', ('gelu', 'relu2'))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
+        if self.pos_emb == 'rope' and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
+
+
+def normalize(x, kind, weight=None, bias=None):
+    """LayerNorm or RMSNorm over the last dimension."""
+    if kind == 'rmsnorm':
+        return F.rms_norm(x, (x.size(-1),), weight, 1e-5)
+    return F.layer_norm(x, (x.size(-1),), weight, bias, 1e-5)
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+    """GPT-2's LayerNorm with an optional bias; or RMSNorm, or either without learned parameters."""
 
-    def __init__(self, ndim, bias):
+    def __init__(self, ndim, bias, kind='layernorm', params=True):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.kind = kind
+        self.weight = nn.Parameter(torch.ones(ndim)) if params else None
+        self.bias = nn.Parameter(torch.zeros(ndim)) if params and bias and kind == 'layernorm' else None
 
     def forward(self, input):
-        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+        return normalize(input, self.kind, self.weight, self.bias)
+
+
+def rotary_tables(block_size, head_size, base=10000.0):
+    """cos and sin of the rotation angles, (block_size, head_size / 2): position times frequency."""
+    freqs = 1.0 / base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.outer(torch.arange(block_size, dtype=torch.float32), freqs)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x, cos, sin):
+    """RoPE: turn each pair of features (i, i + hs/2) by its position's angle, so that q.k depends only
+    on the distance between positions."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -60,6 +96,11 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         self.block_size = config.block_size
+        self.norm, self.qk_norm = config.norm, config.qk_norm
+        if config.pos_emb == 'rope':  # not saved: recomputed from the config
+            cos, sin = rotary_tables(config.block_size, config.n_embd // config.n_head)
+            self.register_buffer('rope_cos', cos, persistent=False)
+            self.register_buffer('rope_sin', sin, persistent=False)
 
     def forward(self, x, kv_cache=None, pos=0):
         B, T, C = x.size()
@@ -68,6 +109,11 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.qk_norm:
+            q, k = normalize(q, self.norm), normalize(k, self.norm)
+        if hasattr(self, 'rope_cos'):
+            cos, sin = self.rope_cos[pos:pos + T].to(q.dtype), self.rope_sin[pos:pos + T].to(q.dtype)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         mask, causal = None, True
         if kv_cache is not None:
             # generation: keys and values of positions 0..pos-1 are kept, so only the new ones are computed
@@ -85,26 +131,30 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def relu2(x):
+    return F.relu(x).square()
+
+
 class MLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate='tanh')  # GPT-2 used the tanh approximation
+        self.act = nn.GELU(approximate='tanh') if config.mlp_act == 'gelu' else relu2
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = LayerNorm(config.n_embd, config.bias, config.norm, config.norm_params)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, config.bias, config.norm, config.norm_params)
         self.mlp = MLP(config)
 
     def forward(self, x, kv_cache=None, pos=0):
@@ -133,26 +183,30 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=LayerNorm(config.n_embd, config.bias, config.norm, config.norm_params),
         ))
+        if config.pos_emb == 'learned':
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # weight tying: the output head shares the token embedding (https://paperswithcode.com/method/weight-tying)
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_weights:  # the output head shares the token embedding (https://paperswithcode.com/method/weight-tying)
+            self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
         # GPT-2 scales the residual projections by 1/sqrt(2 * n_layer): each block adds two to the stream
         for pn, p in self.named_parameters():
             if pn.endswith('c_proj.weight'):
-                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                std = 0.0 if config.zero_init_proj else 0.02 / math.sqrt(2 * config.n_layer)
+                torch.nn.init.normal_(p, mean=0.0, std=std)
 
     def get_num_params(self, non_embedding=True):
-        """Number of parameters. The position embeddings are subtracted by default; the token
-        embeddings are counted once, since they are tied to (and used as) the output head."""
+        """Number of parameters. By default the embedding lookups are subtracted: the position embeddings,
+        and the token embeddings unless they are tied to (and so used as) the output head."""
         n_params = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and 'wpe' in self.transformer:
             n_params -= self.transformer.wpe.weight.numel()
+        if non_embedding and not self.config.tie_weights:
+            n_params -= self.transformer.wte.weight.numel()
         return n_params
 
     def _init_weights(self, module):
@@ -169,8 +223,10 @@ class GPT(nn.Module):
         b, t = idx.size()
         if pos + t > self.config.block_size:
             raise ValueError(f"cannot forward a sequence of length {pos + t}, block size is only {self.config.block_size}")
-        positions = torch.arange(pos, pos + t, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        x = self.transformer.wte(idx)
+        if 'wpe' in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(pos, pos + t, dtype=torch.long, device=idx.device))
+        x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, kv_cache[i] if kv_cache is not None else None, pos)
         x = self.transformer.ln_f(x)
@@ -188,9 +244,13 @@ class GPT(nn.Module):
         if not 0 < block_size <= self.config.block_size:
             raise ValueError(f"block_size must be in 1..{self.config.block_size}, got {block_size}")
         self.config.block_size = block_size
-        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+        if 'wpe' in self.transformer:
+            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
         for block in self.transformer.h:
             block.attn.block_size = block_size
+            if hasattr(block.attn, 'rope_cos'):
+                block.attn.rope_cos = block.attn.rope_cos[:block_size]
+                block.attn.rope_sin = block.attn.rope_sin[:block_size]
 
     @classmethod
     def from_pretrained(cls, name_or_dir, override_args=None):
@@ -226,15 +286,25 @@ class GPT(nn.Module):
                 sd[k].copy_(v.t() if k.endswith(transposed) else v)
         return model
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and norms."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay_params = [p for p in params if p.dim() >= 2]
-        nodecay_params = [p for p in params if p.dim() < 2]
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', muon_lr=0.02):
+        """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and norms.
+        optimizer='muon': Muon (muon.py) at muon_lr for the blocks' weight matrices, AdamW for the rest."""
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        hidden = [p for n, p in params if p.dim() == 2 and n.startswith('transformer.h.')] if optimizer == 'muon' else []
+        decay_params = [p for n, p in params if p.dim() >= 2 and all(p is not h for h in hidden)]
+        nodecay_params = [p for n, p in params if p.dim() < 2]
         optim_groups = [{'params': decay_params, 'weight_decay': weight_decay},
                         {'params': nodecay_params, 'weight_decay': 0.0}]
         print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
+        if optimizer == 'muon':
+            from muon import MuonAdamW
+            print(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
+            # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
+            optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,
+                                 'lr_scale': muon_lr / learning_rate})
+            return MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
+                             ns_dtype=torch.bfloat16 if device_type == 'cuda' else torch.float32)
         # the fused kernel is one launch per step instead of several per tensor; torch has it for cpu, cuda, mps
         use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')
         extra_args = dict(fused=True) if use_fused else dict()

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled', NANOGPT_OFFLINE='1')
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -163,6 +164,60 @@ def test_from_pretrained_matches_transformers(tmp_path):
 def test_from_pretrained_offline_without_weights_says_how():
     with pytest.raises(SystemExit, match="save_pretrained"):
         GPT.from_pretrained('gpt2-medium')
+
+
+MODERN = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=True, mlp_act='relu2', tie_weights=False,
+              zero_init_proj=True)
+
+
+def test_options_build_and_start_at_ln_vocab():
+    for option, value in MODERN.items():
+        model = tiny_model(**{option: value})
+        idx, targets = torch.randint(65, (2, 4, 16))
+        _, loss = model(idx, targets)
+        assert abs(loss.item() - math.log(65)) < 0.1, (option, loss.item())
+    model = tiny_model(**MODERN)
+    assert 'wpe' not in model.transformer and model.lm_head.weight is not model.transformer.wte.weight
+    assert model.get_num_params() == sum(p.numel() for p in model.parameters()) - 65 * 32
+    assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith('c_proj.weight'))
+    with pytest.raises(ValueError, match="pos_emb must be one of learned, rope"):
+        GPTConfig(pos_emb='alibi')
+
+
+def test_rope_attention_is_invariant_to_a_shift_of_position():
+    idx = torch.randint(65, (2, 8))
+    rope, learned = tiny_model(pos_emb='rope').eval(), tiny_model().eval()
+    a, _ = rope(idx, idx)
+    b, _ = rope(idx, idx, pos=5)  # the same tokens at positions 5..12: only distances matter
+    assert (a - b).abs().max().item() < 1e-5
+    c, _ = learned(idx, idx)
+    d, _ = learned(idx, idx, pos=5)
+    assert (c - d).abs().max().item() > 1e-3  # learned absolute positions do see the shift
+    cached = rope.generate(idx, 20, temperature=0, use_cache=True)  # and the KV cache still agrees
+    assert torch.equal(cached, rope.generate(idx, 20, temperature=0, use_cache=False))
+
+
+def test_muon_orthogonalizes_and_descends():
+    from muon import orthogonalize
+    G = torch.randn(3, 48, 16) @ torch.diag(torch.logspace(-2, 1, 16))  # condition number ~1000
+    O = orthogonalize(G)
+    s = torch.linalg.svdvals(O)
+    assert s.max() < 1.25 and (s.max(dim=-1).values / s.min(dim=-1).values).max() < 6  # directions evened out
+    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    assert F.cosine_similarity(O.flatten(1), (U @ Vh).flatten(1)).min() > 0.95  # towards U V^T
+    model = tiny_model()
+    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02)
+    assert [g.get('use_muon', False) for g in opt.param_groups] == [False, False, True]
+    assert len(opt.param_groups[2]['params']) == 4 * 2  # four matrices per block
+    idx, targets = torch.randint(65, (2, 8, 16))
+    losses = []
+    for _ in range(20):
+        _, loss = model(idx, targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
 
 
 # ---------------------------------------------------------------- tokenizer

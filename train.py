@@ -64,6 +64,13 @@ n_head = 12
 n_embd = 768
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
+pos_emb = 'learned'  # beyond GPT-2 (see GPTConfig): 'rope'
+norm = 'layernorm'  # or 'rmsnorm'
+norm_params = True  # False: parameter-free norms
+qk_norm = False
+mlp_act = 'gelu'  # or 'relu2'
+tie_weights = True
+zero_init_proj = False
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps
@@ -71,8 +78,12 @@ weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0  # clip gradients at this norm, or disable if == 0.0
+optimizer_name = 'adamw'  # or 'muon': Muon for the blocks' weight matrices (at muon_lr), AdamW for the rest
+muon_lr = 0.02
 # learning rate decay settings
 decay_lr = True
+lr_schedule = 'cosine'  # or 'wsd': warmup, stable at learning_rate, linear decay over the last decay_frac
+decay_frac = 0.2
 warmup_iters = 2000
 lr_decay_iters = 600000  # should be ~= max_iters per Chinchilla
 min_lr = 6e-5  # should be ~= learning_rate/10 per Chinchilla
@@ -103,8 +114,12 @@ device_type, dtype = resolve_device(device, dtype)
 
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
-if fsdp and (not ddp or dtype == 'float16'):
-    sys.exit("error: fsdp=True needs a torchrun launch and float32 or bfloat16 (float16 loss scaling is not sharded)")
+if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
+    sys.exit("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not sharded) "
+             "and AdamW (Muon needs whole matrices)")
+if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or not 0 < decay_frac <= 1:
+    sys.exit(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; got "
+             f"{optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
 if ddp:
     ddp_world_size = int(os.environ['WORLD_SIZE'])
     if gradient_accumulation_steps % ddp_world_size != 0:
@@ -178,8 +193,10 @@ if os.path.exists(meta_path):
 iter_num = 0
 best_val_loss = 1e9
 checkpoint = None
-model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
-                  vocab_size=None, dropout=dropout)
+ARCHITECTURE = ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'pos_emb', 'norm', 'norm_params', 'qk_norm',
+                'mlp_act', 'tie_weights')  # what a checkpoint's weights fix
+model_args = {k: globals()[k] for k in ARCHITECTURE + ('zero_init_proj', 'dropout')}
+model_args['vocab_size'] = None
 if init_from == 'scratch':
     if master_process:
         print("Initializing a new model from scratch")
@@ -193,8 +210,8 @@ elif init_from == 'resume':
     if master_process:
         print(f"Resuming training from {out_dir}")
     checkpoint = load_checkpoint(ckpt_path)
-    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias'):
-        if checkpoint['model_args'][k] != model_args[k]:
+    for k in ARCHITECTURE:
+        if checkpoint['model_args'].get(k, getattr(GPTConfig, k)) != model_args[k]:
             sys.exit(f"error: {ckpt_path} has {k}={checkpoint['model_args'][k]!r} but this run asks for "
                      f"{k}={model_args[k]!r} -- pass the settings the run was started with")
     model_args = {**checkpoint['model_args'], 'dropout': dropout}
@@ -203,8 +220,7 @@ elif init_from == 'resume':
     best_val_loss = checkpoint['best_val_loss']
 else:
     model = GPT.from_pretrained(init_from, dict(dropout=dropout))
-    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size'):
-        model_args[k] = getattr(model.config, k)
+    model_args = {**vars(model.config), 'dropout': dropout}
 if block_size > model.config.block_size:
     sys.exit(f"error: block_size={block_size} is larger than the model's context of {model.config.block_size}")
 if block_size < model.config.block_size:
@@ -220,7 +236,7 @@ torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 # a GradScaler only does something for float16; for the others it is a no-op
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr)
 if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     scaler.load_state_dict(checkpoint['scaler'])
@@ -269,13 +285,18 @@ def estimate_loss():
 
 
 def get_lr(it):
-    """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters."""
+    """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters (or, for 'wsd',
+    constant until the last decay_frac of the way, then linear)."""
     if not decay_lr:
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     if it > lr_decay_iters:
         return min_lr
+    if lr_schedule == 'wsd':
+        decay_start = lr_decay_iters - decay_frac * (lr_decay_iters - warmup_iters)
+        return learning_rate if it < decay_start else \
+            min_lr + (learning_rate - min_lr) * (lr_decay_iters - it) / (lr_decay_iters - decay_start)
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
@@ -344,7 +365,7 @@ running_mfu = None
 while True:
     lr = get_lr(iter_num)
     for param_group in optimizer.param_groups:
-        param_group['lr'] = lr
+        param_group['lr'] = lr * param_group.get('lr_scale', 1.0)
 
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
     final = iter_num >= max_iters
