@@ -6,9 +6,13 @@ $ python bench.py --profile=True                         # also write a torch.pr
 Prints ms/iter, tokens/s and MFU (n/a where the device's peak FLOP/s is unknown, e.g. on CPUs).
 Or time generation, with and without the KV cache, side by side (random weights; speed only):
 $ python bench.py --mode=generate --device=cpu --n_layer=6 --n_head=6 --n_embd=384 --block_size=256 --vocab_size=65
+Or time a whole training run until its val loss reaches a target (time-to-loss):
+$ python bench.py --mode=time_to_loss --train_config=config/train_shakespeare_char_fast.py --target_loss=1.88
 """
 
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -25,6 +29,13 @@ n_layer = 12
 n_head = 12
 n_embd = 768
 bias = False
+pos_emb = 'learned'  # the model options of GPTConfig, as in train.py
+norm = 'layernorm'
+norm_params = True
+qk_norm = False
+mlp_act = 'gelu'
+tie_weights = True
+optimizer_name = 'adamw'  # or 'muon'
 real_data = True  # batches from data/<dataset>/train.bin; False: random tokens
 dataset = 'openwebtext'
 vocab_size = 50304
@@ -36,13 +47,30 @@ warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-
 num_iters = 20  # timed steps
 profile = False  # use pytorch profiler, or just simple benchmarking?
 profile_dir = 'bench_log'  # where the profiler writes its chrome trace
-mode = 'train'  # 'train': the training step; 'generate': tokens/s of sampling with and without the KV cache
+mode = 'train'  # 'train': the training step; 'generate': sampling with and without the KV cache; 'time_to_loss'
 new_tokens = '100,500,block_size'  # generate mode: the sample lengths to time, comma-separated
+train_config = ''  # time_to_loss mode: the config file train.py runs
+target_loss = 1.88  # time_to_loss mode: stop when the val loss is at most this
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
+if mode == 'time_to_loss':
+    # the whole process, start-up included, as a user would time it
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
+                          train_config, f'--target_val_loss={target_loss}'], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"error: train.py exited {out.returncode}")
+    steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)', out.stdout, re.M)
+    if not steps:
+        sys.exit("error: train.py printed no evaluation")
+    iters, val = int(steps[-1][0]), float(steps[-1][1])
+    print(f"{'reached' if val <= target_loss else 'did NOT reach'} val loss {target_loss}: val loss {val:.4f} at "
+          f"iter {iters}, {seconds:.1f}s for the whole train.py process")
+    sys.exit(0 if val <= target_loss else 1)
 if mode not in ('train', 'generate'):
-    sys.exit(f"error: mode must be 'train' or 'generate', got '{mode}'")
+    sys.exit(f"error: mode must be 'train', 'generate' or 'time_to_loss', got '{mode}'")
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
@@ -83,10 +111,11 @@ def get_batch():
 
 # model init
 model = GPT(GPTConfig(block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0,
-                      bias=bias, vocab_size=vocab_size))
+                      bias=bias, vocab_size=vocab_size, pos_emb=pos_emb, norm=norm, norm_params=norm_params,
+                      qk_norm=qk_norm, mlp_act=mlp_act, tie_weights=tie_weights))
 model.to(device)
 optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
-                                       device_type=device_type)
+                                       device_type=device_type, optimizer=optimizer_name)
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 if compile:
     print("Compiling model...")
@@ -95,14 +124,28 @@ print(f"benchmarking {model.get_num_params() / 1e6:.2f}M parameters on {device} 
       f"batch {batch_size} x {block_size} tokens, {'real' if real_data else 'random'} data")
 
 
-def train_step():
+def train_step(phases=None):
+    """One optimizer step. With a phases dict, each part's time is added to it, the device being waited
+    on after each part (which costs a little overlap, so the total is timed without it)."""
+    last = [time.perf_counter()]
+
+    def lap(name):
+        if phases is not None:
+            synchronize()
+            now = time.perf_counter()
+            phases[name] += now - last[0]
+            last[0] = now
     X, Y = get_batch()
+    lap('data')
     with ctx:
         _, loss = model(X, Y)
+    lap('forward')
     scaler.scale(loss).backward()
+    lap('backward')
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    lap('optimizer')
     return loss
 
 
@@ -154,6 +197,12 @@ else:
     synchronize()
     dt = (time.perf_counter() - t0) / num_iters
     mfu = model.estimate_mfu(batch_size, dt, block_size, device_type)
+    flops = model.estimate_flops_per_token(block_size) * batch_size * block_size / dt
     print(f"final loss: {lossf:.4f}")
     print(f"time per iteration: {dt * 1000:.2f}ms, tokens/s: {batch_size * block_size / dt:,.0f}, "
+          f"achieved: {flops / 1e9:,.1f} GFLOP/s, "
           f"mfu: {f'{mfu * 100:.2f}%' if mfu is not None else 'n/a (peak FLOP/s unknown for this device)'}")
+    phases = dict.fromkeys(('data', 'forward', 'backward', 'optimizer'), 0.0)
+    for k in range(num_iters):
+        train_step(phases)
+    print("breakdown per iteration: " + ", ".join(f"{name} {t / num_iters * 1000:.2f}ms" for name, t in phases.items()))

@@ -151,8 +151,15 @@ def test_shakespeare_char_pipeline(tmp_path):
                '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=64', '--block_size=64', '--batch_size=4',
                '--warmup_iters=2', '--num_iters=5'], tmp_path)
     assert out.returncode == 0, out.stderr
-    ms, tok = re.search(r'time per iteration: ([0-9.]+)ms, tokens/s: ([0-9,]+), mfu: n/a', out.stdout).groups()
+    ms, tok, gflops = re.search(r'time per iteration: ([0-9.]+)ms, tokens/s: ([0-9,]+), achieved: ([0-9.,]+) GFLOP/s, '
+                                r'mfu: n/a', out.stdout).groups()
     assert float(ms) > 0 and int(tok.replace(',', '')) == pytest.approx(4 * 64 / float(ms) * 1000, rel=0.02)
+    from model import GPT, GPTConfig
+    flops_per_token = GPT(GPTConfig(block_size=64, vocab_size=65, n_layer=2, n_head=2, n_embd=64,
+                                    bias=False)).estimate_flops_per_token(64)
+    assert float(gflops.replace(',', '')) == pytest.approx(flops_per_token * int(tok.replace(',', '')) / 1e9, rel=0.02)
+    phases = dict(re.findall(r'(data|forward|backward|optimizer) ([0-9.]+)ms', out.stdout))
+    assert len(phases) == 4 and 0.3 < sum(map(float, phases.values())) / float(ms) < 3
     out = run([sys.executable, BENCH, '--real_data=False', '--device=cpu', '--compile=False', '--n_layer=1',
                '--n_head=1', '--n_embd=16', '--block_size=16', '--batch_size=2', '--profile=True',
                '--profile_dir=trace'], tmp_path)
@@ -671,3 +678,19 @@ def test_each_option_trains_resumes_exactly_and_samples(tmp_path, options):
     assert out.returncode == 0, out.stderr
     samples = out.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[:-1]
     assert len(samples) == 2 and samples[0] == samples[1] and len(samples[0]) == 2 + 30 + 1
+
+
+def test_time_to_loss_mode_stops_at_the_target(tmp_path):
+    make_tiny_dataset(tmp_path)
+    (tmp_path / 'ttl.py').write_text(
+        "dataset = 'tiny'\ndevice = 'cpu'\ncompile = False\nn_layer = 2\nn_head = 2\nn_embd = 32\nblock_size = 16\n"
+        "batch_size = 4\neval_iters = 2\nout_dir = 'out-ttl'\nmax_iters = 300\neval_interval = 10\n"
+        "lr_decay_iters = 300\nlearning_rate = 1e-3\nwarmup_iters = 2\n")
+    out = run([sys.executable, BENCH, '--mode=time_to_loss', '--train_config=ttl.py', '--target_loss=3.9'], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    val, iters = re.search(r'^reached val loss 3.9: val loss ([0-9.]+) at iter (\d+), [0-9.]+s for the whole', out.stdout,
+                           re.M).groups()
+    assert float(val) <= 3.9 and 0 < int(iters) < 300 and int(iters) % 10 == 0
+    assert load_checkpoint(str(tmp_path / 'out-ttl/ckpt.pt'))['iter_num'] == int(iters)  # stopped there, and saved
+    out = run([sys.executable, BENCH, '--mode=time_to_loss', '--train_config=ttl.py', '--target_loss=0.5'], tmp_path)
+    assert out.returncode == 1 and 'did NOT reach val loss 0.5' in out.stdout

@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ eval_interval = 2000
 log_interval = 1
 eval_iters = 200
 eval_only = False  # if True, evaluate once and exit
+target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
 always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
 init_from = 'scratch'  # 'scratch', 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
 # wandb logging
@@ -64,13 +66,8 @@ n_head = 12
 n_embd = 768
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
-pos_emb = 'learned'  # beyond GPT-2 (see GPTConfig): 'rope'
-norm = 'layernorm'  # or 'rmsnorm'
-norm_params = True  # False: parameter-free norms
-qk_norm = False
-mlp_act = 'gelu'  # or 'relu2'
-tie_weights = True
-zero_init_proj = False
+# every other GPTConfig field is a setting too, at GPT-2's default: pos_emb, norm, qk_norm, mlp_act, ...
+globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps
@@ -193,10 +190,8 @@ if os.path.exists(meta_path):
 iter_num = 0
 best_val_loss = 1e9
 checkpoint = None
-ARCHITECTURE = ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'pos_emb', 'norm', 'norm_params', 'qk_norm',
-                'mlp_act', 'tie_weights')  # what a checkpoint's weights fix
-model_args = {k: globals()[k] for k in ARCHITECTURE + ('zero_init_proj', 'dropout')}
-model_args['vocab_size'] = None
+model_args = {f.name: globals().get(f.name) for f in fields(GPTConfig)}  # vocab_size comes from the data
+ARCHITECTURE = [k for k in model_args if k not in ('vocab_size', 'dropout', 'zero_init_proj')]  # fixed by the weights
 if init_from == 'scratch':
     if master_process:
         print("Initializing a new model from scratch")
@@ -371,6 +366,7 @@ while True:
     final = iter_num >= max_iters
     if iter_num % eval_interval == 0 or final or eval_only:
         losses = estimate_loss()  # every process gets the same numbers, so all take the same decisions below
+        final = final or losses['val'] <= target_val_loss
         if master_process:
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             if wandb_log:
