@@ -14,10 +14,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from configurator import configure, default_device, mixed_precision, require_positive, resolve_device
 from model import GPT, GPTConfig
@@ -57,12 +59,24 @@ configure(globals())  # overrides from the command line or a config file
 if mode == 'time_to_loss':
     # the whole process, start-up included, as a user would time it
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
-                          train_config, f'--target_val_loss={target_loss}'], capture_output=True, text=True)
+    with tempfile.TemporaryFile('w+') as err, tqdm(desc='train.py', unit='iter') as bar:
+        proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
+                                 train_config, f'--target_val_loss={target_loss}'], stdout=subprocess.PIPE, stderr=err,
+                                text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
+        lines = []
+        for line in proc.stdout:  # a progress bar that follows the iterations and val losses train.py prints
+            lines.append(line)
+            if step := re.match(r'(?:iter|step) (\d+):(?:.*val loss ([0-9.]+))?', line):
+                bar.update(int(step[1]) - bar.n)
+                if step[2]:
+                    bar.set_postfix(val_loss=step[2])
+        returncode = proc.wait()
+        err.seek(0)
+        stderr = err.read().strip()
     seconds = time.perf_counter() - t0
-    if out.returncode != 0:
-        sys.exit(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"error: train.py exited {out.returncode}")
-    steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)', out.stdout, re.M)
+    if returncode != 0:
+        sys.exit(stderr.splitlines()[-1] if stderr else f"error: train.py exited {returncode}")
+    steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)', ''.join(lines), re.M)
     if not steps:
         sys.exit("error: train.py printed no evaluation")
     iters, val = int(steps[-1][0]), float(steps[-1][1])

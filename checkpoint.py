@@ -1,10 +1,14 @@
 """
-Reading and writing ckpt.pt, shared by train.py, sample.py and the tests.
+Reading and writing ckpt.pt, and loading a model (with its dataset's meta.pkl) from one or from GPT-2;
+shared by train.py, sample.py, export.py, hellaswag.py and the tests.
 Writes are atomic: a kill or a full disk at any moment leaves the previous ckpt.pt loadable.
 Reads turn a missing, truncated or foreign file into a one-line error instead of a traceback.
+Also the run log, out_dir/log.jsonl, that train.py appends to and plot.py reads.
 """
 
+import json
 import os
+import pickle
 import random
 
 import numpy as np
@@ -67,6 +71,28 @@ def model_from_checkpoint(checkpoint):
     return model
 
 
+def load_model(init_from, out_dir):
+    """(model, dataset) to sample from or evaluate: init_from='resume' rebuilds out_dir/ckpt.pt and names the
+    dataset it was trained on; anything else ('gpt2'...'gpt2-xl', a save_pretrained folder) is GPT-2's, dataset None."""
+    if init_from == 'resume':
+        checkpoint = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
+        return model_from_checkpoint(checkpoint), checkpoint['config'].get('dataset')
+    return GPT.from_pretrained(init_from), None
+
+
+def dataset_meta(dataset):
+    """(meta, path) of data/<dataset>/meta.pkl: vocab_size, and stoi/itos for character-level data.
+    meta is None when there is no such file (GPT-2 BPE data needs none)."""
+    path = os.path.join('data', dataset, 'meta.pkl') if dataset else None
+    if path is None or not os.path.exists(path):
+        return None, path
+    try:
+        with open(path, 'rb') as f:
+            return pickle.load(f), path
+    except Exception as e:  # a truncated or foreign file
+        raise SystemExit(f"error: cannot read {path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
+
+
 def rng_states(sampler):
     """Everything random that decides this process's future: dropout, the data sampler, numpy, python."""
     state = dict(torch=torch.get_rng_state(), sampler=sampler.get_state(), python=random.getstate())
@@ -86,3 +112,31 @@ def restore_rng_states(state, sampler):
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     if torch.cuda.is_available() and 'cuda' in state:
         torch.cuda.set_rng_state(state['cuda'])
+
+
+def read_run_log(path):
+    """Yield the records of a log.jsonl, skipping a line cut short by a crash."""
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and 'iter' in record and 'kind' in record:
+                yield record
+
+
+def open_run_log(path, resume_iter=None):
+    """Start the run log afresh or, resuming from a checkpoint at resume_iter, keep only what came before it
+    (the steps after it will be redone), rewritten atomically. Returns the file, open for appending one
+    line-buffered record at a time, and the last record kept (None if none)."""
+    tmp, last = path + '.tmp', None
+    with open(tmp, 'w') as out:
+        if resume_iter is not None and os.path.exists(path):
+            for record in read_run_log(path):
+                # a train record's iter is the step it took; evaluations at resume_iter saw the checkpoint's weights
+                if record['iter'] < resume_iter or (record['kind'] == 'eval' and record['iter'] == resume_iter):
+                    out.write(json.dumps(record) + '\n')
+                    last = record
+    os.replace(tmp, path)
+    return open(path, 'a', buffering=1), last

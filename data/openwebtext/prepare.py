@@ -79,6 +79,7 @@ if __name__ == '__main__':
     # owt by default only contains the 'train' split, so create a test split (4,007 documents of OpenWebText)
     split_dataset = documents.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
     split_dataset['val'] = split_dataset.pop('test')  # rename the test split to val
+    os.makedirs(out_dir, exist_ok=True)
     prepare(split_dataset, out_dir, num_proc)
 
 # on OpenWebText: train.bin is ~17GB, val.bin ~8.5MB

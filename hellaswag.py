@@ -1,0 +1,122 @@
+"""
+Zero-shot HellaSwag: for each context, which of its 4 endings does the model find likeliest?
+$ python hellaswag.py --init_from=gpt2
+$ python hellaswag.py --out_dir=out --data_file=hellaswag_val.jsonl
+Each ending (' ' + ending, GPT-2 BPE) is scored by the model's cross-entropy on its own tokens after the
+context. acc picks the lowest total loss; acc_norm the lowest mean loss per token, so long endings are
+not penalized for their length (as nanoGPT's and llm.c's evaluations define it). The 4 endings of an
+example go through the model as one padded batch.
+"""
+
+import json
+import os
+import sys
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from checkpoint import dataset_meta, load_model
+from configurator import configure, default_device, mixed_precision, resolve_device
+from data.common import get_gpt2_encoding, offline, why
+
+# -----------------------------------------------------------------------------
+init_from = 'resume'  # 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+out_dir = 'out'  # ignored if init_from is not 'resume'
+data_file = ''  # HellaSwag's official hellaswag_val.jsonl (or a file in its format); '' = Rowan/hellaswag from the hub
+max_examples = 0  # score only the first max_examples; 0 = all (the validation split has 10,042)
+device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
+# -----------------------------------------------------------------------------
+configure(globals())  # overrides from the command line or a config file
+# -----------------------------------------------------------------------------
+OFFICIAL_FILE = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl'
+if max_examples < 0:
+    sys.exit(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
+device_type, dtype = resolve_device(device, dtype)
+autocast = mixed_precision(device_type, dtype)
+
+
+def load_examples():
+    """[(context, [4 endings], label)] from data_file, or from the validation split on the Hugging Face hub."""
+    source = data_file or 'Rowan/hellaswag'
+    try:
+        if data_file:
+            with open(data_file, encoding='utf-8') as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        else:
+            if offline():  # NANOGPT_OFFLINE: a copy in the local datasets cache, or nothing
+                os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
+            from datasets import load_dataset
+            rows = load_dataset('Rowan/hellaswag', split='validation')
+    except FileNotFoundError:
+        sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
+                 f"({OFFICIAL_FILE})")
+    except Exception as e:  # no network and no cached copy, a moved dataset, a broken file
+        if data_file:
+            sys.exit(f"error: cannot read {data_file} ({why(e)}) -- it should hold one JSON object per line")
+        sys.exit(f"error: cannot load HellaSwag from the Hugging Face hub ({why(e)}) -- pass "
+                 f"--data_file=path/to/hellaswag_val.jsonl (the official file: {OFFICIAL_FILE}), or go online")
+    try:
+        examples = [(row['ctx'], list(row['endings']), int(row['label'])) for row in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        sys.exit(f"error: {source} is not in HellaSwag's format ({why(e)}) -- each example needs ctx, endings, label")
+    if not examples or any(len(endings) != 4 or not 0 <= label < 4 for _, endings, label in examples):
+        sys.exit(f"error: {source} holds no examples, or one without 4 endings and a label 0..3")
+    return examples[:max_examples or None]
+
+
+# the examples first: a missing file should not cost a model load
+examples = load_examples()
+model, dataset = load_model(init_from, out_dir)
+meta, meta_path = dataset_meta(dataset)
+if meta is not None and 'stoi' in meta:
+    sys.exit(f"error: {out_dir}/ckpt.pt is a character-level model ({meta_path} holds its characters), and "
+             f"HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained on GPT-2 tokens")
+if model.config.vocab_size < 50257:
+    sys.exit(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
+             f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
+model.eval()
+model.to(device)
+enc = get_gpt2_encoding()
+
+
+@torch.no_grad()
+def ending_losses(context, endings):
+    """The model's summed and mean cross-entropy on each ending's tokens, following the context: two (4,) tensors."""
+    context_tokens = enc.encode_ordinary(context)
+    rows, n_scored = [], []
+    for ending in endings:
+        ending_tokens = enc.encode_ordinary(' ' + ending)
+        keep = model.config.block_size - len(ending_tokens)  # longer contexts lose their beginning
+        if keep < 1:
+            sys.exit(f"error: a HellaSwag ending of {len(ending_tokens)} tokens does not fit the model's block_size "
+                     f"of {model.config.block_size}")
+        rows.append(context_tokens[-keep:] + ending_tokens)
+        n_scored.append(len(ending_tokens))
+    # right-padded with token 0: causal attention keeps the padding out of every real position
+    idx = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    scored = torch.zeros_like(idx, dtype=torch.bool)  # where idx holds an ending's token
+    for i, (row, n) in enumerate(zip(rows, n_scored)):
+        idx[i, :len(row)] = torch.tensor(row)
+        scored[i, len(row) - n:len(row)] = True
+    idx, scored = idx.to(device), scored.to(device)
+    with autocast:
+        logits, _ = model(idx, idx)  # with targets: the logits at every position
+    # the loss of each token given the ones before it: position t predicts token t + 1
+    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction='none')
+    losses = losses * scored[:, 1:]
+    total = losses.sum(dim=1)
+    return total, total / scored[:, 1:].sum(dim=1)
+
+
+correct = correct_norm = 0
+bar = tqdm(examples, desc='hellaswag', unit='example')
+for n, (context, endings, label) in enumerate(bar, 1):
+    total, mean = ending_losses(context, endings)
+    correct += int(total.argmin().item() == label)
+    correct_norm += int(mean.argmin().item() == label)
+    bar.set_postfix(acc=f"{correct / n:.4f}", acc_norm=f"{correct_norm / n:.4f}", refresh=False)
+n = len(examples)
+print(f"hellaswag: {n} examples, acc {correct / n:.4f} ({correct}/{n}), acc_norm {correct_norm / n:.4f} "
+      f"({correct_norm}/{n})")
