@@ -3,22 +3,8 @@
 # projections, Muon for the hidden matrices and a warmup-stable-decay schedule.
 # On this project's 2-core machine: val loss 1.84 after 500 iterations, about 21 s for the whole process.
 # $ python train.py config/train_shakespeare_char_fast.py
+from config.train_shakespeare_char_cpu import *  # noqa: F401,F403  size, batch, data and evaluation as there
 
-out_dir = 'out-shakespeare-char'
-eval_interval = 250
-eval_iters = 20  # 20 x 12 x 64 val tokens, as nanoGPT's CPU recipe
-log_interval = 50
-always_save_checkpoint = False
-
-dataset = 'shakespeare_char'
-gradient_accumulation_steps = 1
-batch_size = 12
-block_size = 64
-
-n_layer = 4
-n_head = 4
-n_embd = 128
-dropout = 0.0
 pos_emb = 'rope'
 norm_params = False
 qk_norm = True
@@ -33,7 +19,3 @@ lr_decay_iters = 500
 lr_schedule = 'wsd'
 decay_frac = 0.3
 warmup_iters = 50
-beta2 = 0.99
-
-device = 'cpu'
-compile = False  # a cold compile costs more than it saves on a run this short
