@@ -3,7 +3,8 @@ Reading and writing ckpt.pt, and loading a model (with its dataset's meta.pkl) f
 shared by train.py, sample.py, export.py, hellaswag.py and the tests.
 Writes are atomic: a kill or a full disk at any moment leaves the previous ckpt.pt loadable.
 Reads turn a missing, truncated or foreign file into a one-line error instead of a traceback.
-Also the run log, out_dir/log.jsonl, that train.py appends to and plot.py reads.
+Also the run's records: the run log, out_dir/log.jsonl, that train.py appends to and plot.py reads,
+and its wandb run.
 """
 
 import json
@@ -131,6 +132,7 @@ def open_run_log(path, resume_iter=None):
     (the steps after it will be redone), rewritten atomically. Returns the file, open for appending one
     line-buffered record at a time, and the last record kept (None if none)."""
     tmp, last = path + '.tmp', None
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     with open(tmp, 'w') as out:
         if resume_iter is not None and os.path.exists(path):
             for record in read_run_log(path):
@@ -140,3 +142,16 @@ def open_run_log(path, resume_iter=None):
                     last = record
     os.replace(tmp, path)
     return open(path, 'a', buffering=1), last
+
+
+def start_wandb(project, name, config, run_id=None):
+    """A wandb run, continuing run_id if given; logged offline when it cannot log online (no key, no network)."""
+    import wandb
+    args = dict(project=project, name=name, config=config, id=run_id, resume='allow')
+    try:
+        run = wandb.init(**args)
+    except Exception as e:  # keep the training run going and its metrics on disk
+        print(f"wandb: cannot log online ({type(e).__name__}); logging offline instead, sync later with `wandb sync`")
+        run = wandb.init(**args, mode='offline')
+    run.define_metric('*', step_metric='iter')
+    return run

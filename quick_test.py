@@ -547,12 +547,12 @@ import check_docs  # noqa: E402
 
 
 def test_docs_are_true_to_the_code():
-    """Every doc's links, file names, commands, settings, Python names and error messages, and the
-    runnable blocks (the quick start's tiny train-and-sample run)."""
+    """Every doc's links, file names, commands, settings, Python names and error messages (the runnable
+    blocks run in test_integration.py)."""
     counts = Counter()
-    problems = check_docs.check(counts=counts)
+    problems = check_docs.check(run=False, counts=counts)
     assert problems == [], '\n'.join(f"{p}:{n}: {k}: {m}" for p, n, k, m in problems)
-    assert counts['runnable'] >= 1 and counts['errors'] >= 50 and counts['commands'] >= 30
+    assert counts['errors'] >= 50 and counts['commands'] >= 30 and counts['identifiers'] >= 500
 
 
 def write_docs(root, stale):

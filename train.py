@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, open_run_log, restore_rng_states,
-                        rng_states, save_checkpoint)
+                        rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model)
@@ -182,10 +182,8 @@ if master_process and meta_vocab_size is not None:
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
 # model init
-iter_num = 0
-best_val_loss = 1e9
+iter_num, best_val_loss, checkpoint = 0, 1e9, None
 elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
-checkpoint = None
 model_args = {f.name: globals().get(f.name) for f in fields(GPTConfig)}  # vocab_size comes from the data
 ARCHITECTURE = [k for k in model_args if k not in ('vocab_size', 'dropout', 'zero_init_proj')]  # fixed by the weights
 if init_from == 'scratch':
@@ -208,8 +206,7 @@ elif init_from == 'resume':
                      f"{k}={model_args[k]!r} -- pass the settings the run was started with")
     model_args = {**checkpoint['model_args'], 'dropout': dropout}
     model = model_from_checkpoint({**checkpoint, 'model_args': model_args})
-    iter_num = checkpoint['iter_num']
-    best_val_loss = checkpoint['best_val_loss']
+    iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
 else:
     changed = [f"{k}={model_args[k]!r}" for k in ('pos_emb', 'norm', 'norm_params', 'qk_norm', 'mlp_act', 'tie_weights')
@@ -306,18 +303,9 @@ def save(reason):
     model_state, optimizer_state = full_state_dicts(model, optimizer)
     if master_process:
         os.makedirs(out_dir, exist_ok=True)
-        save_checkpoint({
-            'model': model_state,
-            'optimizer': optimizer_state,
-            'scaler': scaler.state_dict(),
-            'model_args': model_args,
-            'iter_num': iter_num,
-            'best_val_loss': best_val_loss,
-            'config': config,
-            'rng_states': states,
-            'elapsed': time.time() - run_start,
-            'wandb_run_id': wandb_run_id,
-        }, ckpt_path)
+        save_checkpoint(dict(model=model_state, optimizer=optimizer_state, scaler=scaler.state_dict(),
+                             model_args=model_args, iter_num=iter_num, best_val_loss=best_val_loss, config=config,
+                             rng_states=states, elapsed=time.time() - run_start, wandb_run_id=wandb_run_id), ckpt_path)
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
@@ -350,18 +338,9 @@ signal.signal(signal.SIGTERM, request_stop)
 # logging: every log line and evaluation goes to out_dir/log.jsonl (plot.py draws it) and to wandb
 run_log, last_logged = None, None
 if master_process and not eval_only:
-    os.makedirs(out_dir, exist_ok=True)
     run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if init_from == 'resume' else None)
-if wandb_log and master_process:
-    import wandb
-    wandb_args = dict(project=wandb_project, name=wandb_run_name, config=config, id=wandb_run_id, resume='allow')
-    try:
-        wandb.init(**wandb_args)
-    except Exception as e:  # no API key or no network: keep the run and log locally
-        print(f"wandb: cannot log online ({type(e).__name__}); logging offline instead, sync later with `wandb sync`")
-        wandb.init(**wandb_args, mode='offline')
-    wandb_run_id = wandb.run.id
-    wandb.define_metric('*', step_metric='iter')
+wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
+wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
 
 
 def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None):
@@ -373,8 +352,8 @@ def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None
                    elapsed=round(time.time() - run_start, 3))
     if run_log:
         run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
-    if wandb_log:
-        wandb.log({'iter': it, **{f'{kind}/{k}': v for k, v in numbers.items() if v is not None}})
+    if wandb_run:
+        wandb_run.log({'iter': it, **{f'{kind}/{k}': v for k, v in numbers.items() if v is not None}})
 
 
 # training loop
