@@ -212,8 +212,8 @@ else:
     changed = [f"{k}={model_args[k]!r}" for k in ('pos_emb', 'norm', 'norm_params', 'qk_norm', 'mlp_act', 'tie_weights')
                if model_args[k] != getattr(GPTConfig, k)]
     if changed:  # OpenAI's weights fix the architecture: an option would be silently ignored
-        sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(changed)} -- drop "
-                 f"those settings")
+        sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(changed)} -- "
+                 f"drop those settings")
     model = GPT.from_pretrained(init_from, dict(dropout=dropout))
     model_args = {**vars(model.config), 'dropout': dropout}
 if block_size > model.config.block_size:
@@ -336,9 +336,8 @@ signal.signal(signal.SIGINT, request_stop)
 signal.signal(signal.SIGTERM, request_stop)
 
 # logging: every log line and evaluation goes to out_dir/log.jsonl (plot.py draws it) and to wandb
-run_log, last_logged = None, None
-if master_process and not eval_only:
-    run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if init_from == 'resume' else None)
+run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if init_from == 'resume' else None) \
+    if master_process and not eval_only else (None, None)
 wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
 wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
 
@@ -431,8 +430,7 @@ while True:
 
     # timing and logging
     t1 = time.time()
-    dt = t1 - t0
-    t0 = t1
+    dt, t0 = t1 - t0, t1
     iter_num += 1
     local_iter_num += 1
     if (iter_num - 1) % log_interval == 0 and master_process:
