@@ -7,7 +7,6 @@ The folder holds model.safetensors and config.json; GPT-2 BPE models also get GP
 then renamed into place, so an interrupted export never leaves a half-written export_dir.
 """
 
-import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from checkpoint import dataset_meta, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from model import GPTConfig
+from model import options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # exports out_dir/ckpt.pt...
@@ -38,14 +37,8 @@ if os.path.exists(export_dir) and not (os.path.isdir(export_dir) and (overwrite 
 checkpoint = load_checkpoint(ckpt)
 model = model_from_checkpoint(checkpoint).eval()
 config, sd = model.config, model.state_dict()
-# GPT2LMHeadModel is GPT-2 and nothing else: every option beyond its sizes must be at GPT-2's value (the
-# default); bias=False exports as zero biases, and zero_init_proj only changed the initialization
-GPT2_SETTINGS = ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd', 'dropout', 'bias', 'tie_weights',
-                 'zero_init_proj')
-unsupported = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(GPTConfig)
-               if f.name not in GPT2_SETTINGS and getattr(config, f.name) != f.default]
-if not config.tie_weights and not torch.equal(sd['lm_head.weight'], sd['transformer.wte.weight']):
-    unsupported.append('tie_weights=False')  # GPT-2's output head is its token embedding
+# GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases
+unsupported = options_gpt2_lacks(vars(config))
 if unsupported:
     sys.exit(f"error: {ckpt} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
              f"checkpoints of GPT-2 architecture can be exported")

@@ -10,7 +10,7 @@ References:
 import inspect
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -49,6 +49,13 @@ class GPTConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
         if self.pos_emb == 'rope' and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
+
+
+def options_gpt2_lacks(args):
+    """'name=value' of each option in args (GPTConfig fields by name) away from GPT-2's architecture, which
+    OpenAI's weights and transformers' GPT2LMHeadModel cannot hold (sizes, dropout and bias they can)."""
+    kept = ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd', 'dropout', 'bias', 'zero_init_proj')
+    return [f"{f.name}={args[f.name]!r}" for f in fields(GPTConfig) if f.name not in kept and args[f.name] != f.default]
 
 
 def normalize(x, kind, weight=None, bias=None):

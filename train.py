@@ -39,7 +39,7 @@ from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, op
 from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model)
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
@@ -209,8 +209,7 @@ elif init_from == 'resume':
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
 else:
-    changed = [f"{k}={model_args[k]!r}" for k in ('pos_emb', 'norm', 'norm_params', 'qk_norm', 'mlp_act', 'tie_weights')
-               if model_args[k] != getattr(GPTConfig, k)]
+    changed = options_gpt2_lacks(model_args)
     if changed:  # OpenAI's weights fix the architecture: an option would be silently ignored
         sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(changed)} -- "
                  f"drop those settings")
