@@ -43,7 +43,7 @@ dataset = 'openwebtext'
 vocab_size = 50304
 seed = 1337
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
 warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-up
 num_iters = 20  # timed steps
@@ -88,7 +88,7 @@ if mode not in ('train', 'generate'):
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-device_type, dtype = resolve_device(device, dtype)
+device_type, dtype = resolve_device(device, dtype, generate=mode == 'generate')
 torch.manual_seed(seed)
 ctx = mixed_precision(device_type, dtype)
 

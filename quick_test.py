@@ -12,12 +12,14 @@ import inspect
 import json
 import math
 import os
+import platform
 import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -215,6 +217,20 @@ def test_rope_attention_is_invariant_to_a_shift_of_position():
     assert (c - d).abs().max().item() > 1e-3  # learned absolute positions do see the shift
     cached = rope.generate(idx, 20, temperature=0, use_cache=True)  # and the KV cache still agrees
     assert torch.equal(cached, rope.generate(idx, 20, temperature=0, use_cache=False))
+
+
+def test_cpu_bf16_attention_runs_in_float32():
+    from model import attention_fp32
+    q, k, v = torch.randn(3, 2, 4, 5, 8).bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast alone would run it in bf16, ~8x slower on CPUs
+        y = attention_fp32(q, k, v, is_causal=True)
+    assert y.dtype == torch.float32
+    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True))
+    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low, loss_low = model(idx, idx)
+    high, loss_high = model(idx, idx)
+    assert (low.float() - high).abs().max().item() < 0.05 and abs(loss_low.item() - loss_high.item()) < 0.01
 
 
 def test_muon_orthogonalizes_and_descends():
@@ -461,7 +477,11 @@ def test_configurator_errors_in_config_files(tmp_path):
 
 
 def test_resolve_device():
-    assert resolve_device('cpu', 'auto') == ('cpu', 'float32')
+    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
+        assert resolve_device('cpu', 'auto') == ('cpu', 'bfloat16' if platform.machine() == 'x86_64' else 'float32')
+        assert resolve_device('cpu', 'auto', generate=True) == ('cpu', 'float32')
+    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
+        assert resolve_device('cpu', 'auto') == ('cpu', 'float32')
     for device, dtype, message in (('tpu', 'auto', "unknown device 'tpu'"), ('cpu', 'float8', "unknown dtype"),
                                    ('cpu', 'float16', "needs loss scaling")):
         with pytest.raises(SystemExit, match=message):

@@ -41,7 +41,7 @@ if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or bat
              "top_p must be in (0, 1]")
 if any(s == '' for s in stop):
     sys.exit("error: an empty stop string would end every sample at once")
-device_type, dtype = resolve_device(device, dtype)
+device_type, dtype = resolve_device(device, dtype, generate=True)
 torch.manual_seed(seed)
 ctx = mixed_precision(device_type, dtype)
 

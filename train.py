@@ -90,7 +90,7 @@ backend = ''  # DDP backend: '' picks nccl on CUDA, gloo elsewhere
 fsdp = False  # shard parameters, gradients and optimizer state across processes (FSDP2) instead of replicating them
 ddp_timeout = 600  # seconds to wait for every process to join, and for any collective, before stopping with an error
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
 seed = 1337
 # -----------------------------------------------------------------------------
