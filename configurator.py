@@ -127,7 +127,7 @@ def bf16_supported(device_type):
 
 def amx_cpu():
     """Whether this CPU has AMX tiles (Intel Xeon 4th gen on), whose bf16 matmuls beat float32 several times."""
-    return platform.machine().lower() in ('x86_64', 'amd64') and torch.cpu._is_amx_tile_supported()
+    return torch.cpu._is_amx_tile_supported()  # False on non-x86 CPUs
 
 
 def resolve_device(device, dtype, generate=False):

@@ -92,10 +92,12 @@ def rotate(x, cos, sin):
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
-@torch.autocast('cpu', enabled=False)
-def attention_fp32(q, k, v, **kwargs):
-    """Attention in float32: on CPUs, torch's flash attention is ~8x slower in bf16 than in float32."""
-    return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
+@torch.autocast('cpu', enabled=False)  # the dtype is chosen here
+def attention(q, k, v, **kwargs):
+    """F.scaled_dot_product_attention, computed in float32 for bf16 on CPUs, whose kernel is ~8x slower in bf16."""
+    if q.device.type != 'cpu' or q.dtype != torch.bfloat16:
+        return F.scaled_dot_product_attention(q, k, v, **kwargs)
+    return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -139,7 +141,6 @@ class CausalSelfAttention(nn.Module):
                 mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos) if T > 1 else None
                 causal = False
         # flash attention where the device has it; attention dropout only while training
-        attention = attention_fp32 if x.device.type == 'cpu' and q.dtype == torch.bfloat16 else F.scaled_dot_product_attention
         y = attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
         return self.resid_dropout(self.c_proj(y))
@@ -315,13 +316,12 @@ class GPT(nn.Module):
         print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
         if optimizer == 'muon':
-            from configurator import amx_cpu
             from muon import MuonAdamW
             print(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
             # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
             optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,
                                  'lr_scale': muon_lr / learning_rate})
-            bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else device_type == 'cpu' and amx_cpu()
+            bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else device_type == 'cpu' and torch.cpu._is_amx_tile_supported()
             return MuonAdamW(optim_groups, lr=learning_rate, betas=betas, ns_dtype=torch.bfloat16 if bf16 else torch.float32)
         # the fused kernel is one launch per step instead of several per tensor; torch has it for cpu, cuda, mps
         use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')

@@ -12,7 +12,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -220,12 +219,13 @@ def test_rope_attention_is_invariant_to_a_shift_of_position():
 
 
 def test_cpu_bf16_attention_runs_in_float32():
-    from model import attention_fp32
-    q, k, v = torch.randn(3, 2, 4, 5, 8).bfloat16()
+    from model import attention
+    q, k, v = torch.randn(3, 2, 4, 5, 8, generator=torch.Generator().manual_seed(0)).bfloat16()
     with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast alone would run it in bf16, ~8x slower on CPUs
-        y = attention_fp32(q, k, v, is_causal=True)
-    assert y.dtype == torch.float32
-    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True))
+        y = attention(q, k, v, is_causal=True)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True).bfloat16())
+    assert not torch.equal(y, F.scaled_dot_product_attention(q, k, v, is_causal=True))  # bf16 inside would differ
     model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
     with torch.autocast('cpu', dtype=torch.bfloat16):
         low, loss_low = model(idx, idx)
@@ -478,7 +478,7 @@ def test_configurator_errors_in_config_files(tmp_path):
 
 def test_resolve_device():
     with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
-        assert resolve_device('cpu', 'auto') == ('cpu', 'bfloat16' if platform.machine() == 'x86_64' else 'float32')
+        assert resolve_device('cpu', 'auto') == ('cpu', 'bfloat16')
         assert resolve_device('cpu', 'auto', generate=True) == ('cpu', 'float32')
     with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
         assert resolve_device('cpu', 'auto') == ('cpu', 'float32')
