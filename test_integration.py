@@ -773,6 +773,9 @@ def test_ddp_and_fsdp_match_a_single_process_and_resume_across_world_sizes(tmp_p
         assert close_weights(tmp_path / 'out-single/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt'), name
         # evaluation shared across processes (3 + 2 of 5 batches) equals the single-process estimate
         assert logged(outs[name].stdout, 'step') == logged(outs['single'].stdout, 'step')
+        # and each step's logged train loss is the mean over all processes' micro-batches, as for one process
+        assert [float(loss) for _, loss in logged(outs[name].stdout)] == pytest.approx(
+            [float(loss) for _, loss in logged(outs['single'].stdout)], abs=2e-4)
         assert load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))['best_val_loss'] == pytest.approx(
             load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=1e-6)
     assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']
