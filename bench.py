@@ -129,7 +129,7 @@ model = GPT(GPTConfig(block_size=block_size, n_layer=n_layer, n_head=n_head, n_e
                       qk_norm=qk_norm, mlp_act=mlp_act, tie_weights=tie_weights))
 model.to(device)
 optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
-                                       device_type=device_type, optimizer=optimizer_name)
+                                       device_type=device_type, optimizer=optimizer_name, dtype=dtype)
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 if compile:
     print("Compiling model...")

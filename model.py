@@ -303,9 +303,11 @@ class GPT(nn.Module):
                 sd[k].copy_(v.t() if k.endswith(transposed) else v)
         return model
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', muon_lr=0.02):
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', muon_lr=0.02,
+                             dtype='float32'):
         """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and norms.
-        optimizer='muon': Muon (muon.py) at muon_lr for the blocks' weight matrices, AdamW for the rest."""
+        optimizer='muon': Muon (muon.py) at muon_lr for the blocks' weight matrices, AdamW for the rest; its
+        Newton-Schulz iterations run in bf16 when the run's dtype is 'bfloat16', else in float32."""
         params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         hidden = [p for n, p in params if p.dim() == 2 and n.startswith('transformer.h.')] if optimizer == 'muon' else []
         decay_params = [p for n, p in params if p.dim() >= 2 and all(p is not h for h in hidden)]
@@ -321,8 +323,8 @@ class GPT(nn.Module):
             # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
             optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,
                                  'lr_scale': muon_lr / learning_rate})
-            bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else device_type == 'cpu' and torch.cpu._is_amx_tile_supported()
-            return MuonAdamW(optim_groups, lr=learning_rate, betas=betas, ns_dtype=torch.bfloat16 if bf16 else torch.float32)
+            return MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
+                             ns_dtype=torch.bfloat16 if dtype == 'bfloat16' else torch.float32)
         # the fused kernel is one launch per step instead of several per tensor; torch has it for cpu, cuda, mps
         use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')
         extra_args = dict(fused=True) if use_fused else dict()

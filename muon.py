@@ -5,7 +5,8 @@ Muon (https://kellerjordan.github.io/posts/muon/) replaces each matrix's momentu
 semi-orthogonal matrix, found with a few Newton-Schulz iterations: every direction of the update
 gets the same size, however lopsided the gradient. torch.optim.Muon runs those iterations in
 bfloat16, which CPUs without native bf16 emulate about ten times slower than float32; here they
-run in float32 on CPUs and older GPUs, and in bfloat16 on CUDA GPUs that support it.
+run in bfloat16 when the training run computes in bf16 (GPUs that have it, CPUs with AMX), else in
+float32.
 """
 
 import torch

@@ -179,7 +179,7 @@ def test_ddp_two_processes_on_gloo(tmp_path):
     out = run([*torchrun, *TINY, '--out_dir=out-ddp', '--max_iters=12', '--eval_interval=6',
                '--gradient_accumulation_steps=4'], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert 'tokens per iteration will be: 256' in out.stdout  # 4 micro-steps x 4 x 16, shared by 2 processes
+    assert 'tokens per iteration will be: 256, computed in' in out.stdout  # 4 micro-steps x 4 x 16, shared by 2 processes
     assert out.stdout.count('tokens per iteration') == 1  # only rank 0 logs
     steps = logged(out.stdout, 'step')
     assert [s[0] for s in steps] == ['0', '6', '12'] and float(steps[-1][2]) < float(steps[0][2])
@@ -779,6 +779,13 @@ def test_ddp_and_fsdp_match_a_single_process_and_resume_across_world_sizes(tmp_p
         assert load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))['best_val_loss'] == pytest.approx(
             load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=1e-6)
     assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']
+    assert [i for i, _ in logged(outs['single'].stdout)] == ['0', '1', '2', '3', '4', '5']
+    if torch.cpu._is_amx_tile_supported():  # FSDP in bf16, the default on such CPUs, trains too
+        out = run([*TORCHRUN, *SCALE, '--fsdp=True', '--dtype=bfloat16', '--out_dir=out-fsdp-bf16', '--max_iters=6'],
+                  tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert close_weights(tmp_path / 'out-single/ckpt.pt', tmp_path / 'out-fsdp-bf16/ckpt.pt', atol=5e-3)
+        assert not close_weights(tmp_path / 'out-single/ckpt.pt', tmp_path / 'out-fsdp-bf16/ckpt.pt')  # really bf16
 
     # the FSDP run's checkpoint is a plain one: sample.py reads it
     out = run([sys.executable, SAMPLE, '--out_dir=out-fsdp', '--device=cpu', '--num_samples=1', '--max_new_tokens=5',

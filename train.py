@@ -130,7 +130,7 @@ else:
     ddp_rank, ddp_world_size, master_process = 0, 1, True
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
-    print(f"tokens per iteration will be: {tokens_per_iter:,}")
+    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device}")
 torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
@@ -230,7 +230,8 @@ torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 # a GradScaler only does something for float16; for the others it is a no-op
 scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
+                                       dtype)
 if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     scaler.load_state_dict(checkpoint['scaler'])
