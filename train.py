@@ -418,8 +418,7 @@ while True:
     # the norm before clipping is logged; with grad_clip 0 nothing is clipped
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     if ddp:  # the logged loss is the mean over every process's micro-batches, as one process would log it
-        dist.all_reduce(loss_sum)
-        loss_sum /= ddp_world_size
+        dist.all_reduce(loss_sum.div_(ddp_world_size))
     # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself
     lossf, normf = loss_sum.item(), grad_norm.item()
     nonfinite = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf))
