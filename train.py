@@ -360,7 +360,6 @@ start_iter = iter_num  # the iteration this run started at; nothing is new until
 saved_this_run = False
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
-local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = None
 while True:
     lr = get_lr(iter_num)
@@ -434,9 +433,8 @@ while True:
     t1 = time.time()
     dt, t0 = t1 - t0, t1
     iter_num += 1
-    local_iter_num += 1
     if (iter_num - 1) % log_interval == 0 and master_process:
-        if local_iter_num >= 5:  # let the training loop settle a bit
+        if iter_num - start_iter >= 5:  # let the training loop settle a bit
             mfu = model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, block_size, device_type)
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
