@@ -37,8 +37,9 @@ if os.path.exists(export_dir) and not (os.path.isdir(export_dir) and (overwrite 
 checkpoint = load_checkpoint(ckpt)
 model = model_from_checkpoint(checkpoint).eval()
 config, sd = model.config, model.state_dict()
-# GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases
-unsupported = options_gpt2_lacks(vars(config))
+# GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as its 'gelu' activation
+exact_gelu = config.mlp_act == 'gelu_exact'
+unsupported = options_gpt2_lacks({**vars(config), 'mlp_act': 'gelu'} if exact_gelu else vars(config))
 if unsupported:
     sys.exit(f"error: {ckpt} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
              f"checkpoints of GPT-2 architecture can be exported")
@@ -59,7 +60,8 @@ checkpoint = None  # free up memory
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402 (slow to import; not needed for the errors)
 eos = 50256 if bpe else None
 hf = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=config.block_size, n_embd=config.n_embd,
-                                n_layer=config.n_layer, n_head=config.n_head, activation_function='gelu_new',
+                                n_layer=config.n_layer, n_head=config.n_head,
+                                activation_function='gelu' if exact_gelu else 'gelu_new',
                                 layer_norm_epsilon=1e-5, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
                                 attn_pdrop=config.dropout, bos_token_id=eos, eos_token_id=eos)).eval()
 # GPT-2's Conv1D modules hold the transpose of a Linear's weight

@@ -31,7 +31,7 @@ class GPTConfig:
     norm: str = 'layernorm'  # 'layernorm' or 'rmsnorm'
     norm_params: bool = True  # False: norms without a learned scale (and bias)
     qk_norm: bool = False  # normalize each head's queries and keys, which keeps attention logits tame
-    mlp_act: str = 'gelu'  # 'gelu' (tanh approximation, as GPT-2) or 'relu2' (squared ReLU)
+    mlp_act: str = 'gelu'  # 'gelu' (tanh approximation, as GPT-2), 'gelu_exact' (erf, as nanoGPT) or 'relu2'
     tie_weights: bool = True  # the output head is the token embedding
     zero_init_proj: bool = False  # residual projections start at zero: every block starts as the identity
 
@@ -44,7 +44,7 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name, choices in (('pos_emb', ('learned', 'rope')), ('norm', ('layernorm', 'rmsnorm')),
-                              ('mlp_act', ('gelu', 'relu2'))):
+                              ('mlp_act', ('gelu', 'gelu_exact', 'relu2'))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got '{getattr(self, name)}'")
         if self.pos_emb == 'rope' and (self.n_embd // self.n_head) % 2:
@@ -155,7 +155,8 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.act = nn.GELU(approximate='tanh') if config.mlp_act == 'gelu' else relu2
+        # exact GELU is nanoGPT's; on CPUs its oneDNN kernel is ~4x faster than torch's tanh approximation
+        self.act = {'gelu': nn.GELU(approximate='tanh'), 'gelu_exact': nn.GELU(), 'relu2': relu2}[config.mlp_act]
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

@@ -36,7 +36,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, open_run_log, restore_rng_states,
                         rng_states, save_checkpoint, start_wandb)
-from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
+from configurator import (config_keys, configure, default_device, keep_freed_memory, mixed_precision, require_positive,
+                          resolve_device)
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model)
 from model import GPT, GPTConfig, options_gpt2_lacks
@@ -135,6 +136,8 @@ torch.manual_seed(seed)  # the same initial weights in every process: FSDP shard
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
 ctx = mixed_precision(device_type, dtype)
+if device_type == 'cpu':
+    keep_freed_memory()  # a CPU step reallocates its activations: reuse their pages rather than fault them in
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
@@ -261,15 +264,19 @@ def estimate_loss():
     leave the training stream alone); each process evaluates its share and the sums are combined."""
     out = {}
     model.eval()
+    share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
+    group = max(1, 16384 // (batch_size * block_size))  # small batches go several to a forward: fewer, faster calls
     for split in ('train', 'val'):
         offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
-        total = 0.0  # a float64 sum of float32 losses: exact, so the order of the shares does not matter
-        for i in range(math.ceil(eval_iters / ddp_world_size)):
-            k = i * ddp_world_size + ddp_rank
-            X, Y = get_batch(split, offsets[min(k, eval_iters - 1)])  # FSDP needs equal forward counts everywhere
+        total = 0.0  # a float64 sum of float32 losses
+        for i in range(0, len(share), group):
+            ks = share[i:i + group]
+            X, Y = get_batch(split, offsets[[min(k, eval_iters - 1) for k in ks]].flatten())
+            real = sum(k < eval_iters for k in ks)
+            Y[real * batch_size:] = -1  # padding (FSDP needs equal forward counts everywhere) counts for nothing
             with ctx:
                 _, loss = model(X, Y)
-            total += loss.item() if k < eval_iters else 0.0
+            total += loss.item() * real if real else 0.0
         if ddp:
             total = torch.tensor(total, dtype=torch.float64, device=device)
             dist.all_reduce(total)
