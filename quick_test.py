@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -203,6 +204,16 @@ def test_options_build_and_start_at_ln_vocab():
     assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith('c_proj.weight'))
     with pytest.raises(ValueError, match="pos_emb must be one of learned, rope"):
         GPTConfig(pos_emb='alibi')
+
+
+def test_mlp_activations_are_the_named_functions():
+    x = torch.linspace(-4, 4, 801)
+    exact = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    tanh = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    act = lambda kind: tiny_model(mlp_act=kind).transformer.h[0].mlp.act(x)
+    assert (act('gelu_exact') - exact).abs().max() < 1e-6 and (act('gelu') - tanh).abs().max() < 1e-6
+    assert (exact - tanh).abs().max() > 1e-4  # far enough apart that the checks above tell them apart
+    assert torch.equal(act('relu2'), F.relu(x) ** 2)
 
 
 def test_rope_attention_is_invariant_to_a_shift_of_position():
@@ -474,6 +485,33 @@ def test_configurator_errors_in_config_files(tmp_path):
                           ('type', "batch_size='3' is a str, expected int")):
         with pytest.raises(SystemExit, match=re.escape(message)):
             configure(defaults(), [str(tmp_path / f'{name}.py')])
+
+
+@pytest.mark.skipif(sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
+def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
+    """A 24 MB block, as a large activation: glibc maps it fresh and unmaps it on free unless told otherwise."""
+    script = """if 1:
+        import ctypes, sys, torch
+        from configurator import keep_freed_memory
+        class Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks fsmblks '
+                                                       'uordblks fordblks keepcost').split()]
+        libc = ctypes.CDLL('libc.so.6')
+        libc.mallinfo2.restype = Info
+        if sys.argv[1] == 'keep':
+            keep_freed_memory()
+        mapped_before = libc.mallinfo2().hblkhd
+        x = torch.ones(6_000_000)
+        mapped = libc.mallinfo2().hblkhd - mapped_before
+        del x
+        print(mapped, libc.mallinfo2().fordblks)"""
+    results = {}
+    for mode in ('keep', 'default'):
+        out = subprocess.run([sys.executable, '-c', script, mode], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        results[mode] = [int(v) for v in out.stdout.split()]
+    assert results['default'][0] >= 24e6 and results['default'][1] < 24e6  # mapped for it, then given back
+    assert results['keep'][0] < 1e6 and results['keep'][1] >= 24e6  # from the heap, and kept there, free
 
 
 def test_resolve_device():

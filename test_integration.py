@@ -613,6 +613,25 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert digest(tmp_path / 'out-full', skip=['log.jsonl']) == before
 
 
+def test_evaluation_is_the_mean_loss_of_the_same_batches_one_by_one(tmp_path):
+    d = make_tiny_dataset(tmp_path)
+    out = train(tmp_path, *TINY, '--out_dir=out-eval', '--max_iters=4', '--eval_interval=4', '--eval_iters=7',
+                '--dtype=float32')
+    assert out.returncode == 0, out.stderr
+    from checkpoint import model_from_checkpoint
+    model = model_from_checkpoint(load_checkpoint(str(tmp_path / 'out-eval/ckpt.pt'))).eval()
+    expected = []
+    for split in ('train', 'val'):  # train.py evaluates all 7 batches of 4 in one forward: the same mean
+        tokens = torch.from_numpy(np.fromfile(d / f'{split}.bin', dtype=np.uint16).astype(np.int64))
+        offsets = torch.randint(len(tokens) - 16, (7, 4), generator=torch.Generator().manual_seed(1337))
+        with torch.no_grad():
+            losses = [model(torch.stack([tokens[i:i + 16] for i in batch]),
+                            torch.stack([tokens[i + 1:i + 17] for i in batch]))[1].item() for batch in offsets.tolist()]
+        expected.append(sum(losses) / len(losses))
+    _, train_loss, val_loss = logged(out.stdout, 'step')[-1]
+    assert [float(train_loss), float(val_loss)] == pytest.approx(expected, abs=6e-5)
+
+
 def test_a_run_that_never_improves_still_leaves_a_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
     # a learning rate far too high makes every evaluation worse than the first
@@ -892,9 +911,9 @@ MODERN_ARGS = ['--pos_emb=rope', '--norm=rmsnorm', '--norm_params=False', '--qk_
 
 
 # all of them without biases: nothing is left for the no-decay group, which a resume once tripped on
-@pytest.mark.parametrize('options', [[o] for o in MODERN_ARGS] + [MODERN_ARGS + ['--optimizer_name=muon',
-                                                                                  '--lr_schedule=wsd', '--bias=False']],
-                         ids=[o.split('=')[0][2:] for o in MODERN_ARGS] + ['all+muon+wsd+nobias'])
+@pytest.mark.parametrize('options', [[o] for o in MODERN_ARGS] + [['--mlp_act=gelu_exact']] + [
+    MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False']],
+    ids=[o.split('=')[0][2:] for o in MODERN_ARGS] + ['gelu_exact', 'all+muon+wsd+nobias'])
 def test_each_option_trains_resumes_exactly_and_samples(tmp_path, options):
     make_tiny_dataset(tmp_path)
     with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
@@ -996,13 +1015,13 @@ def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_p
     assert digest(folder) == before and sorted(os.listdir(tmp_path / 'out')) == ['ckpt.pt', 'hf']
 
 
-def test_export_of_a_character_model_without_biases_and_of_options_gpt2_lacks(tmp_path):
+def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_options_gpt2_lacks(tmp_path):
     from transformers import GPT2LMHeadModel
     chars = ''.join(chr(c) for c in range(32, 97))
     os.makedirs(tmp_path / 'data' / 'chars')
     with open(tmp_path / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
         pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
-    ours = random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65, bias=False)
+    ours = random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65, bias=False, mlp_act='gelu_exact')
     out = run([sys.executable, EXPORT, '--out_dir=out-char', '--export_dir=char-hf'], tmp_path)
     assert out.returncode == 0, out.stderr  # GPT-2 always has biases: they are written as zeros
     assert out.stdout.endswith("vocabulary 65 -> 65 rows, no Hugging Face tokenizer (character-level model: "
@@ -1012,8 +1031,12 @@ def test_export_of_a_character_model_without_biases_and_of_options_gpt2_lacks(tm
     assert json.load(open(tmp_path / 'char-hf' / 'char_vocab.json')) == {c: i for i, c in enumerate(chars)}
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / 'char-hf')).eval()
     idx = torch.randint(65, (1, 64), generator=torch.Generator().manual_seed(2))
+    assert hf.config.activation_function == 'gelu'  # nanoGPT's exact GELU, as trained
     with torch.no_grad():
-        assert (hf(idx).logits - ours(idx, idx)[0]).abs().max().item() < 1e-4
+        assert (hf(idx).logits - ours(idx, idx)[0]).abs().max().item() < 2e-5
+        # GPT-2's tanh approximation would be off by more
+        tanh = GPT2LMHeadModel.from_pretrained(str(tmp_path / 'char-hf'), activation_function='gelu_new').eval()
+        assert (tanh(idx).logits - ours(idx, idx)[0]).abs().max().item() > 1e-4
     # rotary positions, QK-norm and an untied head: one line naming each, and nothing written
     random_checkpoint(tmp_path / 'out-rope', pos_emb='rope', qk_norm=True, tie_weights=False)
     out = run([sys.executable, EXPORT, '--out_dir=out-rope'], tmp_path)
