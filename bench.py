@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from configurator import configure, default_device, keep_freed_memory, mixed_precision, require_positive, resolve_device
+from configurator import configure, default_device, mixed_precision, require_positive, resolve_device
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -91,8 +91,6 @@ if n_embd % n_head != 0:
 device_type, dtype = resolve_device(device, dtype, generate=mode == 'generate')
 torch.manual_seed(seed)
 ctx = mixed_precision(device_type, dtype)
-if device_type == 'cpu':
-    keep_freed_memory()  # a CPU step reallocates its activations: reuse their pages rather than fault them in
 
 
 def synchronize():

@@ -11,7 +11,6 @@ The helpers below it check the settings the three scripts share: sizes, device a
 """
 
 import ast
-import ctypes
 import difflib
 import os
 import platform
@@ -152,20 +151,6 @@ def resolve_device(device, dtype, generate=False):
         raise SystemExit(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
                          f"or bfloat16 on {device}")
     return device_type, dtype
-
-
-def keep_freed_memory():
-    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the OS. A training step
-    on the CPU frees and reallocates its activations, and faulting their pages back in every step cost
-    6-20% of the step (a ~1M-parameter model: ~3000 page faults per step); other C libraries: no change."""
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:  # macOS, Windows, musl
-        return
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    # both or neither: fixing one turns off glibc's adaptive tuning of the other, which alone is worse
-    if libc.mallopt(M_MMAP_THRESHOLD, 32 << 20):  # blocks under 32 MB come from the heap, not fresh mmaps
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)  # and up to 1 GB of freed heap stays mapped
 
 
 def mixed_precision(device_type, dtype):

@@ -56,6 +56,15 @@ def any_rank(ddp, device, *flags):
     return [bool(v) for v in t.tolist()]
 
 
+def sum_over_ranks(ddp, device, value):
+    """A float summed over all processes, in float64 (a collective: every process must call it)."""
+    if not ddp:
+        return value
+    t = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item()
+
+
 def gather_objects(ddp, obj):
     """A list with every process's obj, in rank order (a collective: every process must call it)."""
     if not ddp:

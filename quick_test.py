@@ -12,7 +12,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -485,33 +484,6 @@ def test_configurator_errors_in_config_files(tmp_path):
                           ('type', "batch_size='3' is a str, expected int")):
         with pytest.raises(SystemExit, match=re.escape(message)):
             configure(defaults(), [str(tmp_path / f'{name}.py')])
-
-
-@pytest.mark.skipif(sys.platform != 'linux' or platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
-def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
-    """A 24 MB block, as a large activation: glibc maps it fresh and unmaps it on free unless told otherwise."""
-    script = """if 1:
-        import ctypes, sys, torch
-        from configurator import keep_freed_memory
-        class Info(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks fsmblks '
-                                                       'uordblks fordblks keepcost').split()]
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallinfo2.restype = Info
-        if sys.argv[1] == 'keep':
-            keep_freed_memory()
-        mapped_before = libc.mallinfo2().hblkhd
-        x = torch.ones(6_000_000)
-        mapped = libc.mallinfo2().hblkhd - mapped_before
-        del x
-        print(mapped, libc.mallinfo2().fordblks)"""
-    results = {}
-    for mode in ('keep', 'default'):
-        out = subprocess.run([sys.executable, '-c', script, mode], cwd=ROOT, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        results[mode] = [int(v) for v in out.stdout.split()]
-    assert results['default'][0] >= 24e6 and results['default'][1] < 24e6  # mapped for it, then given back
-    assert results['keep'][0] < 1e6 and results['keep'][1] >= 24e6  # from the heap, and kept there, free
 
 
 def test_resolve_device():

@@ -36,10 +36,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, open_run_log, restore_rng_states,
                         rng_states, save_checkpoint, start_wandb)
-from configurator import (config_keys, configure, default_device, keep_freed_memory, mixed_precision, require_positive,
-                          resolve_device)
+from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
-                         load_optimizer, shard_model)
+                         load_optimizer, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
@@ -136,8 +135,6 @@ torch.manual_seed(seed)  # the same initial weights in every process: FSDP shard
 np.random.seed(seed + ddp_rank)
 random.seed(seed + ddp_rank)
 ctx = mixed_precision(device_type, dtype)
-if device_type == 'cpu':
-    keep_freed_memory()  # a CPU step reallocates its activations: reuse their pages rather than fault them in
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
@@ -277,11 +274,7 @@ def estimate_loss():
             with ctx:
                 _, loss = model(X, Y)
             total += loss.item() * real if real else 0.0
-        if ddp:
-            total = torch.tensor(total, dtype=torch.float64, device=device)
-            dist.all_reduce(total)
-            total = total.item()
-        out[split] = total / eval_iters
+        out[split] = sum_over_ranks(ddp, device, total) / eval_iters
     model.train()
     return out
 
