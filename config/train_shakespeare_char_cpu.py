@@ -1,4 +1,4 @@
-# the baby GPT sized for a laptop CPU: about a minute on 2 cores to a val loss of about 1.91
+# the baby GPT sized for a laptop CPU: about 40 s on 2 cores with AMX (bf16), a minute without, to a val loss of 1.92
 # $ python train.py config/train_shakespeare_char_cpu.py
 
 out_dir = 'out-shakespeare-char'
