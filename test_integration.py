@@ -613,15 +613,18 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert digest(tmp_path / 'out-full', skip=['log.jsonl']) == before
 
 
-def test_evaluation_is_the_mean_loss_of_the_same_batches_one_by_one(tmp_path):
-    d = make_tiny_dataset(tmp_path)
+# train.py evaluates the 7 batches of 4 x 16 tokens in forwards of up to 4M logits: all 7 at once with 65 token
+# rows, 3 + 3 + 1 with 20000
+@pytest.mark.parametrize('vocab', [65, 20000])
+def test_evaluation_is_the_mean_loss_of_the_same_batches_one_by_one(tmp_path, vocab):
+    d = make_tiny_dataset(tmp_path, meta_vocab=vocab)
     out = train(tmp_path, *TINY, '--out_dir=out-eval', '--max_iters=4', '--eval_interval=4', '--eval_iters=7',
                 '--dtype=float32')
     assert out.returncode == 0, out.stderr
     from checkpoint import model_from_checkpoint
     model = model_from_checkpoint(load_checkpoint(str(tmp_path / 'out-eval/ckpt.pt'))).eval()
     expected = []
-    for split in ('train', 'val'):  # train.py evaluates all 7 batches of 4 in one forward: the same mean
+    for split in ('train', 'val'):
         tokens = torch.from_numpy(np.fromfile(d / f'{split}.bin', dtype=np.uint16).astype(np.int64))
         offsets = torch.randint(len(tokens) - 16, (7, 4), generator=torch.Generator().manual_seed(1337))
         with torch.no_grad():
