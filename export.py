@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from checkpoint import dataset_meta, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from model import options_gpt2_lacks
+from model import HF_ACTIVATIONS, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # exports out_dir/ckpt.pt...
@@ -37,9 +37,9 @@ if os.path.exists(export_dir) and not (os.path.isdir(export_dir) and (overwrite 
 checkpoint = load_checkpoint(ckpt)
 model = model_from_checkpoint(checkpoint).eval()
 config, sd = model.config, model.state_dict()
-# GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as its 'gelu' activation
-exact_gelu = config.mlp_act == 'gelu_exact'
-unsupported = options_gpt2_lacks({**vars(config), 'mlp_act': 'gelu'} if exact_gelu else vars(config))
+# GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as activation 'gelu'
+held = {**vars(config), 'mlp_act': 'gelu'} if config.mlp_act in HF_ACTIVATIONS else vars(config)
+unsupported = options_gpt2_lacks(held)
 if unsupported:
     sys.exit(f"error: {ckpt} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
              f"checkpoints of GPT-2 architecture can be exported")
@@ -61,7 +61,7 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402 (slow to impo
 eos = 50256 if bpe else None
 hf = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=config.block_size, n_embd=config.n_embd,
                                 n_layer=config.n_layer, n_head=config.n_head,
-                                activation_function='gelu' if exact_gelu else 'gelu_new',
+                                activation_function=HF_ACTIVATIONS[config.mlp_act],
                                 layer_norm_epsilon=1e-5, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
                                 attn_pdrop=config.dropout, bos_token_id=eos, eos_token_id=eos)).eval()
 # GPT-2's Conv1D modules hold the transpose of a Linear's weight

@@ -51,6 +51,10 @@ class GPTConfig:
             raise ValueError(f"rope needs an even head size, got n_embd/n_head = {self.n_embd // self.n_head}")
 
 
+# transformers' GPT2Config.activation_function for each mlp_act that GPT2LMHeadModel can hold
+HF_ACTIVATIONS = {'gelu': 'gelu_new', 'gelu_exact': 'gelu'}
+
+
 def options_gpt2_lacks(args):
     """'name=value' of each option in args (GPTConfig fields by name) away from GPT-2's architecture, which
     OpenAI's weights and transformers' GPT2LMHeadModel cannot hold (sizes, dropout and bias they can)."""
@@ -155,7 +159,7 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        # exact GELU is nanoGPT's; on CPUs its oneDNN kernel is ~4x faster than torch's tanh approximation
+        # exact GELU is nanoGPT's; on CPUs its oneDNN kernels are ~3x faster than torch's tanh approximation
         self.act = {'gelu': nn.GELU(approximate='tanh'), 'gelu_exact': nn.GELU(), 'relu2': relu2}[config.mlp_act]
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
@@ -287,8 +291,12 @@ class GPT(nn.Module):
                 f"GPT2LMHeadModel as M; M.from_pretrained('{name_or_dir}').save_pretrained('{name_or_dir}-local')\", "
                 f"copy the folder here and pass init_from=path/to/{name_or_dir}-local")
         hf = model_hf.config
+        mlp_act = {v: k for k, v in HF_ACTIVATIONS.items()}.get(hf.activation_function)
+        if mlp_act is None:
+            raise SystemExit(f"error: '{name_or_dir}' has activation_function={hf.activation_function!r}; only "
+                             f"{' and '.join(map(repr, HF_ACTIVATIONS.values()))} can be loaded")
         config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
-                           n_head=hf.n_head, n_embd=hf.n_embd, bias=True,
+                           n_head=hf.n_head, n_embd=hf.n_embd, bias=True, mlp_act=mlp_act,
                            dropout=override_args.get('dropout', 0.0))
         print(f"loading weights from pretrained gpt: {name_or_dir} "
               f"(n_layer={config.n_layer}, n_head={config.n_head}, n_embd={config.n_embd})")

@@ -167,19 +167,35 @@ def test_sampling_filters_on_known_logits():
     assert (picks == 0).float().mean().item() == pytest.approx(0.625, abs=0.015)
 
 
-def test_from_pretrained_matches_transformers(tmp_path):
+@pytest.mark.parametrize('activation, mlp_act', [('gelu_new', 'gelu'), ('gelu', 'gelu_exact')])
+def test_from_pretrained_matches_transformers(tmp_path, activation, mlp_act):
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config(n_positions=32, n_embd=48, n_layer=2, n_head=4, vocab_size=120,
-                                    bos_token_id=0, eos_token_id=0)).eval()
+                                    activation_function=activation, bos_token_id=0, eos_token_id=0)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():  # larger than at init, so that the two GELUs give visibly different logits
+            p.add_(torch.randn_like(p) * 0.1)
     hf.save_pretrained(tmp_path)
     model = GPT.from_pretrained(str(tmp_path)).eval()
+    assert model.config.mlp_act == mlp_act
     idx = torch.randint(120, (2, 32))
+    other = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': {'gelu': 'gelu_exact', 'gelu_exact': 'gelu'}[mlp_act]}))
+    other.load_state_dict(model.state_dict())
     with torch.no_grad():
         expected = hf(idx).logits
         logits, _ = model(idx, idx)  # with targets: logits at every position
-    assert (logits - expected).abs().max().item() < 1e-4
+        assert (logits - expected).abs().max().item() < 2e-5
+        assert (other(idx, idx)[0] - expected).abs().max().item() > 2e-4  # the other GELU would not match
     assert model.config.block_size == 32 and model.config.bias is True
+
+
+def test_from_pretrained_refuses_an_activation_it_lacks(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2LMHeadModel(GPT2Config(n_positions=8, n_embd=8, n_layer=1, n_head=2, vocab_size=10,
+                               activation_function='relu')).save_pretrained(tmp_path)
+    with pytest.raises(SystemExit, match="has activation_function='relu'; only 'gelu_new' and 'gelu' can be loaded"):
+        GPT.from_pretrained(str(tmp_path))
 
 
 def test_from_pretrained_offline_without_weights_says_how():

@@ -18,6 +18,7 @@ n_layer = 6
 n_head = 6
 n_embd = 384
 dropout = 0.2
+mlp_act = 'gelu_exact'  # as train_shakespeare_char.py: nanoGPT's exact GELU
 pos_emb = 'rope'
 norm_params = False
 qk_norm = True
