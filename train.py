@@ -262,9 +262,8 @@ def estimate_loss():
     out = {}
     model.eval()
     share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
-    n = batch_size * block_size
     # small batches go several to a forward (fewer calls), within 16k tokens and 4M logits; compiled: one shape
-    group = 1 if compile else max(1, min(2 ** 14 // n, 2 ** 22 // (n * model.config.vocab_size)))
+    group = 1 if compile else max(1, 2 ** 22 // (batch_size * block_size * max(256, model.config.vocab_size)))
     for split in ('train', 'val'):
         offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
         total = 0.0  # a float64 sum of float32 losses
