@@ -21,27 +21,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from configurator import configure, default_device, mixed_precision, require_positive, resolve_device
+from configurator import configure, default_device, require_positive, setup
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
-batch_size = 12
-block_size = 1024
-n_layer = 12
-n_head = 12
-n_embd = 768
-bias = False
+batch_size = 12  # sequences per step
+block_size = 1024  # tokens per sequence
+n_layer = 12  # the model's size, as in train.py
+n_head = 12  # attention heads
+n_embd = 768  # width
+bias = False  # biases in Linears and LayerNorms
 pos_emb = 'learned'  # the model options of GPTConfig, as in train.py
-norm = 'layernorm'
-norm_params = True
-qk_norm = False
-mlp_act = 'gelu'
-tie_weights = True
+norm = 'layernorm'  # or 'rmsnorm'
+norm_params = True  # False: norms without learned parameters
+qk_norm = False  # normalize queries and keys
+mlp_act = 'gelu'  # or 'gelu_exact', 'relu2'
+tie_weights = True  # the output head is the token embedding
 optimizer_name = 'adamw'  # or 'muon'
 real_data = True  # batches from data/<dataset>/train.bin; False: random tokens
-dataset = 'openwebtext'
-vocab_size = 50304
-seed = 1337
+dataset = 'openwebtext'  # real_data's folder under data/
+vocab_size = 50304  # GPT-2's 50257, padded
+seed = 1337  # initial weights and batches
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
@@ -88,9 +88,7 @@ if mode not in ('train', 'generate'):
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-device_type, dtype = resolve_device(device, dtype, generate=mode == 'generate')
-torch.manual_seed(seed)
-ctx = mixed_precision(device_type, dtype)
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate')
 
 
 def synchronize():

@@ -1,6 +1,7 @@
 """
-Reading and writing ckpt.pt, and loading a model (with its dataset's meta.pkl) from one or from GPT-2;
-shared by train.py, sample.py, export.py, hellaswag.py and the tests.
+Reading and writing ckpt.pt, and the one loader of a model with its tokenizer (load_model): from a ckpt.pt
+written here or by the original nanoGPT, from GPT-2, or from a save_pretrained folder; shared by train.py,
+sample.py, export.py, hellaswag.py and the tests.
 Writes are atomic: a kill or a full disk at any moment leaves the previous ckpt.pt loadable.
 Reads turn a missing, truncated or foreign file into a one-line error instead of a traceback.
 Also the run's records: the run log, out_dir/log.jsonl, that train.py appends to and plot.py reads,
@@ -15,6 +16,7 @@ import random
 import numpy as np
 import torch
 
+from data.common import Tokenizer, atomic_path
 from model import GPT, GPTConfig
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
@@ -46,8 +48,31 @@ def save_checkpoint(checkpoint, path):
                          f"-- free disk space or fix out_dir, then resume")
 
 
+GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+INIT_CHOICES = ("'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a folder "
+                "written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
+
+
+def find_weights(init_from, out_dir, scratch=False):
+    """What init_from names, validated here for every script: ('checkpoint', path to a ckpt.pt) or
+    ('pretrained', a GPT-2 name or save_pretrained folder); anything else stops with the choices."""
+    if init_from == 'resume':
+        return 'checkpoint', os.path.join(out_dir, 'ckpt.pt')
+    if init_from in GPT2_NAMES:
+        return 'pretrained', init_from
+    if os.path.isfile(init_from):
+        return 'checkpoint', init_from
+    if os.path.isfile(os.path.join(init_from, 'ckpt.pt')):
+        return 'checkpoint', os.path.join(init_from, 'ckpt.pt')
+    if any(os.path.isfile(os.path.join(init_from, f)) for f in ('model.safetensors', 'pytorch_model.bin')):
+        return 'pretrained', init_from
+    choices = "'scratch' (a new model), " + INIT_CHOICES if scratch else INIT_CHOICES
+    raise SystemExit(f"error: init_from='{init_from}' is not {choices}")
+
+
 def load_checkpoint(path):
-    """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error."""
+    """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error. One written by
+    the original nanoGPT (no rng_states, scaler or mlp_act) is read as what it is: exact GELU, plain names."""
     if not os.path.isfile(path):
         raise SystemExit(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
                          f"holding ckpt.pt")
@@ -60,25 +85,67 @@ def load_checkpoint(path):
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
         raise SystemExit(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
+    # compiled models' weights carry this prefix (nanoGPT's, and this project's older ones); nanoGPT without
+    # flash attention also saved its causal mask as attn.bias
+    checkpoint['model'] = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()
+                           if not k.endswith('.attn.bias')}
+    checkpoint['best_val_loss'] = float(checkpoint['best_val_loss'])  # nanoGPT saved a tensor
+    checkpoint['nanogpt'] = not any(k in checkpoint for k in ('rng_states', 'scaler')) and \
+        'mlp_act' not in checkpoint['model_args']
+    if checkpoint['nanogpt']:
+        checkpoint['model_args'] = {**checkpoint['model_args'], 'mlp_act': 'gelu_exact'}  # nanoGPT's nn.GELU()
+        checkpoint['optimizer'] = named_optimizer_state(checkpoint.get('optimizer'), checkpoint['model'])
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint):
-    """Rebuild the GPT stored in a checkpoint, in float32 on the CPU."""
-    model = GPT(GPTConfig(**checkpoint['model_args']))
-    # checkpoints of compiled models from older code carry this prefix; strip it
-    state_dict = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()}
-    model.load_state_dict(state_dict)
+def named_optimizer_state(state, model_state):
+    """nanoGPT's AdamW state, whose tensors are numbered in its parameter order (matrices and embeddings
+    first, then biases and norms), keyed by parameter name as train.py saves and loads it."""
+    if not state:
+        return None
+    names = [k for k in model_state if k != 'lm_head.weight']  # the head is tied to wte: not a parameter of its own
+    order = [n for n in names if model_state[n].dim() >= 2] + [n for n in names if model_state[n].dim() < 2]
+    numbers = [i for group in state['param_groups'] for i in group['params']]
+    if sorted(numbers) != list(range(len(order))):
+        return None  # not the optimizer this model makes: train.py starts a fresh one
+    return dict(state={order[i]: v for i, v in state['state'].items()},
+                param_groups=[{**g, 'params': [order[i] for i in g['params']]} for g in state['param_groups']])
+
+
+def model_from_checkpoint(checkpoint, dropout=None):
+    """Rebuild the GPT stored in a checkpoint, in float32 on the CPU (with another dropout, for training)."""
+    model_args = checkpoint['model_args'] if dropout is None else {**checkpoint['model_args'], 'dropout': dropout}
+    model = GPT(GPTConfig(**model_args))
+    model.load_state_dict(checkpoint['model'])
     return model
 
 
-def load_model(init_from, out_dir):
-    """(model, dataset) to sample from or evaluate: init_from='resume' rebuilds out_dir/ckpt.pt and names the
-    dataset it was trained on; anything else ('gpt2'...'gpt2-xl', a save_pretrained folder) is GPT-2's, dataset None."""
-    if init_from == 'resume':
-        checkpoint = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'))
-        return model_from_checkpoint(checkpoint), checkpoint['config'].get('dataset')
-    return GPT.from_pretrained(init_from), None
+def load_model(init_from, out_dir, dropout=None):
+    """The one loader, for every script and every init_from but 'scratch' (see find_weights). Returns
+    (model, tokenizer, dataset, checkpoint): the model in float32 on the CPU, the tokenizer of its data,
+    the dataset it was trained on (None for GPT-2's weights) and the checkpoint dict (None for those)."""
+    kind, path = find_weights(init_from, out_dir)
+    if kind == 'pretrained':
+        return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), Tokenizer(), None, None
+    checkpoint = load_checkpoint(path)
+    if checkpoint['nanogpt']:
+        print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
+    dataset = checkpoint['config'].get('dataset')
+    return model_from_checkpoint(checkpoint, dropout), Tokenizer.from_meta(dataset_meta(dataset)[0]), dataset, checkpoint
+
+
+def check_architecture(model, asked, given, source, resuming):
+    """Weights fix the architecture: a setting given (on the command line or in a config file) that disagrees
+    with the loaded model stops with one line, except a shorter block_size for a new run, which crops it."""
+    for k, asks in asked.items():
+        has = getattr(model.config, k)
+        if k in ('vocab_size', 'dropout', 'zero_init_proj') or k not in given or has == asks:
+            continue
+        if k == 'block_size' and asks < has and not resuming:
+            model.crop_block_size(asks)  # e.g. finetuning GPT-2 with a shorter context
+        else:
+            raise SystemExit(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
+                             f"setting, or pass --{k}={has!r}" + (" (if the run was started with it)" if resuming else ""))
 
 
 def dataset_meta(dataset):
@@ -105,7 +172,14 @@ def rng_states(sampler):
     return state
 
 
-def restore_rng_states(state, sampler):
+def restore_rng_states(states, rank, world_size, sampler, seed, iter_num):
+    """Put back this process's random states from a checkpoint's list of every process's. Returns a note
+    when that cannot be exact: another number of processes, or a nanoGPT checkpoint, which has none."""
+    if not states:
+        sampler.manual_seed(seed + iter_num)
+        torch.manual_seed(seed + rank + iter_num)
+        return "a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, so not bit-exact"
+    state = states[rank if len(states) == world_size else 0]
     torch.set_rng_state(state['torch'])
     sampler.set_state(state['sampler'])
     random.setstate(state['python'])
@@ -113,6 +187,27 @@ def restore_rng_states(state, sampler):
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     if torch.cuda.is_available() and 'cuda' in state:
         torch.cuda.set_rng_state(state['cuda'])
+    if len(states) != world_size:  # the data stream is shared by all, so it carries over; dropout's streams cannot
+        torch.manual_seed(seed + rank + iter_num)
+        return f"{len(states)} processes' run with {world_size}: same data order, new dropout masks, so not bit-identical"
+    return None
+
+
+def dataset_files(dataset):
+    """{'train': path, 'val': path} of data/<dataset>/, or a one-line error that says what to run or pick."""
+    paths = {split: os.path.join('data', dataset, f'{split}.bin') for split in ('train', 'val')}
+    missing = next((p for p in paths.values() if not os.path.isfile(p)), None)
+    if missing and os.path.isfile(os.path.join('data', dataset, 'prepare.py')):
+        raise SystemExit(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
+    if missing and os.path.isdir(os.path.join('data', dataset)):
+        raise SystemExit(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
+                         f"(docs/guides/own_data.md shows how)")
+    if missing:
+        there = sorted(d for d in os.listdir('data') if os.path.isfile(os.path.join('data', d, 'prepare.py'))
+                       or os.path.isfile(os.path.join('data', d, 'train.bin'))) if os.path.isdir('data') else []
+        raise SystemExit(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
+                         f"or add your own: docs/guides/own_data.md")
+    return paths
 
 
 def read_run_log(path):
@@ -142,6 +237,27 @@ def open_run_log(path, resume_iter=None):
                     last = record
     os.replace(tmp, path)
     return open(path, 'a', buffering=1), last
+
+
+def record_settings(path, settings, previous=None, iter_num=0):
+    """Write out_dir/config.json: the run's settings as it resolved them, human-readable. A resumed run
+    (previous: the settings saved in its checkpoint) keeps the record of earlier resumes and adds what it
+    changed, at which iteration. Returns those changes, {key: (old, new)}."""
+    record, changed = {'settings': settings, 'resumes': []}, {}
+    if previous is not None:
+        try:
+            with open(path) as f:
+                record['resumes'] = json.load(f)['resumes']
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a run from before config.json existed, or a damaged file: the history starts here
+        changed = {k: (previous[k], v) for k, v in settings.items() if k in previous and previous[k] != v
+                   and k != 'init_from'}
+        record['resumes'].append({'iter': iter_num, 'changed': {k: list(v) for k, v in changed.items()}})
+        if changed:
+            print("resumed with other settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
 
 
 def start_wandb(project, name, config, run_id=None):

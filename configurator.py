@@ -7,16 +7,20 @@ Each script calls it on its own globals() after setting its defaults:
     from configurator import configure
     configure(globals())
 A mistake (unknown key, wrong type, missing file) stops the script with a one-line error.
-The helpers below it check the settings the three scripts share: sizes, device and dtype.
+`python <script>.py --help` lists a script's settings with their defaults and comments.
+Below it, `setup` is the one place where every script sets up its device, dtype, autocast and seeds.
 """
 
 import ast
 import difflib
 import os
 import platform
+import random
+import re
 import sys
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 CONFIG_TYPES = (int, float, bool, str, list)  # lists hold strings
@@ -27,10 +31,11 @@ def config_keys(namespace):
     return [k for k, v in namespace.items() if not k.startswith('_') and type(v) in CONFIG_TYPES]
 
 
-def unknown_key_error(key, known):
+def unknown_key_error(key, known, script):
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(sorted(known))}"
-    return SystemExit(f"error: unknown config key '{key}'{hint}")
+    name = os.path.relpath(script) if not os.path.relpath(script).startswith('..') else os.path.basename(script)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"python {name} --help lists the settings"
+    return SystemExit(f"error: unknown config key '{key}'; {hint}")
 
 
 def coerce(key, value, default, from_command_line):
@@ -61,31 +66,62 @@ def coerce(key, value, default, from_command_line):
     return value
 
 
+def settings_help(namespace, script):
+    """--help: every setting in order under its section, with its default and the comment beside it in the
+    script (or, for the GPTConfig fields that train.py takes over, in model.py)."""
+    comments, sections, section = {}, {}, ''
+    for path in (script, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'model.py')):
+        with open(path) as f:
+            for line in f:
+                if path == script and re.match(r'#\s*\w', line):  # a comment line of its own: a new section
+                    section = line[1:].strip()
+                setting = re.match(r'\s*(\w+)\s*(?::\s*\w+\s*)?=[^#]*(?:#\s*(.*))?$', line)
+                if setting and setting[1] not in comments:
+                    comments[setting[1]], sections[setting[1]] = setting[2] or '', section if path == script else None
+    keys = config_keys(namespace)
+    width = max((len(f"--{k}={namespace[k]!r}") for k in keys), default=0)
+    name = os.path.relpath(script) if not os.path.relpath(script).startswith('..') else os.path.basename(script)
+    lines, section = [f"usage: python {name} [config file ...] [--key=value ...]",
+                      "Config files (Python that assigns settings) and --key=value apply in order; the last wins."], None
+    for k in keys:
+        if sections.get(k) and sections[k] != section:
+            section = sections[k]
+            lines.append(f"{section}:")
+        lines.append(f"  {f'--{k}={namespace[k]!r}':<{width}}  {'# ' + comments[k] if comments.get(k) else ''}".rstrip())
+    return '\n'.join(lines if keys else lines + ["This script has no settings."])
+
+
 def configure(namespace, argv=None):
-    """Apply the config files and --key=value arguments in argv (default sys.argv[1:]) to namespace."""
+    """Apply the config files and --key=value arguments in argv (default sys.argv[1:]) to namespace.
+    Everything is checked before anything is printed; returns the keys that were set."""
     argv = sys.argv[1:] if argv is None else argv
+    script = namespace.get('__file__') or sys.argv[0]
     known = config_keys(namespace)
+    if '-h' in argv or '--help' in argv:
+        print(settings_help(namespace, script))
+        raise SystemExit(0)
+    new, echo = {}, []  # nothing is applied or printed until every argument has passed
     for arg in argv:
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
                 raise SystemExit(f"error: config file '{arg}' not found (settings are passed as --key=value)")
-            print(f"Overriding config with {arg}:")
             try:
                 with open(arg) as f:
                     source = f.read()
-                scope = {k: namespace[k] for k in known}
+                scope = {k: new.get(k, namespace[k]) for k in known}
                 exec(compile(source, arg, 'exec'), scope)
             except Exception as e:  # a broken config file is the user's input, not our bug
                 line = getattr(e, 'lineno', None)
                 raise SystemExit(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
                                  f"{type(e).__name__}: {e}")
-            print(source)
+            echo.append(f"Overriding config with {arg}:\n{source}")
             for key, value in scope.items():
                 if key.startswith('_') or key == '__builtins__' or type(value).__name__ == 'module':
                     continue
                 if key not in known:
-                    raise unknown_key_error(key, known)
-                namespace[key] = coerce(key, value, namespace[key], False)
+                    raise unknown_key_error(key, known, script)
+                if value != new.get(key, namespace[key]) or key in new:  # only what the file changes counts as set
+                    new[key] = coerce(key, value, namespace[key], False)
         else:
             if '=' not in arg:
                 raise SystemExit(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
@@ -93,9 +129,13 @@ def configure(namespace, argv=None):
             if '=' in value:
                 raise SystemExit(f"error: '{arg}': the value contains '='; put such a value in a config file")
             if key not in known:
-                raise unknown_key_error(key, known)
-            namespace[key] = coerce(key, value, namespace[key], True)
-            print(f"Overriding: {key} = {namespace[key]!r}")
+                raise unknown_key_error(key, known, script)
+            new[key] = coerce(key, value, namespace[key], True)
+            echo.append(f"Overriding: {key} = {new[key]!r}")
+    if echo:
+        print('\n'.join(echo))
+    namespace.update(new)
+    return set(new)  # a set, which config_keys does not take for a setting
 
 
 def require_positive(namespace, *keys):
@@ -117,7 +157,7 @@ def default_device():
 def bf16_supported(device_type):
     """Whether the device computes in bfloat16 natively (elsewhere it is emulated, slowly, or fails)."""
     if device_type == 'cuda':
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # V100, T4: emulated, so fp16
     if device_type == 'mps':
         return torch.backends.mps.is_macos_or_newer(14, 0)
     if platform.machine().lower() in ('arm64', 'aarch64'):
@@ -125,10 +165,13 @@ def bf16_supported(device_type):
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def resolve_device(device, dtype, generate=False):
-    """Check the device and dtype settings; return (device_type, dtype) with dtype 'auto' resolved: bf16 on
-    CUDA that has it, else fp16 (with loss scaling); bf16 on CPUs with AMX, except for generation, whose
-    one-token steps run faster in float32; float32 elsewhere (other CPUs, MPS)."""
+def setup(device, dtype, seed, generate=False):
+    """What every script does before it builds a model, in one place. Checks the device and dtype settings,
+    makes a CUDA device the current one (under torchrun: this process's own GPU, LOCAL_RANK), resolves
+    dtype 'auto' (bf16 on CUDA that has it natively, else fp16 with loss scaling; bf16 on CPUs with AMX,
+    except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
+    on CUDA, and seeds torch (the same in every process) and numpy and random (per process).
+    Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     device_type = device.split(':')[0]
     if device_type not in ('cpu', 'cuda', 'mps'):
         raise SystemExit(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
@@ -136,28 +179,28 @@ def resolve_device(device, dtype, generate=False):
         raise SystemExit(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
     if device_type == 'mps' and not torch.backends.mps.is_available():
         raise SystemExit(f"error: device 'mps' requested but MPS is not available here; use --device=cpu")
+    if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
+        raise SystemExit(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+    if device_type == 'cuda':
+        device = f"cuda:{os.environ['LOCAL_RANK']}" if 'LOCAL_RANK' in os.environ else device
+        torch.cuda.set_device(device)  # before anything asks "the current GPU" (RNG states, names, bf16 probe)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if dtype == 'auto':
         if device_type == 'cuda':
             dtype = 'bfloat16' if bf16_supported('cuda') else 'float16'
         else:  # AMX tiles (Intel Xeon 4th generation on; none on other CPUs) run bf16 matmuls several times faster
             amx = device_type == 'cpu' and torch.cpu._is_amx_tile_supported()
             dtype = 'bfloat16' if amx and not generate else 'float32'
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        raise SystemExit(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if dtype == 'bfloat16' and not bf16_supported(device_type):
         raise SystemExit(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
                          f"use --dtype=float16 on CUDA or --dtype=float32")
     if dtype == 'float16' and device_type != 'cuda':
         raise SystemExit(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
                          f"or bfloat16 on {device}")
-    return device_type, dtype
-
-
-def mixed_precision(device_type, dtype):
-    """TF32 matmuls on CUDA, and autocast to bf16/fp16 for the forward pass; float32 runs as is."""
-    if device_type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if dtype == 'float32':
-        return nullcontext()
-    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+    rank = int(os.environ.get('RANK', 0))
+    torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
+    np.random.seed(seed + rank)
+    random.seed(seed + rank)
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
+    return device, device_type, dtype, ctx

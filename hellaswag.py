@@ -10,18 +10,19 @@ example go through the model as one padded batch.
 
 import json
 import os
+import socket
 import sys
 
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from checkpoint import dataset_meta, load_model
-from configurator import configure, default_device, mixed_precision, resolve_device
-from data.common import get_gpt2_encoding, offline, why
+from checkpoint import load_model
+from configurator import configure, default_device, setup
+from data.common import offline, why
 
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
 out_dir = 'out'  # ignored if init_from is not 'resume'
 data_file = ''  # HellaSwag's official hellaswag_val.jsonl (or a file in its format); '' = Rowan/hellaswag from the hub
 max_examples = 0  # score only the first max_examples; 0 = all (the validation split has 10,042)
@@ -33,8 +34,10 @@ configure(globals())  # overrides from the command line or a config file
 OFFICIAL_FILE = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl'
 if max_examples < 0:
     sys.exit(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
-device_type, dtype = resolve_device(device, dtype)
-autocast = mixed_precision(device_type, dtype)
+device, device_type, dtype, autocast = setup(device, dtype, seed=1337)
+if data_file and not os.path.isfile(data_file):  # before a model load
+    sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
+             f"({OFFICIAL_FILE})")
 
 
 def load_examples():
@@ -45,13 +48,10 @@ def load_examples():
             with open(data_file, encoding='utf-8') as f:
                 rows = [json.loads(line) for line in f if line.strip()]
         else:
-            if offline():  # NANOGPT_OFFLINE: a copy in the local datasets cache, or nothing
+            if offline() or not hub_reachable():  # a copy in the local datasets cache, or a quick one-line error
                 os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
             from datasets import load_dataset
             rows = load_dataset('Rowan/hellaswag', split='validation')
-    except FileNotFoundError:
-        sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
-                 f"({OFFICIAL_FILE})")
     except Exception as e:  # no network and no cached copy, a moved dataset, a broken file
         if data_file:
             sys.exit(f"error: cannot read {data_file} ({why(e)}) -- it should hold one JSON object per line")
@@ -66,28 +66,38 @@ def load_examples():
     return examples[:max_examples or None]
 
 
-# the examples first: a missing file should not cost a model load
-examples = load_examples()
-model, dataset = load_model(init_from, out_dir)
-meta, meta_path = dataset_meta(dataset)
-if meta is not None and 'stoi' in meta:
-    sys.exit(f"error: {out_dir}/ckpt.pt is a character-level model ({meta_path} holds its characters), and "
-             f"HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained on GPT-2 tokens")
+def hub_reachable(timeout=2.0):
+    """Whether the Hugging Face hub answers at all; without a network, datasets would retry for half a minute."""
+    if os.environ.get('HF_HUB_OFFLINE', '') not in ('', '0'):
+        return False
+    try:
+        socket.create_connection(('huggingface.co', 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+# what is known locally first (the model and its tokenizer), then the examples, which may need the network
+model, tokenizer, dataset, _ = load_model(init_from, out_dir)
+if tokenizer.kind == 'char':
+    sys.exit(f"error: {os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else init_from} is a character-level "
+             f"model (trained on {dataset}), and HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained "
+             f"on GPT-2 tokens")
 if model.config.vocab_size < 50257:
     sys.exit(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
              f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
 model.eval()
 model.to(device)
-enc = get_gpt2_encoding()
+examples = load_examples()
 
 
 @torch.no_grad()
 def ending_losses(context, endings):
     """The model's summed and mean cross-entropy on each ending's tokens, following the context: two (4,) tensors."""
-    context_tokens = enc.encode_ordinary(context)
+    context_tokens = tokenizer.encode(context)
     rows, n_scored = [], []
     for ending in endings:
-        ending_tokens = enc.encode_ordinary(' ' + ending)
+        ending_tokens = tokenizer.encode(' ' + ending)
         keep = model.config.block_size - len(ending_tokens)  # longer contexts lose their beginning
         if keep < 1:
             sys.exit(f"error: a HellaSwag ending of {len(ending_tokens)} tokens does not fit the model's block_size "

@@ -53,13 +53,30 @@ class GPTConfig:
 
 # transformers' GPT2Config.activation_function for each mlp_act that GPT2LMHeadModel can hold
 HF_ACTIVATIONS = {'gelu': 'gelu_new', 'gelu_exact': 'gelu'}
+# GPT-2's Conv1D modules hold the transpose of a Linear's weight
+HF_TRANSPOSED = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+
+
+def hf_tensor(name, tensor):
+    """The one weight mapping between GPT2LMHeadModel and GPT, either way: the Conv1D weights transposed."""
+    return tensor.t() if name.endswith(HF_TRANSPOSED) else tensor
+
+
+def hf_config(config, vocab_size, eos=None):
+    """transformers' GPT2Config for a GPTConfig of GPT-2's architecture (the inverse of from_pretrained's)."""
+    from transformers import GPT2Config
+    return GPT2Config(vocab_size=vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+                      n_layer=config.n_layer, n_head=config.n_head, activation_function=HF_ACTIVATIONS[config.mlp_act],
+                      layer_norm_epsilon=1e-5, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
+                      attn_pdrop=config.dropout, bos_token_id=eos, eos_token_id=eos)
 
 
 def options_gpt2_lacks(args):
-    """'name=value' of each option in args (GPTConfig fields by name) away from GPT-2's architecture, which
+    """'name=value' of each option in args (some GPTConfig fields by name) away from GPT-2's architecture, which
     OpenAI's weights and transformers' GPT2LMHeadModel cannot hold (sizes, dropout and bias they can)."""
     kept = ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd', 'dropout', 'bias', 'zero_init_proj')
-    return [f"{f.name}={args[f.name]!r}" for f in fields(GPTConfig) if f.name not in kept and args[f.name] != f.default]
+    return [f"{f.name}={args[f.name]!r}" for f in fields(GPTConfig) if f.name not in kept and
+            args.get(f.name, f.default) != f.default]
 
 
 def normalize(x, kind, weight=None, bias=None):
@@ -305,11 +322,9 @@ class GPT(nn.Module):
         sd_hf = {k: v for k, v in model_hf.state_dict().items() if not k.endswith(('.attn.bias', '.attn.masked_bias'))}
         if set(sd_hf) != set(sd):
             raise ValueError(f"state dicts differ: {sorted(set(sd_hf) ^ set(sd))[:6]}")
-        # OpenAI's checkpoints use Conv1D modules, whose weights are the transpose of a Linear's
-        transposed = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
         with torch.no_grad():
             for k, v in sd_hf.items():
-                sd[k].copy_(v.t() if k.endswith(transposed) else v)
+                sd[k].copy_(hf_tensor(k, v))
         return model
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', muon_lr=0.02,

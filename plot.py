@@ -18,11 +18,11 @@ from configurator import configure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 out_dirs = ['out']  # the run folders to compare: --out_dirs=out-a or --out_dirs="['out-a', 'out-b']"
-out_file = 'loss.png'
-title = ''
+out_file = 'loss.png'  # the image to write
+title = ''  # above both plots, if given
 width = 10.0  # inches; the image is width x height x dpi pixels
-height = 4.0
-dpi = 100
+height = 4.0  # inches
+dpi = 100  # pixels per inch
 # -----------------------------------------------------------------------------
 configure(globals())
 # -----------------------------------------------------------------------------

@@ -4,6 +4,8 @@ They check numbers, not just that things run: shapes, the loss at init, logits p
 Hugging Face's GPT-2, GPT-2 BPE token ids, configurator behaviour, learning-rate values.
 """
 
+import ast
+import collections
 import functools
 import hashlib
 import http.server
@@ -30,7 +32,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 
 from checkpoint import load_checkpoint, open_run_log, read_run_log, save_checkpoint  # noqa: E402
-from configurator import configure, resolve_device  # noqa: E402
+from configurator import configure, setup  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from data import common  # noqa: E402  (the import sample.py uses)
 
@@ -502,16 +504,38 @@ def test_configurator_errors_in_config_files(tmp_path):
             configure(defaults(), [str(tmp_path / f'{name}.py')])
 
 
-def test_resolve_device():
+def test_setup_resolves_dtype_and_seeds():
     with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
-        assert resolve_device('cpu', 'auto') == ('cpu', 'bfloat16')
-        assert resolve_device('cpu', 'auto', generate=True) == ('cpu', 'float32')
+        assert setup('cpu', 'auto', 1)[:3] == ('cpu', 'cpu', 'bfloat16')
+        assert setup('cpu', 'auto', 1, generate=True)[:3] == ('cpu', 'cpu', 'float32')
     with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
-        assert resolve_device('cpu', 'auto') == ('cpu', 'float32')
+        device, device_type, dtype, ctx = setup('cpu', 'auto', 7)
+        assert (device, device_type, dtype) == ('cpu', 'cpu', 'float32') and not isinstance(ctx, torch.autocast)
+    a = torch.rand(3)
+    setup('cpu', 'float32', 7)
+    assert torch.equal(torch.rand(3), a) and np.random.rand() == np.random.RandomState(7).rand()
     for device, dtype, message in (('tpu', 'auto', "unknown device 'tpu'"), ('cpu', 'float8', "unknown dtype"),
                                    ('cpu', 'float16', "needs loss scaling")):
         with pytest.raises(SystemExit, match=message):
-            resolve_device(device, dtype)
+            setup(device, dtype, 0)
+
+
+def test_setup_under_torchrun_takes_this_process_gpu_before_probing_bf16(monkeypatch):
+    """CUDA's logic without a GPU: torch.cuda patched. LOCAL_RANK picks the GPU, which becomes the current one
+    before the bf16 probe; emulated bf16 (V100, T4) is not taken for native, so 'auto' is fp16 there."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda d: calls.append(('set_device', d)))
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setenv('LOCAL_RANK', '3')
+    for native, expected in ((True, 'bfloat16'), (False, 'float16')):
+        monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: calls.append(
+            ('probe', including_emulation)) or native or including_emulation)
+        calls.clear()
+        with mock.patch('torch.autocast'):
+            device, device_type, dtype, _ = setup('cuda', 'auto', 0)
+        assert (device, device_type, dtype) == ('cuda:3', 'cuda', expected)
+        assert calls[0] == ('set_device', 'cuda:3') and set(calls[1:]) == {('probe', False)}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -564,24 +588,149 @@ def make_dataset(root, vocab=65, n=4000, seed=0):
         pickle.dump({'vocab_size': vocab}, f)
 
 
-def test_learning_rate_schedule_values(tmp_path):
-    make_dataset(tmp_path)
-    lr, min_lr, warmup, decay = 1e-3, 1e-4, 3, 9
-    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--dataset=tiny', '--device=cpu',
-                          '--n_layer=1', '--n_head=1', '--n_embd=8', '--block_size=8', '--batch_size=2',
-                          '--gradient_accumulation_steps=1', '--compile=False', '--max_iters=12',
-                          '--eval_interval=100', '--eval_iters=1', f'--learning_rate={lr}', f'--min_lr={min_lr}',
-                          f'--warmup_iters={warmup}', f'--lr_decay_iters={decay}'],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    logged = [float(v) for v in re.findall(r'lr ([0-9.e+-]+),', out.stdout)]
-    expected = [lr * (it + 1) / (warmup + 1) if it < warmup else min_lr if it > decay else
-                min_lr + 0.5 * (1 + math.cos(math.pi * (it - warmup) / (decay - warmup))) * (lr - min_lr)
-                for it in range(12)]
-    assert len(logged) == 12
-    assert logged[0] == pytest.approx(2.5e-4, rel=1e-4)  # non-zero at step 0
-    assert logged[3] == pytest.approx(lr, rel=1e-4) and logged[11] == pytest.approx(min_lr, rel=1e-4)
-    assert logged == pytest.approx(expected, rel=1e-4)
+def train_functions(*names):
+    """Functions of train.py, made from its source without running the script: they read no globals."""
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    namespace = {'math': math}
+    exec(compile(ast.Module(body=body, type_ignores=[]), 'train.py', 'exec'), namespace)
+    return [namespace[name] for name in names]
+
+
+def test_learning_rate_schedule_values():
+    get_lr, = train_functions('get_lr')
+    lr, min_lr = 1e-3, 1e-4
+    cosine = functools.partial(get_lr, learning_rate=lr, min_lr=min_lr, warmup_iters=4, lr_decay_iters=14)
+    assert [cosine(it) for it in (0, 3, 4, 9, 14, 15, 1000)] == pytest.approx(
+        [lr / 5, lr * 4 / 5, lr, (lr + min_lr) / 2, min_lr, min_lr, min_lr], rel=1e-12)  # non-zero at step 0
+    assert cosine(6) == pytest.approx(min_lr + 0.5 * (1 + math.cos(math.pi * 0.2)) * (lr - min_lr), rel=1e-12)
+    # wsd: stable until the last decay_frac of the iterations after warmup (14 - 0.3 x 10 = 11), then linear
+    wsd = functools.partial(cosine, lr_schedule='wsd', decay_frac=0.3)
+    assert [wsd(it) for it in (0, 4, 10, 11, 12, 13, 14, 15)] == pytest.approx(
+        [lr / 5, lr, lr, lr, lr - (lr - min_lr) / 3, lr - 2 * (lr - min_lr) / 3, min_lr, min_lr], rel=1e-12)
+    assert get_lr(7, lr, min_lr, 4, 14, decay_lr=False) == lr
+
+
+@pytest.mark.parametrize('improved, always, final, new, saved, resuming, reason', [
+    (True, False, False, True, False, False, 'val loss improved'),
+    (True, True, True, True, True, True, 'val loss improved'),
+    (False, True, False, True, True, False, 'always_save_checkpoint'),
+    (False, False, False, True, False, False, ''),  # not better, not the end: keep the best
+    (False, False, True, True, False, False, 'final; val loss never improved'),  # the run leaves a checkpoint
+    (False, False, True, True, True, False, ''),  # it already saved a better one
+    (False, False, True, True, False, True, ''),  # a resumed run keeps the checkpoint it came from
+    (True, True, True, False, False, False, ''),  # no step taken (eval_only, or the very first evaluation)
+])
+def test_checkpoint_reason(improved, always, final, new, saved, resuming, reason):
+    checkpoint_reason, = train_functions('checkpoint_reason')
+    assert checkpoint_reason(improved, always, final, new, saved, resuming) == reason
+
+
+def test_train_functions_read_no_global_assigned_further_down():
+    """train.py reads top to bottom: what a function reads of the module exists, final, where it is defined."""
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    stores = collections.defaultdict(list)  # module-level name -> lines that assign it, outside functions
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    stores[sub.id].append(sub.lineno)
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert len(functions) >= 8
+    late = []
+    for fn in functions:
+        own = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+        own |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        own -= {name for n in ast.walk(fn) if isinstance(n, ast.Global) for name in n.names}
+        reads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
+        late += [f"{fn.name} reads {name}, assigned at line {line}" for name in sorted(reads)
+                 for line in stores.get(name, []) if line > fn.lineno]
+    assert late == []
+
+
+@pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py', 'export.py', 'hellaswag.py', 'plot.py',
+                                    'data/openwebtext/prepare.py', 'data/shakespeare_char/prepare.py',
+                                    'data/shakespeare/prepare.py'])
+def test_help_lists_every_setting_with_its_default_and_comment(tmp_path, script):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, script), '-h'], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stderr == '' and os.listdir(tmp_path) == []
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"usage: python {os.path.basename(script)} [config file ...] [--key=value ...]"  # not in cwd
+    settings = [line for line in lines if line.startswith('  --')]
+    assert all(re.fullmatch(r"  --\w+=\S.*?  # \S.*", line) for line in settings), settings  # each has a comment
+    names = [re.match(r"  --(\w+)=", line)[1] for line in settings]
+    source = open(os.path.join(ROOT, script)).read()
+    assert names == sorted(names, key=lambda n: source.index(f"\n{n} = ") if f"\n{n} = " in source else
+                           source.index('fields(GPTConfig)'))  # in the order of the script
+    if script == 'train.py':
+        assert "  --block_size=1024" in out.stdout and "  --mlp_act='gelu'" in out.stdout and len(names) > 45
+        assert re.search(r"\n  --mlp_act='gelu' +# 'gelu' \(tanh approximation, as GPT-2\)", out.stdout)
+
+
+def test_configure_checks_every_argument_before_printing_any(tmp_path, capsys):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = 4\n")
+    for argv, message in (([str(cfg), '--batch_sise=3'], "did you mean batch_size?"),
+                          ([str(cfg), '--frobnicate=3'], "unknown config key 'frobnicate'; python quick_test.py --help "
+                                                         "lists the settings")):
+        ns = {**defaults(), '__file__': 'quick_test.py'}
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            configure(ns, argv)
+        assert capsys.readouterr().out == '' and ns['batch_size'] == 12  # no echo, nothing applied
+    ns = defaults()
+    assert configure(ns, [str(cfg), '--compile=True', '--dropout=0.1']) == {'batch_size', 'compile', 'dropout'}
+    assert capsys.readouterr().out.startswith(f"Overriding config with {cfg}:\nbatch_size = 4\n")
+
+
+SCRATCH = "'scratch' (a new model), "
+
+
+def test_init_from_means_the_same_everywhere(tmp_path):
+    from checkpoint import find_weights
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'ckpt.pt').write_bytes(b'')
+    (tmp_path / 'hf').mkdir()
+    (tmp_path / 'hf' / 'model.safetensors').write_bytes(b'')
+    run = str(tmp_path / 'run')
+    assert find_weights('resume', run) == ('checkpoint', os.path.join(run, 'ckpt.pt'))
+    assert find_weights(run, 'out') == find_weights(os.path.join(run, 'ckpt.pt'), 'out') == \
+        ('checkpoint', os.path.join(run, 'ckpt.pt'))
+    assert find_weights('gpt2-xl', 'out') == ('pretrained', 'gpt2-xl')
+    assert find_weights(str(tmp_path / 'hf'), 'out') == ('pretrained', str(tmp_path / 'hf'))
+    for init_from, scratch in (('resme', False), ('gpt2-small', True), (str(tmp_path), False)):
+        with pytest.raises(SystemExit) as e:
+            find_weights(init_from, 'out', scratch)
+        assert str(e.value) == (f"error: init_from='{init_from}' is not {SCRATCH * scratch}"
+                                f"'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), "
+                                f"a folder written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
+
+
+def test_one_tokenizer_for_characters_and_gpt2(enc):
+    from data.common import Tokenizer
+    chars = Tokenizer.from_text("hello world\n")
+    assert chars.kind == 'char' and chars.vocab_size == 9 and chars.eot is None
+    assert chars.encode("low\n") == [5, 6, 8, 0] and chars.decode([5, 6, 8, 0]) == "low\n"
+    assert Tokenizer.from_meta(chars.meta()).stoi == chars.stoi and chars.meta()['itos'][8] == 'w'
+    with pytest.raises(ValueError, match=r"^'H', 'x'$"):
+        chars.encode("Hex")
+    bpe = Tokenizer.from_meta({'tokenizer': 'gpt2'})
+    assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('gpt2', 50257, 50256) and Tokenizer.from_meta(None).kind == 'gpt2'
+    assert bpe.encode(HELLO) == [15496, 995, 0, 1279, 91, 437, 1659, 5239, 91, 29]  # plain text
+    assert bpe.encode(HELLO, allow_eot=True) == [15496, 995, 0, 220, 50256] and bpe.decode([15496, 995]) == "Hello world"
+
+
+def test_mfu_against_a_known_gpu_peak(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'NVIDIA A100-SXM4-40GB')
+    model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304))
+    # GPT-2 124M: 6N + 12 L H Q T FLOPs per token, N = 123.7M without the position embeddings
+    N = model.get_num_params()
+    assert N == 123_689_472 and model.estimate_flops_per_token(1024) == 6 * N + 12 * 12 * 12 * 64 * 1024
+    flops = (6 * N + 12 * 12 * 12 * 64 * 1024) * 1024 * 480  # 480 sequences of 1024 tokens in 2.5 s
+    assert model.estimate_mfu(480, 2.5, device_type='cuda') == pytest.approx(flops / 2.5 / 312e12, rel=1e-12)
+    assert model.estimate_mfu(480, 2.5, 512, device_type='cuda') < model.estimate_mfu(480, 2.5, device_type='cuda')
+    assert model.estimate_mfu(480, 2.5, device_type='cpu') is None
 
 
 # ---------------------------------------------------------------- docs: docs/validation/check_docs.py
@@ -662,3 +811,15 @@ def test_docs_checker_passes_a_correct_document(tmp_path):
     # settings: 6 on the command lines and the 23 that config/train_shakespeare_char.py assigns
     assert (counts['commands'], counts['settings'], counts['identifiers'], counts['errors'], counts['runnable']) == \
         (3, 29, 5, 2, 1)
+
+
+def test_docs_checker_compares_a_table_with_the_code(tmp_path):
+    """A table after <!-- table: file.py NAME --> must show NAME's keys and values, in the code's order."""
+    (tmp_path / 'peaks.py').write_text("PEAKS = {'A100': 312e12, 'L4': 121e12}\n")
+
+    def problems(rows):
+        (tmp_path / 'doc.md').write_text("<!-- table: peaks.py PEAKS -->\n| GPU | FLOP/s |\n|---|---|\n" + rows)
+        return [(line, kind) for _, line, kind, _ in check_docs.check([str(tmp_path / 'doc.md')], root=str(tmp_path))]
+    assert problems("| A100 | 312e12 |\n| L4 | 121e12 |\n") == []
+    assert problems("| A100 | 312e12 |\n| L4 | 242e12 |\n") == [(5, 'fact')]
+    assert problems("| A100 | 312e12 |\n") == [(4, 'fact')]  # a row missing

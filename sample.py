@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from checkpoint import dataset_meta, load_model
-from configurator import configure, default_device, mixed_precision, resolve_device
+from checkpoint import load_model
+from configurator import configure, default_device, setup
 
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
 out_dir = 'out'  # ignored if init_from is not 'resume'
 start = "\n"  # or "<|endoftext|>" or etc. Can also specify a file, use as: "FILE:prompt.txt"
 num_samples = 10  # number of samples to draw
@@ -29,7 +29,7 @@ stop = []  # strings that end a sample (and are not printed): --stop=ROMEO: or -
 stream = sys.stdout.isatty()  # print each token as it is made (then samples come one at a time)
 batch_size = 0  # samples generated together in one batch; 0: all num_samples at once, or 1 when streaming
 kv_cache = True  # keep the keys and values of earlier positions; False recomputes the whole context every token
-seed = 1337
+seed = 1337  # the samples follow from it
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
 compile = False  # use PyTorch 2.0 to compile the model to be faster
@@ -41,9 +41,7 @@ if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or bat
              "top_p must be in (0, 1]")
 if any(s == '' for s in stop):
     sys.exit("error: an empty stop string would end every sample at once")
-device_type, dtype = resolve_device(device, dtype, generate=True)
-torch.manual_seed(seed)
-ctx = mixed_precision(device_type, dtype)
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True)
 
 # the prompt, read first: a missing prompt file should not cost a model load
 if start.startswith('FILE:'):
@@ -55,33 +53,18 @@ if start.startswith('FILE:'):
 if not start:
     sys.exit("error: the prompt is empty; pass --start=text or --start=FILE:path")
 
-# model
-model, dataset = load_model(init_from, out_dir)
+# model, and the tokenizer of the data it was trained on (a character vocabulary, or GPT-2 BPE)
+model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 model.eval()
 model.to(device)
 if compile:
     model.compile()  # in place, so that generate() calls the compiled forward
-
-# encoding: a character-level dataset keeps its vocabulary in meta.pkl; everything else is GPT-2 BPE
-meta, meta_path = dataset_meta(dataset)
-if meta is not None and 'stoi' in meta:
-    print(f"Loading meta from {meta_path}...")
-    stoi, itos = meta['stoi'], meta['itos']
-    missing = sorted(set(c for c in start if c not in stoi))
-    if missing:
-        sys.exit(f"error: the prompt has characters that {dataset}'s vocabulary lacks: "
-                 f"{', '.join(repr(c) for c in missing)}; remove or replace them")
-    encode = lambda s: [stoi[c] for c in s]
-    decode = lambda l: ''.join([itos[i] for i in l])
-    end_of_text = None
-else:
-    from data.common import get_gpt2_encoding
-    print("No character vocabulary found, using GPT-2 encodings...")
-    enc = get_gpt2_encoding()
-    encode = lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})
-    decode = lambda l: enc.decode(l)
-    end_of_text = enc.eot_token
-start_ids = encode(start)
+print(f"Loading meta from {os.path.join('data', dataset, 'meta.pkl')}..." if tokenizer.kind == 'char' else
+      "No character vocabulary found, using GPT-2 encodings...")
+try:
+    start_ids = tokenizer.encode(start, allow_eot=True)
+except ValueError as e:
+    sys.exit(f"error: the prompt has characters that {dataset}'s vocabulary lacks: {e}; remove or replace them")
 if max(start_ids) >= model.config.vocab_size:
     sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
              f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
@@ -101,11 +84,11 @@ def sample_batch(n):
             if done[r]:
                 continue
             generated += 1
-            if token == end_of_text:
+            if token == tokenizer.eot:
                 done[r] = True
                 continue
             tokens[r].append(token)
-            texts[r] = decode(tokens[r])
+            texts[r] = tokenizer.decode(tokens[r])
             cuts = [i for i in (texts[r].find(s) for s in stop) if i >= 0]
             if cuts:
                 texts[r], done[r] = texts[r][:min(cuts)], True

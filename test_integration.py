@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
@@ -104,6 +105,9 @@ def same_weights(path_a, path_b):
             and a['optimizer']['state'].keys() == b['optimizer']['state'].keys()
             and all(torch.equal(torch.as_tensor(x[k]), torch.as_tensor(y[k])) for x, y in
                     zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()) for k in x))
+
+
+RECORDS = ['log.jsonl', 'config.json']  # what any run writes into out_dir when it starts, before it can fail
 
 
 def digest(folder, skip=()):
@@ -481,6 +485,12 @@ def test_resume_is_bit_exact(tmp_path):
     assert logged(straight.stdout) == logged(first.stdout) + logged(second.stdout)
     assert len(logged(straight.stdout)) == 20
     assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-split/ckpt.pt')
+    # out_dir/config.json: the settings as resolved, and what the resume changed
+    record = json.load(open(tmp_path / 'out-split' / 'config.json'))
+    assert record['settings']['max_iters'] == 20 and record['settings']['dtype'] in ('float32', 'bfloat16')
+    assert record['settings']['init_from'] == 'resume' and record['settings']['n_layer'] == 2
+    assert record['resumes'] == [{'iter': 8, 'changed': {'always_save_checkpoint': [False, True], 'max_iters': [8, 20]}}]
+    assert "resumed with other settings: always_save_checkpoint False -> True, max_iters 8 -> 20" in second.stdout
 
 
 def start_and_wait_for(args, cwd, pattern, env=None):
@@ -530,7 +540,7 @@ def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
     assert run([*args[:-1], '--max_iters=2'], tmp_path).returncode == 0
     for attempt in range(3):  # on a starved machine the run may finish its step and save before Ctrl-C #2 arrives
         proc, lines = start_and_wait_for([*args, '--init_from=resume'], tmp_path, r'^iter \d+:')
-        before = digest(tmp_path / 'out-int', skip=['log.jsonl'])  # the log may gain the step the first Ctrl-C finished
+        before = digest(tmp_path / 'out-int', skip=RECORDS)  # the log may gain the step the first Ctrl-C finished
         proc.send_signal(signal.SIGINT)
         for line in proc.stdout:
             if 'SIGINT received' in line:
@@ -540,7 +550,7 @@ def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
         if not (proc.returncode == 0 and 'stopped at iter' in out):
             break
     assert proc.returncode == 130, out + err
-    assert digest(tmp_path / 'out-int', skip=['log.jsonl']) == before and 'ckpt.pt' in before
+    assert digest(tmp_path / 'out-int', skip=RECORDS) == before and 'ckpt.pt' in before
 
 
 def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
@@ -587,7 +597,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
     common = [*TINY, '--out_dir=out-nan', '--eval_interval=100']
     assert train(tmp_path, *common, '--max_iters=6').returncode == 0
-    before = digest(tmp_path / 'out-nan', skip=['log.jsonl'])  # the log records the steps that ran (iter 6)
+    before = digest(tmp_path / 'out-nan', skip=RECORDS)  # the log records the steps that ran (iter 6)
     # an absurd learning rate blows the weights up after one step; the next loss is not finite
     out = train(tmp_path, *common, '--max_iters=20', '--init_from=resume', '--learning_rate=1e30',
                 '--decay_lr=False')
@@ -595,7 +605,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     assert re.fullmatch(r"error: loss is not finite at iter 7 \(loss (nan|inf), grad norm (nan|inf)\); stopped before "
                         r"the update, out-nan/ckpt.pt is as it was -- .*\n", out.stderr), out.stderr
     assert re.search(r'^iter 6: loss [0-9.]+, grad norm [0-9.]+, lr 1\.0000e\+30', out.stdout, re.M)
-    assert digest(tmp_path / 'out-nan', skip=['log.jsonl']) == before
+    assert digest(tmp_path / 'out-nan', skip=RECORDS) == before
     assert [r['iter'] for r in read_run_log(tmp_path / 'out-nan/log.jsonl')][-2:] == [6, 6]  # eval 6, then step 6
 
 
@@ -603,14 +613,14 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     make_tiny_dataset(tmp_path)
     common = [*TINY, '--n_embd=128', '--out_dir=out-full', '--eval_interval=2']
     assert train(tmp_path, *common, '--max_iters=2').returncode == 0
-    before = digest(tmp_path / 'out-full', skip=['log.jsonl'])  # the log records the steps that ran
+    before = digest(tmp_path / 'out-full', skip=RECORDS)  # the log records the steps that ran
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MB
     out = train(tmp_path, *common, '--max_iters=4', '--init_from=resume', preexec_fn=limit)
     assert out.returncode == 1
     # the write fails where the 1 MB limit falls: as EFBIG from the OS, or as torch's own RuntimeError
     assert re.fullmatch(r"error: could not write checkpoint out-full/ckpt.pt: (File too large|.*unexpected pos.*); "
                         r"the previous checkpoint is intact -- .*\n", out.stderr), out.stderr
-    assert digest(tmp_path / 'out-full', skip=['log.jsonl']) == before
+    assert digest(tmp_path / 'out-full', skip=RECORDS) == before
 
 
 # train.py evaluates the 7 batches of 4 x 16 tokens in forwards of up to 16k tokens and 4M logits: all 7 at once
@@ -677,10 +687,14 @@ BF16_MISSING = ("import platform, runpy, sys, torch; sys.path.insert(0, {root!r}
 
 BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text, the folder that must not change)
     ('missing dataset folder', TRAIN, ['--dataset=nope'], {},
-     "error: data/nope/train.bin not found -- run python data/nope/prepare.py first", 'out-good'),
-    ('a failed run creates no out_dir', TRAIN, ['--dataset=nope', '--out_dir=out-new'], {},
-     "data/nope/train.bin not found", 'out-new'),
-    ('missing bins', TRAIN, ['--dataset=nobins'], {}, "data/nobins/train.bin not found -- run python data/nobins/prepare", 'out-good'),
+     "error: no dataset 'nope' in data/ (there: big, empty, openwebtext, shakespeare, shakespeare_char, short, tiny) "
+     "-- pick one, or add your own: docs/guides/own_data.md", 'out-good'),
+    ('a failed run creates no out_dir', TRAIN, ['--dataset=nope', '--out_dir=out-new'], {}, "no dataset 'nope'", 'out-new'),
+    ('missing bins', TRAIN, ['--dataset=nobins'], {},
+     "data/nobins/train.bin not found -- write train.bin and val.bin into data/nobins/", 'out-good'),
+    ('dataset not prepared yet', TRAIN, ['--dataset=shakespeare_char'], {},
+     "error: data/shakespeare_char/train.bin not found -- run python data/shakespeare_char/prepare.py first",
+     'out-good'),
     ('empty split', TRAIN, ['--dataset=empty'], {}, "data/empty/val.bin holds 0 tokens, too few for block_size=16", 'out-good'),
     ('split too short', TRAIN, ['--dataset=short'], {}, "data/short/val.bin holds 10 tokens, too few", 'out-good'),
     ('meta vocab larger than the model', TRAIN, ['--dataset=big', '--init_from=resume'], {},
@@ -697,8 +711,16 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
      "out-good/ckpt.pt has n_layer=2 but this run asks for n_layer=3", 'out-good'),
     ('an option GPT-2 weights lack', TRAIN, ['--init_from=gpt2', '--pos_emb=rope', '--qk_norm=True'], {},
      "init_from=gpt2 loads GPT-2's architecture, which has no pos_emb='rope', qk_norm=True -- drop", 'out-good'),
-    ('unknown init_from', TRAIN, ['--init_from=scrach'], {}, "init_from='scrach' is not 'scratch', 'resume'", 'out-good'),
+    ('unknown init_from', TRAIN, ['--init_from=scrach'], {}, "init_from='scrach' is not 'scratch' (a new model), "
+     "'resume' (out_dir/ckpt.pt), a GPT-2 name", 'out-good'),
+    ('unknown init_from, sampling', SAMPLE, ['--init_from=resme'], {}, "init_from='resme' is not 'resume' (out_dir/",
+     'out-good'),
+    ('checkpoint path of another shape', TRAIN, ['--init_from=out-good', '--n_layer=3', '--out_dir=out-new'], {},
+     "error: out-good/ckpt.pt has n_layer=2 but this run asks for n_layer=3 -- drop that setting, or pass "
+     "--n_layer=2", 'out-good'),
     ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
+    ('unknown config key, nothing close', TRAIN, ['--frobnicate=3'], {},
+     "error: unknown config key 'frobnicate'; python train.py --help lists the settings", 'out-good'),
     ('wrong type', TRAIN, ['--batch_size=four'], {}, "--batch_size=four: expected int", 'out-good'),
     ('unreadable config file', TRAIN, ['garbage.py'], {}, "cannot read config file 'garbage.py': UnicodeDecodeError",
      'out-good'),
@@ -857,8 +879,8 @@ def known_logits_checkpoint(folder):
         model.lm_head.weight[995, 0] = 10.0
         model.lm_head.weight[50256, 0] = 10.0 - np.log(4.0)
     os.makedirs(folder, exist_ok=True)
-    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0,
-                         config={'dataset': 'openwebtext'}), os.path.join(folder, 'ckpt.pt'))
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0, scaler={},
+                         rng_states=[], config={'dataset': 'openwebtext'}), os.path.join(folder, 'ckpt.pt'))
 
 
 def test_sampling_options_on_a_model_with_known_logits(tmp_path):
@@ -979,8 +1001,8 @@ def random_checkpoint(folder, dataset='openwebtext', **options):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     os.makedirs(folder, exist_ok=True)
-    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0,
-                         config={'dataset': dataset}), os.path.join(folder, 'ckpt.pt'))
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0, scaler={},
+                         rng_states=[], config={'dataset': dataset}), os.path.join(folder, 'ckpt.pt'))  # as train.py's
     return model.eval()
 
 
@@ -1115,17 +1137,148 @@ def test_hellaswag_errors_are_one_line(tmp_path):
     random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65)
     context, endings = HELLASWAG_EXAMPLES[0]
     (tmp_path / 'hs.jsonl').write_text(json.dumps({'ctx': context, 'endings': endings, 'label': 0}) + '\n')
-    cases = [([], r"error: cannot load HellaSwag from the Hugging Face hub \(ConnectionError: .*\) -- pass "
-                  r"--data_file=path/to/hellaswag_val.jsonl \(the official file: https://raw.githubusercontent.com/"
-                  r"rowanz/hellaswag/master/data/hellaswag_val.jsonl\), or go online"),
-             (['--data_file=nope.jsonl'], r"error: data_file 'nope.jsonl' not found -- .*"),
-             (['--data_file=hs.jsonl', '--out_dir=out-char'], r"error: out-char/ckpt.pt is a character-level model .*")]
-    for args, message in cases:
-        out = run([sys.executable, HELLASWAG, '--device=cpu', *args], tmp_path)
+    random_checkpoint(tmp_path / 'out-bpe')
+    hub = (r"error: cannot load HellaSwag from the Hugging Face hub \(\w+Error: .*\) -- pass --data_file=path/to/"
+           r"hellaswag_val.jsonl \(the official file: https://raw.githubusercontent.com/rowanz/hellaswag/master/data/"
+           r"hellaswag_val.jsonl\), or go online")
+    no_network = {'HF_HUB_OFFLINE': '', 'HF_DATASETS_OFFLINE': '', 'NANOGPT_OFFLINE': '', 'HTTPS_PROXY': 'http://127.0.0.1:9'}
+    cases = [(['--out_dir=out-bpe'], {}, hub),  # offline: the datasets cache, or this line
+             (['--out_dir=out-bpe'], no_network, hub),  # no network: the same, after one quick look for the hub
+             (['--data_file=nope.jsonl'], {}, r"error: data_file 'nope.jsonl' not found -- .*"),
+             # decided locally, before any download: without a data_file it would otherwise try the hub
+             (['--out_dir=out-char'], no_network, r"error: out-char/ckpt.pt is a character-level model \(trained on "
+                                                  r"chars\), and HellaSwag is scored in GPT-2 BPE tokens -- .*"),
+             (['--init_from=resme'], {}, r"error: init_from='resme' is not 'resume' \(out_dir/ckpt.pt\), .*")]
+    for args, env, message in cases:
+        out = run([sys.executable, HELLASWAG, '--device=cpu', *args], tmp_path, env=env)
         assert out.returncode == 1 and re.fullmatch(message + '\n', out.stderr), out.stderr
 
 
 # ---------------------------------------------------------------- docs: the runnable blocks
+
+# ---------------------------------------------------------------- checkpoints written by the original nanoGPT
+
+def nanogpt_checkpoint(folder, compiled=False, n_layer=2, n_head=2, n_embd=32, block_size=16, vocab=65):
+    """A ckpt.pt in the format of the original nanoGPT's train.py (MIT), made here: its model's state_dict names
+    (the tied head saved under both names; behind torch.compile's '_orig_mod.' if compiled), its AdamW state
+    numbered in its parameter order after one step, model_args without this project's options, best_val_loss
+    as a tensor, and no scaler or random states. Returns the weights, by their plain names."""
+    g, C = torch.Generator().manual_seed(1), n_embd
+    shapes = {'transformer.wte.weight': (vocab, C), 'transformer.wpe.weight': (block_size, C)}
+    for p in (f'transformer.h.{i}.' for i in range(n_layer)):
+        shapes.update({p + 'ln_1.weight': (C,), p + 'ln_1.bias': (C,), p + 'attn.c_attn.weight': (3 * C, C),
+                       p + 'attn.c_attn.bias': (3 * C,), p + 'attn.c_proj.weight': (C, C), p + 'attn.c_proj.bias': (C,),
+                       p + 'ln_2.weight': (C,), p + 'ln_2.bias': (C,), p + 'mlp.c_fc.weight': (4 * C, C),
+                       p + 'mlp.c_fc.bias': (4 * C,), p + 'mlp.c_proj.weight': (C, 4 * C), p + 'mlp.c_proj.bias': (C,)})
+    shapes.update({'transformer.ln_f.weight': (C,), 'transformer.ln_f.bias': (C,)})
+    # large enough weights that the exact GELU and its tanh approximation give visibly different logits
+    params = {k: torch.nn.Parameter(torch.randn(s, generator=g) * 0.3 + (k.endswith('ln_1.weight') or
+                                    k.endswith('ln_2.weight') or k.endswith('ln_f.weight'))) for k, s in shapes.items()}
+    optimizer = torch.optim.AdamW([{'params': [p for p in params.values() if p.dim() >= 2], 'weight_decay': 0.1},
+                                   {'params': [p for p in params.values() if p.dim() < 2], 'weight_decay': 0.0}],
+                                  lr=1e-3, betas=(0.9, 0.99))
+    for p in params.values():
+        p.grad = torch.randn(p.shape, generator=g)
+    optimizer.step()
+    weights = {k: p.detach().clone() for k, p in params.items()}
+    weights['lm_head.weight'] = weights['transformer.wte.weight']
+    prefix = '_orig_mod.' if compiled else ''
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(model={prefix + k: v for k, v in weights.items()}, optimizer=optimizer.state_dict(),
+                    model_args=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=True,
+                                    vocab_size=vocab, dropout=0.0),
+                    iter_num=100, best_val_loss=torch.tensor(3.5), config=dict(dataset='chars', batch_size=4,
+                                                                              out_dir=str(folder), compile=compiled)),
+               folder / 'ckpt.pt')
+    return weights
+
+
+def nanogpt_logits(w, idx, n_head=2):
+    """nanoGPT's forward written out by hand: learned positions, explicit causal attention, exact GELU."""
+    B, T = idx.shape
+    C = w['transformer.wte.weight'].size(1)
+    x = w['transformer.wte.weight'][idx] + w['transformer.wpe.weight'][:T]
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for p in sorted({k[:k.index('.', 14) + 1] for k in w if k.startswith('transformer.h.')}):
+        h = F.layer_norm(x, (C,), w[p + 'ln_1.weight'], w[p + 'ln_1.bias'])
+        q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in
+                   F.linear(h, w[p + 'attn.c_attn.weight'], w[p + 'attn.c_attn.bias']).split(C, dim=2))
+        att = (q @ k.transpose(-2, -1) / math.sqrt(C // n_head)).masked_fill(future, float('-inf')).softmax(-1)
+        x = x + F.linear((att @ v).transpose(1, 2).reshape(B, T, C), w[p + 'attn.c_proj.weight'],
+                         w[p + 'attn.c_proj.bias'])
+        h = F.layer_norm(x, (C,), w[p + 'ln_2.weight'], w[p + 'ln_2.bias'])
+        x = x + F.linear(F.gelu(F.linear(h, w[p + 'mlp.c_fc.weight'], w[p + 'mlp.c_fc.bias'])),
+                         w[p + 'mlp.c_proj.weight'], w[p + 'mlp.c_proj.bias'])
+    return F.layer_norm(x, (C,), w['transformer.ln_f.weight'], w['transformer.ln_f.bias']) @ w['lm_head.weight'].T
+
+
+def char_dataset(root, name='chars'):
+    """make_tiny_dataset's tokens, with a character vocabulary in meta.pkl (CHARS), so that text decodes."""
+    d = make_tiny_dataset(root, name)
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
+
+
+def test_nanogpt_checkpoints_load_with_nanogpts_logits_sample_and_export(tmp_path):
+    from checkpoint import load_model
+    from model import GPT, GPTConfig
+    char_dataset(tmp_path)
+    idx = torch.randint(65, (3, 16), generator=torch.Generator().manual_seed(0))
+    for compiled in (False, True):
+        weights = nanogpt_checkpoint(tmp_path / f'nano{compiled}', compiled)
+        expected = nanogpt_logits(weights, idx)
+        cwd = os.getcwd()
+        try:
+            os.chdir(tmp_path)  # the dataset's meta.pkl, for the tokenizer, is found from the working folder
+            model, tokenizer, dataset, checkpoint = load_model(f'nano{compiled}/ckpt.pt', 'out')
+        finally:
+            os.chdir(cwd)
+        assert model.config.mlp_act == 'gelu_exact' and checkpoint['nanogpt'] and dataset == 'chars'
+        assert tokenizer.kind == 'char' and tokenizer.decode([33, 34]) == 'AB'
+        with torch.no_grad():
+            assert (model.eval()(idx, idx)[0] - expected).abs().max().item() < 2e-5
+            tanh = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': 'gelu'})).eval()
+            tanh.load_state_dict(model.state_dict())
+            assert (tanh(idx, idx)[0] - expected).abs().max().item() > 1e-3  # what loading it as GPT-2's GELU gave
+    # sample.py takes the path too; greedy tokens are nanoGPT's argmax, the window sliding past block_size
+    prompt = [ord(c) - 32 for c in 'HELLO']
+    tokens = torch.tensor([prompt])
+    for _ in range(20):
+        tokens = torch.cat([tokens, nanogpt_logits(weights, tokens[:, -16:])[:, -1:].argmax(-1)], dim=1)
+    out = run([sys.executable, SAMPLE, '--init_from=nanoTrue', '--start=HELLO', '--temperature=0', '--num_samples=1',
+               '--max_new_tokens=20', '--device=cpu'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2] == ''.join(CHARS[i] for i in tokens[0].tolist())
+    # export: transformers' GPT-2 with the exact GELU ('gelu'), logits checked by export itself and here
+    out = run([sys.executable, EXPORT, '--init_from=nanoTrue', '--export_dir=nano-hf'], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.load(open(tmp_path / 'nano-hf' / 'config.json'))['activation_function'] == 'gelu'
+    from transformers import GPT2LMHeadModel
+    with torch.no_grad():
+        assert (GPT2LMHeadModel.from_pretrained(tmp_path / 'nano-hf')(idx).logits - expected).abs().max() < 2e-5
+
+
+def test_nanogpt_checkpoint_resumes_with_its_optimizer_state(tmp_path):
+    char_dataset(tmp_path)
+    weights = nanogpt_checkpoint(tmp_path / 'nano', compiled=True)
+    args = ['--dataset=chars', '--device=cpu', '--compile=False', '--out_dir=nano', '--init_from=resume',
+            '--max_iters=103', '--eval_interval=3', '--eval_iters=2', '--batch_size=4', '--log_interval=1',
+            '--always_save_checkpoint=True', '--dtype=float32']
+    out = train(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert "note: resuming a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, so " \
+           "not bit-exact" in out.stdout
+    assert [int(i) for i, _ in logged(out.stdout)] == [100, 101, 102]
+    ckpt = load_checkpoint(tmp_path / 'nano' / 'ckpt.pt')
+    assert not ckpt['nanogpt'] and ckpt['iter_num'] == 103 and ckpt['model_args']['mlp_act'] == 'gelu_exact'
+    assert ckpt['config']['block_size'] == 16 and ckpt['config']['n_layer'] == 2  # the architecture of the weights
+    state = ckpt['optimizer']['state']
+    assert state['transformer.wte.weight']['step'].item() == 4  # nanoGPT's one step, and three more here
+    assert not torch.equal(ckpt['model']['transformer.wpe.weight'], weights['transformer.wpe.weight'])
+    # and it resumes again, now bit-exactly, as any checkpoint of this project
+    again = train(tmp_path, *[a for a in args if not a.startswith('--max_iters')], '--max_iters=105')
+    assert again.returncode == 0 and 'note: resuming' not in again.stdout, again.stderr
+
 
 def test_docs_runnable_blocks_succeed():
     """The blocks the docs mark runnable (quick start, run log, plot, export) run in a copy of the repo."""

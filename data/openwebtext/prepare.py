@@ -14,7 +14,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
 from configurator import configure  # noqa: E402
-from common import get_gpt2_encoding, why, write_token_chunks  # noqa: E402
+from common import Tokenizer, get_gpt2_encoding, why, write_token_chunks  # noqa: E402
 
 # -----------------------------------------------------------------------------
 num_proc = max(1, (os.cpu_count() or 2) // 2)  # workers for tokenizing; good to have ~ cpu cores / 2
@@ -22,15 +22,15 @@ dataset_name = 'Skylion007/openwebtext'  # a Hugging Face hub dataset with a 'te
 data_files = ''  # instead of the hub: local files (a path or a glob) with a 'text' column
 data_format = 'parquet'  # of data_files: 'parquet', 'json' (one object a line) or 'text' (a file a document)
 val_fraction = 0.0005  # OpenWebText has only a train split; hold out this much of it
-seed = 2357
-out_dir = os.path.dirname(os.path.abspath(__file__))
+seed = 2357  # of the train/val split
+out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin and val.bin go
 # -----------------------------------------------------------------------------
 
 
 def tokenize(example):
-    enc = get_gpt2_encoding()  # cached: built once, before the worker processes fork
-    ids = enc.encode_ordinary(example['text'])  # encode_ordinary ignores any special tokens
-    ids.append(enc.eot_token)  # add the end of text token, e.g. 50256 for gpt2 bpe
+    tokenizer = Tokenizer()  # its BPE is cached: built once, before the worker processes fork
+    ids = tokenizer.encode(example['text'])  # as plain text: a '<|endoftext|>' in a document is not special
+    ids.append(tokenizer.eot)  # add the end of text token, 50256 for gpt2 bpe
     return {'ids': ids, 'len': len(ids)}
 
 

@@ -9,8 +9,12 @@ import os
 import pickle
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
-from common import atomic_path, fetch_tiny_shakespeare, get_gpt2_encoding, write_splits  # noqa: E402
+from configurator import configure  # noqa: E402
+from common import Tokenizer, atomic_path, fetch_tiny_shakespeare, write_splits  # noqa: E402
+
+configure(globals())  # no settings: --help says so, and a stray --key=value is an error, not ignored
 
 folder = os.path.dirname(os.path.abspath(__file__))
 data, source = fetch_tiny_shakespeare(os.path.join(folder, 'input.txt'))
@@ -19,9 +23,9 @@ train_data = data[:int(n * 0.9)]
 val_data = data[int(n * 0.9):]
 
 # encode with tiktoken gpt2 bpe
-enc = get_gpt2_encoding()
-train_ids = enc.encode_ordinary(train_data)
-val_ids = enc.encode_ordinary(val_data)
+tokenizer = Tokenizer()
+train_ids = tokenizer.encode(train_data)
+val_ids = tokenizer.encode(val_data)
 print(f"train has {len(train_ids):,} tokens")
 print(f"val has {len(val_ids):,} tokens")
 
@@ -29,7 +33,7 @@ print(f"val has {len(val_ids):,} tokens")
 # vocab_size (train.py then uses GPT-2's padded 50304)
 write_splits({os.path.join(folder, 'train.bin'): train_ids, os.path.join(folder, 'val.bin'): val_ids})
 with atomic_path(os.path.join(folder, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
-    pickle.dump({'tokenizer': 'gpt2', 'source': source}, f)
+    pickle.dump({**tokenizer.meta(), 'source': source}, f)
 
 # on the real tiny Shakespeare:
 # train has 301,966 tokens

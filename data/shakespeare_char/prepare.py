@@ -10,35 +10,34 @@ import os
 import pickle
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
-from common import atomic_path, fetch_tiny_shakespeare, write_splits  # noqa: E402
+from configurator import configure  # noqa: E402
+from common import Tokenizer, atomic_path, fetch_tiny_shakespeare, write_splits  # noqa: E402
+
+configure(globals())  # no settings: --help says so, and a stray --key=value is an error, not ignored
 
 folder = os.path.dirname(os.path.abspath(__file__))
 data, source = fetch_tiny_shakespeare(os.path.join(folder, 'input.txt'))
 print(f"length of dataset in characters: {len(data):,} (from {source})")
 
-# all the unique characters that occur in this text
-chars = sorted(list(set(data)))
-vocab_size = len(chars)
-print("all the unique characters:", ''.join(chars) if vocab_size < 200 else f"({vocab_size:,} of them)")
+# all the unique characters that occur in this text, each mapped to an integer
+tokenizer = Tokenizer.from_text(data)
+chars, vocab_size = ''.join(tokenizer.stoi), tokenizer.vocab_size
+print("all the unique characters:", chars if vocab_size < 200 else f"({vocab_size:,} of them)")
 print(f"vocab size: {vocab_size:,}")
-
-# create a mapping from characters to integers
-stoi = {ch: i for i, ch in enumerate(chars)}
-itos = {i: ch for i, ch in enumerate(chars)}
-encode = lambda s: [stoi[c] for c in s]  # encoder: take a string, output a list of integers
 
 # create the train and val splits: the first 90% and the last 10%
 n = len(data)
-train_ids = encode(data[:int(n * 0.9)])
-val_ids = encode(data[int(n * 0.9):])
+train_ids = tokenizer.encode(data[:int(n * 0.9)])
+val_ids = tokenizer.encode(data[int(n * 0.9):])
 print(f"train has {len(train_ids):,} tokens")
 print(f"val has {len(val_ids):,} tokens")
 
 # export to bin files (both checked to fit uint16 before either is written), then the meta information
 write_splits({os.path.join(folder, 'train.bin'): train_ids, os.path.join(folder, 'val.bin'): val_ids})
 with atomic_path(os.path.join(folder, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
-    pickle.dump({'vocab_size': vocab_size, 'itos': itos, 'stoi': stoi, 'source': source}, f)
+    pickle.dump({**tokenizer.meta(), 'source': source}, f)
 
 # on the real tiny Shakespeare:
 # length of dataset in characters: 1,115,394
