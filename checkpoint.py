@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from data.common import Tokenizer, atomic_path
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
 
@@ -53,11 +53,17 @@ INIT_CHOICES = ("'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gp
                 "written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
 
 
-def find_weights(init_from, out_dir, scratch=False):
+def find_weights(init_from, out_dir, training=None):
     """What init_from names, validated here for every script: ('checkpoint', path to a ckpt.pt) or
-    ('pretrained', a GPT-2 name or save_pretrained folder); anything else stops with the choices."""
+    ('pretrained', a GPT-2 name or save_pretrained folder); anything else stops with the choices. training:
+    the settings a train.py run was given, where 'scratch' is a choice too, and where a GPT-2 name refuses
+    an option OpenAI's weights lack before any download."""
     if init_from == 'resume':
         return 'checkpoint', os.path.join(out_dir, 'ckpt.pt')
+    lacking = options_gpt2_lacks(training or {})
+    if init_from in GPT2_NAMES and lacking:
+        raise SystemExit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} "
+                         f"-- drop those settings")
     if init_from in GPT2_NAMES:
         return 'pretrained', init_from
     if os.path.isfile(init_from):
@@ -66,7 +72,7 @@ def find_weights(init_from, out_dir, scratch=False):
         return 'checkpoint', os.path.join(init_from, 'ckpt.pt')
     if any(os.path.isfile(os.path.join(init_from, f)) for f in ('model.safetensors', 'pytorch_model.bin')):
         return 'pretrained', init_from
-    choices = "'scratch' (a new model), " + INIT_CHOICES if scratch else INIT_CHOICES
+    choices = "'scratch' (a new model), " + INIT_CHOICES if training is not None else INIT_CHOICES
     raise SystemExit(f"error: init_from='{init_from}' is not {choices}")
 
 
@@ -131,7 +137,8 @@ def load_model(init_from, out_dir, dropout=None):
     if checkpoint['nanogpt']:
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
     dataset = checkpoint['config'].get('dataset')
-    return model_from_checkpoint(checkpoint, dropout), Tokenizer.from_meta(dataset_meta(dataset)[0]), dataset, checkpoint
+    tokenizer = Tokenizer.from_meta(dataset_meta(dataset)[0])
+    return model_from_checkpoint(checkpoint, dropout), tokenizer, dataset, checkpoint
 
 
 def check_architecture(model, asked, given, source, resuming):
@@ -144,8 +151,9 @@ def check_architecture(model, asked, given, source, resuming):
         if k == 'block_size' and asks < has and not resuming:
             model.crop_block_size(asks)  # e.g. finetuning GPT-2 with a shorter context
         else:
+            hint = " (if the run was started with it)" if resuming else ""
             raise SystemExit(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
-                             f"setting, or pass --{k}={has!r}" + (" (if the run was started with it)" if resuming else ""))
+                             f"setting, or pass --{k}={has!r}{hint}")
 
 
 def dataset_meta(dataset):
@@ -172,13 +180,16 @@ def rng_states(sampler):
     return state
 
 
-def restore_rng_states(states, rank, world_size, sampler, seed, iter_num):
-    """Put back this process's random states from a checkpoint's list of every process's. Returns a note
-    when that cannot be exact: another number of processes, or a nanoGPT checkpoint, which has none."""
+def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, verbose=True):
+    """Put back this process's random states from a checkpoint's list of every process's. Says so when that
+    cannot be exact: another number of processes, or a nanoGPT checkpoint, which has none."""
     if not states:
         sampler.manual_seed(seed + iter_num)
         torch.manual_seed(seed + rank + iter_num)
-        return "a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, so not bit-exact"
+        if verbose:
+            print("note: resuming a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, "
+                  "so not bit-exact")
+        return
     state = states[rank if len(states) == world_size else 0]
     torch.set_rng_state(state['torch'])
     sampler.set_state(state['sampler'])
@@ -189,8 +200,9 @@ def restore_rng_states(states, rank, world_size, sampler, seed, iter_num):
         torch.cuda.set_rng_state(state['cuda'])
     if len(states) != world_size:  # the data stream is shared by all, so it carries over; dropout's streams cannot
         torch.manual_seed(seed + rank + iter_num)
-        return f"{len(states)} processes' run with {world_size}: same data order, new dropout masks, so not bit-identical"
-    return None
+        if verbose:
+            print(f"note: resuming {len(states)} processes' run with {world_size}: same data order, new dropout "
+                  f"masks, so not bit-identical")
 
 
 def dataset_files(dataset):

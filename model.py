@@ -53,22 +53,22 @@ class GPTConfig:
 
 # transformers' GPT2Config.activation_function for each mlp_act that GPT2LMHeadModel can hold
 HF_ACTIVATIONS = {'gelu': 'gelu_new', 'gelu_exact': 'gelu'}
-# GPT-2's Conv1D modules hold the transpose of a Linear's weight
 HF_TRANSPOSED = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
 
 
 def hf_tensor(name, tensor):
-    """The one weight mapping between GPT2LMHeadModel and GPT, either way: the Conv1D weights transposed."""
+    """The one weight mapping between GPT2LMHeadModel and GPT, either way: GPT-2's Conv1D modules hold the
+    transpose of a Linear's weight."""
     return tensor.t() if name.endswith(HF_TRANSPOSED) else tensor
 
 
 def hf_config(config, vocab_size, eos=None):
     """transformers' GPT2Config for a GPTConfig of GPT-2's architecture (the inverse of from_pretrained's)."""
     from transformers import GPT2Config
-    return GPT2Config(vocab_size=vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-                      n_layer=config.n_layer, n_head=config.n_head, activation_function=HF_ACTIVATIONS[config.mlp_act],
-                      layer_norm_epsilon=1e-5, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
-                      attn_pdrop=config.dropout, bos_token_id=eos, eos_token_id=eos)
+    c, p = config, config.dropout
+    return GPT2Config(vocab_size=vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                      n_head=c.n_head, activation_function=HF_ACTIVATIONS[c.mlp_act], layer_norm_epsilon=1e-5,
+                      resid_pdrop=p, embd_pdrop=p, attn_pdrop=p, bos_token_id=eos, eos_token_id=eos)
 
 
 def options_gpt2_lacks(args):
@@ -167,17 +167,14 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
-def relu2(x):
-    return F.relu(x).square()
-
-
 class MLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         # exact GELU is nanoGPT's; on CPUs its oneDNN kernels are ~3x faster than torch's tanh approximation
-        self.act = {'gelu': nn.GELU(approximate='tanh'), 'gelu_exact': nn.GELU(), 'relu2': relu2}[config.mlp_act]
+        acts = {'gelu': nn.GELU(approximate='tanh'), 'gelu_exact': nn.GELU(), 'relu2': lambda x: F.relu(x).square()}
+        self.act = acts[config.mlp_act]
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

@@ -616,7 +616,7 @@ def test_learning_rate_schedule_values():
     (True, True, True, True, True, True, 'val loss improved'),
     (False, True, False, True, True, False, 'always_save_checkpoint'),
     (False, False, False, True, False, False, ''),  # not better, not the end: keep the best
-    (False, False, True, True, False, False, 'final; val loss never improved'),  # the run leaves a checkpoint
+    (False, False, True, True, False, False, 'final; never improved'),  # the run leaves a checkpoint
     (False, False, True, True, True, False, ''),  # it already saved a better one
     (False, False, True, True, False, True, ''),  # a resumed run keeps the checkpoint it came from
     (True, True, True, False, False, False, ''),  # no step taken (eval_only, or the very first evaluation)
@@ -698,10 +698,10 @@ def test_init_from_means_the_same_everywhere(tmp_path):
         ('checkpoint', os.path.join(run, 'ckpt.pt'))
     assert find_weights('gpt2-xl', 'out') == ('pretrained', 'gpt2-xl')
     assert find_weights(str(tmp_path / 'hf'), 'out') == ('pretrained', str(tmp_path / 'hf'))
-    for init_from, scratch in (('resme', False), ('gpt2-small', True), (str(tmp_path), False)):
+    for init_from, training in (('resme', None), ('gpt2-small', {}), (str(tmp_path), None)):
         with pytest.raises(SystemExit) as e:
-            find_weights(init_from, 'out', scratch)
-        assert str(e.value) == (f"error: init_from='{init_from}' is not {SCRATCH * scratch}"
+            find_weights(init_from, 'out', training)
+        assert str(e.value) == (f"error: init_from='{init_from}' is not {SCRATCH * (training is not None)}"
                                 f"'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), "
                                 f"a folder written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
 

@@ -25,12 +25,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import (GPT2_NAMES, check_architecture, dataset_files, dataset_meta, find_weights, load_model, open_run_log,
+from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, open_run_log,
                         record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, setup
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model, sum_over_ranks)
-from model import GPT, GPTConfig, options_gpt2_lacks
+from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
@@ -42,7 +42,7 @@ eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # if True, evaluate once and exit
 target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
 always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
-init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (new run from it), 'gpt2'..., a save_pretrained folder
+init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (a new run from it), 'gpt2'..., an HF folder
 # wandb logging
 wandb_log = False  # log to Weights & Biases too (offline if it cannot reach it)
 wandb_project = 'owt'  # its project...
@@ -96,11 +96,8 @@ if max_iters < 0 or warmup_iters < 0:
     sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if decay_lr and lr_decay_iters <= warmup_iters:
     sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
-weights = find_weights(init_from, out_dir, scratch=True) if init_from != 'scratch' else None  # or stop here
-lacking = options_gpt2_lacks({k: globals()[k] for k in overridden if k in GPTConfig.__dataclass_fields__})
-if init_from in GPT2_NAMES and lacking:  # said before a download: OpenAI's weights fix the architecture
-    sys.exit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} -- "
-             f"drop those settings")
+if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
+    _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
 device, device_type, dtype, ctx = setup(device, dtype, seed)  # seeds torch alike in every process, numpy per process
 
 # various inits, derived attributes, I/O setup
@@ -135,9 +132,10 @@ iter_num, best_val_loss, checkpoint = 0, 1e9, None
 elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
 resuming, previous_config = init_from == 'resume', None  # previous_config: the settings of the run resumed
 model_args = {f.name: globals()[f.name] for f in fields(GPTConfig) if f.name != 'vocab_size'}
+if master_process:
+    print({'scratch': "Initializing a new model from scratch", 'resume': f"Resuming training from {out_dir}"}.get(
+        init_from, f"Starting a new run from the weights of {init_from}"))
 if init_from == 'scratch':
-    if master_process:
-        print("Initializing a new model from scratch")
     # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
     model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
     try:
@@ -145,14 +143,12 @@ if init_from == 'scratch':
     except ValueError as e:  # e.g. n_embd not divisible by n_head
         sys.exit(f"error: {e}")
 else:
-    if master_process:
-        print(f"Resuming training from {out_dir}" if resuming else f"Starting a new run from the weights of {init_from}")
     model, _, _, checkpoint = load_model(init_from, out_dir, dropout)
-    check_architecture(model, model_args, overridden, weights[1], resuming)
+    check_architecture(model, model_args, overridden, weights_path, resuming)
     model_args = dict(vars(model.config))
     globals().update({k: v for k, v in model_args.items() if k != 'vocab_size'})  # the settings say what runs
     if resuming:
-        iter_num, best_val_loss, previous_config = checkpoint['iter_num'], checkpoint['best_val_loss'], checkpoint['config']
+        iter_num, best_val_loss, previous_config = (checkpoint[k] for k in ('iter_num', 'best_val_loss', 'config'))
         elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
@@ -199,17 +195,15 @@ if fsdp:
     shard_model(model, dtype)
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
-# a GradScaler only does something for float16; for the others it is a no-op
-scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
+scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))  # for float16; a no-op for the others
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
                                        dtype)
 if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     if checkpoint.get('scaler'):  # {} when saved without float16
         scaler.load_state_dict(checkpoint['scaler'])
-    note = restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num)
-    if note and master_process:
-        print(f"note: resuming {note}")
+    restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num,
+                       master_process)
     checkpoint = None  # free up memory
 
 if compile:
@@ -246,8 +240,7 @@ def estimate_loss():
     return out
 
 
-def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=True, lr_schedule='cosine',
-           decay_frac=0.2):
+def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=True, lr_schedule='cosine', decay_frac=.2):
     """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters (or, for 'wsd',
     constant until the last decay_frac of the way, then linear)."""
     if not decay_lr:
@@ -268,11 +261,9 @@ def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=Tru
 def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, resuming):
     """Why to write ckpt.pt after an evaluation, or '' not to. Only new weights are saved; a run that never
     improves still leaves its final model, unless it resumed: then the checkpoint it came from is kept."""
-    if not new_state:
+    if not new_state or not (improved or always_save or final and not saved_this_run and not resuming):
         return ''
-    if improved or always_save:
-        return 'val loss improved' if improved else 'always_save_checkpoint'
-    return 'final; val loss never improved' if final and not saved_this_run and not resuming else ''
+    return 'val loss improved' if improved else 'always_save_checkpoint' if always_save else 'final; never improved'
 
 
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
@@ -323,6 +314,7 @@ def request_stop(signum, frame):
 signal.signal(signal.SIGINT, request_stop)
 signal.signal(signal.SIGTERM, request_stop)
 
+
 def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None, lr=None, mfu=None, elapsed=0.0):
     """One line of log.jsonl (flushed: a crash leaves a valid log) and the same numbers to wandb."""
     if not master_process or last_logged and (it, kind) == (last_logged['iter'], last_logged['kind']):
@@ -361,12 +353,10 @@ while True:
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
         reason = checkpoint_reason(improved, always_save_checkpoint, final, new_state, saved_this_run, resuming)
-        if final and new_state and master_process and reason.startswith('final'):
-            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final "
-                  f"model anyway so that the run leaves a checkpoint")
-        elif final and new_state and master_process and not reason:
-            print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; {ckpt_path} keeps the "
-                  f"best model")
+        if final and new_state and master_process and reason in ('', 'final; never improved'):
+            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final model anyway so "
+                  f"that the run leaves a checkpoint" if reason else f"val loss {losses['val']:.4f} did not improve on "
+                  f"{best_val_loss:.4f}; {ckpt_path} keeps the best model")
         if reason:
             save(reason, iter_num, best_val_loss, time.time() - run_start)
             saved_this_run = True
