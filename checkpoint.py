@@ -134,7 +134,7 @@ def load_model(init_from, out_dir, dropout=None):
     if kind == 'pretrained':
         return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), Tokenizer(), None, None
     checkpoint = load_checkpoint(path)
-    if checkpoint['nanogpt']:
+    if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
     dataset = checkpoint['config'].get('dataset')
     tokenizer = Tokenizer.from_meta(dataset_meta(dataset)[0])
@@ -263,7 +263,7 @@ def record_settings(path, settings, previous=None, iter_num=0):
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a run from before config.json existed, or a damaged file: the history starts here
         changed = {k: (previous[k], v) for k, v in settings.items() if k in previous and previous[k] != v
-                   and k != 'init_from'}
+                   and k != 'init_from' and previous[k] != 'auto'}  # older runs saved dtype='auto' unresolved
         record['resumes'].append({'iter': iter_num, 'changed': {k: list(v) for k, v in changed.items()}})
         if changed:
             print("resumed with other settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))

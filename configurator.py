@@ -98,7 +98,10 @@ def configure(namespace, argv=None):
     script = namespace.get('__file__') or sys.argv[0]
     known = config_keys(namespace)
     if '-h' in argv or '--help' in argv:
-        print(settings_help(namespace, script))
+        try:
+            print(settings_help(namespace, script), flush=True)
+        except BrokenPipeError:  # --help | head: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     new, echo = {}, []  # nothing is applied or printed until every argument has passed
     for arg in argv:

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_optimizer_state_dict
 
 
 def launched_by_torchrun():
@@ -75,6 +74,7 @@ def gather_objects(ddp, obj):
 def full_state_dicts(model, optimizer):
     """Model and optimizer state as one unsharded copy on the CPU, keyed by parameter names, whatever
     the run (single, DDP or FSDP); a collective under FSDP. The optimizer's is what load_optimizer reads."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict  # 0.7 s: only when saving
     return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
@@ -83,6 +83,7 @@ def load_optimizer(model, optimizer, state_dict, fsdp):
     does not fit) leaves the optimizer fresh."""
     if state_dict is None:
         return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
     try:
         set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
     except (KeyError, ValueError, RuntimeError) as e:  # e.g. Muon's state for AdamW, or the other way round

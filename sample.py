@@ -1,6 +1,7 @@
 """
 Sample from a trained model:
 $ python sample.py --out_dir=out-shakespeare-char
+$ python sample.py --init_from=path/to/ckpt.pt     # any ckpt.pt (or its folder), the original nanoGPT's too
 or from OpenAI's GPT-2:
 $ python sample.py --init_from=gpt2-xl --start="What is the answer to life, the universe, and everything?"
 Tokens print as they are made when writing to a terminal; a sample ends at max_new_tokens, at a stop

@@ -148,7 +148,8 @@ else:
     model_args = dict(vars(model.config))
     globals().update({k: v for k, v in model_args.items() if k != 'vocab_size'})  # the settings say what runs
     if resuming:
-        iter_num, best_val_loss, previous_config = (checkpoint[k] for k in ('iter_num', 'best_val_loss', 'config'))
+        iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+        previous_config = {**checkpoint['config'], **checkpoint['model_args']}  # older runs saved the shape as given
         elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
@@ -329,10 +330,9 @@ def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
-saved_this_run = False
+saved_this_run, running_mfu = False, None
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
-running_mfu = None
 while True:
     lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr, lr_schedule, decay_frac)
     for param_group in optimizer.param_groups:
