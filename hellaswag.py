@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from checkpoint import load_model
+from checkpoint import find_weights, load_model
 from configurator import configure, default_device, setup
 from data.common import offline, why
 
@@ -48,15 +48,12 @@ def load_examples():
             with open(data_file, encoding='utf-8') as f:
                 rows = [json.loads(line) for line in f if line.strip()]
         else:
-            if offline() or not hub_reachable():  # a copy in the local datasets cache, or a quick one-line error
-                os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
             from datasets import load_dataset
             rows = load_dataset('Rowan/hellaswag', split='validation')
-    except Exception as e:  # no network and no cached copy, a moved dataset, a broken file
+    except Exception as e:  # a moved dataset, a broken file
         if data_file:
             sys.exit(f"error: cannot read {data_file} ({why(e)}) -- it should hold one JSON object per line")
-        sys.exit(f"error: cannot load HellaSwag from the Hugging Face hub ({why(e)}) -- pass "
-                 f"--data_file=path/to/hellaswag_val.jsonl (the official file: {OFFICIAL_FILE}), or go online")
+        no_hub(why(e))
     try:
         examples = [(row['ctx'], list(row['endings']), int(row['label'])) for row in rows]
     except (KeyError, TypeError, ValueError) as e:
@@ -77,7 +74,27 @@ def hub_reachable(timeout=2.0):
         return False
 
 
-# what is known locally first (the model and its tokenizer), then the examples, which may need the network
+def cached_hellaswag():
+    """Whether a copy of Rowan/hellaswag may be in the hub's or the datasets' cache (without importing datasets)."""
+    home = os.environ.get('HF_HOME') or os.path.join(os.environ.get('XDG_CACHE_HOME') or
+                                                     os.path.expanduser('~/.cache'), 'huggingface')
+    hub = os.environ.get('HF_HUB_CACHE') or os.path.join(home, 'hub')
+    return os.path.isdir(os.path.join(hub, 'datasets--Rowan--hellaswag')) or os.path.isdir(
+        os.path.join(os.environ.get('HF_DATASETS_CACHE') or os.path.join(home, 'datasets'), 'Rowan___hellaswag'))
+
+
+def no_hub(reason):
+    sys.exit(f"error: cannot load HellaSwag from the Hugging Face hub ({reason}) -- pass "
+             f"--data_file=path/to/hellaswag_val.jsonl (the official file: {OFFICIAL_FILE}), or go online")
+
+
+# what is known without the network comes first: whether the examples can be had at all, and the model's tokenizer
+hub_offline = not data_file and (offline() or not hub_reachable())
+if hub_offline:  # the datasets cache only, instead of half a minute of retries
+    os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
+unobtainable = hub_offline and not cached_hellaswag()
+if unobtainable and find_weights(init_from, out_dir)[0] == 'pretrained':  # GPT-2's BPE: known without a load
+    no_hub("offline, and no copy of Rowan/hellaswag in the Hugging Face caches")
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 if tokenizer.kind == 'char':
     sys.exit(f"error: {os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else init_from} is a character-level "
@@ -86,6 +103,8 @@ if tokenizer.kind == 'char':
 if model.config.vocab_size < 50257:
     sys.exit(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
              f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
+if unobtainable:
+    no_hub("offline, and no copy of Rowan/hellaswag in the Hugging Face caches")
 model.eval()
 model.to(device)
 examples = load_examples()
