@@ -181,7 +181,7 @@ def setup(device, dtype, seed, generate=False):
     if device_type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
     if device_type == 'mps' and not torch.backends.mps.is_available():
-        raise SystemExit(f"error: device 'mps' requested but MPS is not available here; use --device=cpu")
+        raise SystemExit("error: device 'mps' requested but MPS is not available here; use --device=cpu")
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
         raise SystemExit(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':

@@ -99,13 +99,6 @@ def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
     assert opt.defaults['fused'] is True
 
 
-def test_mfu_counts_real_sequence_length_and_is_none_on_cpu():
-    model = tiny_model()
-    N = model.get_num_params()
-    assert model.estimate_flops_per_token(8) == 6 * N + 12 * 2 * 2 * 16 * 8
-    assert model.estimate_mfu(4, 0.1, 8, device_type='cpu') is None
-
-
 @pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12),
                                         ('NVIDIA A100-SXM4-80GB', 312e12), ('NVIDIA L4', 121e12), ('NVIDIA L40', None),
                                         ('NVIDIA RTX A1000', None), ('NVIDIA GH200 480GB', None), ('Tesla T4', 65e12)])
@@ -520,6 +513,19 @@ def test_setup_resolves_dtype_and_seeds():
             setup(device, dtype, 0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_setup_on_a_real_gpu():
+    device, device_type, dtype, ctx = setup('cuda', 'auto', 0)
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # Ampere on; V100 and T4 only emulate it
+    assert device_type == 'cuda' and dtype == ('bfloat16' if native_bf16 else 'float16')
+    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
+    with torch.no_grad():
+        expected = model(idx, idx)[0]
+        with ctx:
+            logits = model.to(device)(idx.to(device), idx.to(device))[0]
+    assert (logits.float().cpu() - expected).abs().max().item() < 0.05
+
+
 def test_setup_under_torchrun_takes_this_process_gpu_before_probing_bf16(monkeypatch):
     """CUDA's logic without a GPU: torch.cuda patched. LOCAL_RANK picks the GPU, which becomes the current one
     before the bf16 probe; emulated bf16 (V100, T4) is not taken for native, so 'auto' is fp16 there."""
@@ -793,11 +799,12 @@ def test_docs_checker_reports_each_stale_item(tmp_path):
     counts = Counter()
     problems = check_docs.check([str(tmp_path / 'docs')], counts=counts)
     found = {(os.path.basename(path), line, kind): message for path, line, kind, message in problems}
-    assert set(found) == {('guide.md', 4, 'setting'), ('guide.md', 5, 'type'), ('guide.md', 6, 'command'),
+    assert set(found) == {('guide.md', 4, 'setting'), ('guide.md', 5, 'type'), ('guide.md', 6, 'config'),
                           ('guide.md', 9, 'link'), ('guide.md', 9, 'path'), ('guide.md', 12, 'runnable'),
                           ('model.md', 4, 'identifier'), ('troubleshooting.md', 5, 'error-message')}
     assert found['guide.md', 4, 'setting'].endswith("did you mean n_layer?")
     assert found['guide.md', 5, 'type'].startswith("--n_layer=four: train.py's n_layer is an int")
+    assert found['guide.md', 6, 'config'].startswith("config/train_nope.py: config file 'config/train_nope.py' not")
     assert found['guide.md', 12, 'runnable'] == "exited with status 3: (no output)"
     assert found['model.md', 4, 'identifier'] == "`GPT.generate_text`: GPT in model.py has no member generate_text"
     assert (counts['files'], counts['commands'], counts['identifiers'], counts['errors'], counts['runnable']) == \
@@ -808,9 +815,29 @@ def test_docs_checker_passes_a_correct_document(tmp_path):
     write_docs(tmp_path, stale=False)
     counts = Counter()
     assert check_docs.check([str(tmp_path / 'docs')], counts=counts) == []
-    # settings: 6 on the command lines and the 23 that config/train_shakespeare_char.py assigns
+    # settings: 6 --key=value and 1 config file, which configure() runs as train.py would
     assert (counts['commands'], counts['settings'], counts['identifiers'], counts['errors'], counts['runnable']) == \
-        (3, 29, 5, 2, 1)
+        (3, 7, 5, 2, 1)
+
+
+def test_docs_checker_runs_config_files_through_configure(tmp_path):
+    """A config file is checked by the script's configure(): the first setting it refuses is reported."""
+    (tmp_path / 'run.py').write_text("from configurator import configure\nsteps = 10\nconfigure(globals())\n")
+    (tmp_path / 'good.py').write_text("steps = 20\n")
+    (tmp_path / 'bad.py').write_text("steps = 'many'\n")
+    (tmp_path / 'doc.md').write_text("```sh\npython run.py good.py --steps=5\npython run.py bad.py\n"
+                                     "python run.py --step=5\n```\n")
+    problems = check_docs.check([str(tmp_path / 'doc.md')], root=str(tmp_path), run=False)
+    assert [(line, kind) for _, line, kind, _ in problems] == [(3, 'config'), (4, 'setting')]
+    assert problems[0][3] == "bad.py: steps='many' is a str, expected int (default 10)"
+    assert problems[1][3].endswith("unknown config key 'step'; did you mean steps?")
+
+
+def test_docs_checker_answers_help_and_refuses_unknown_options(capsys):
+    assert check_docs.main(['--help']) == 0
+    assert capsys.readouterr().out.startswith("usage: python docs/validation/check_docs.py [--no-run]")
+    with pytest.raises(SystemExit, match=r"^error: unknown option --fast; usage: check_docs.py \[--no-run\]"):
+        check_docs.main(['--fast'])
 
 
 def test_docs_checker_compares_a_table_with_the_code(tmp_path):
