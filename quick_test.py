@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled', NANOGPT_OFFLINE='1')
+torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores: one thread each
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 

