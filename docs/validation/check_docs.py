@@ -1,6 +1,5 @@
-"""
-Check the docs against the code, so that a renamed setting, a moved file or a reworded error message shows up as
-a stale line instead of silently misleading a reader. The rules are in docs/validation/README.md.
+"""Check the docs against the code, so that a stale statement shows up instead of misleading a reader. The rules are
+in docs/validation/README.md.
 
 usage: python docs/validation/check_docs.py [--no-run] [file.md or folder ...]
 Checks the markdown files and folders named, by default all the docs: prints `path:line: kind: what` for each
@@ -22,6 +21,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import symtable
 import sys
 import tempfile
 import time
@@ -40,6 +40,7 @@ OTHER_ARGUMENTS = ('docs/validation/check_docs.py',)  # scripts that take argume
 MARKER = re.compile(r'<!--\s*(runnable|no-validate|source:|table:|validate:\s*ignore)(.*?)-->')
 CODE_SPAN = re.compile(r'(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)')
 IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?$')
+ANY = object()  # what a script's name is, known only from ast: any member of it passes
 
 
 def relative(path):
@@ -77,9 +78,7 @@ def is_ignored(relpath, root):
 
 # ----------------------------------------------------------------------------- reading markdown and Python
 def parse_markdown(path):
-    """(prose, blocks, markers): prose [(line number, text)] outside code blocks, comments and paragraphs after
-    <!-- no-validate -->; fenced blocks as dicts, with the runnable and no-validate comments before them as keys;
-    markers [(line number, kind, words)] of source:, table:, validate: ignore and a runnable comment left dangling."""
+    """(prose, blocks, markers): [(line, text)] to check, fenced blocks as dicts, [(line, kind, words)] of comments."""
     with open(path, encoding='utf-8') as f:
         lines = f.read().split('\n')
     prose, blocks, markers, pending = [], [], [], {}
@@ -107,8 +106,6 @@ def parse_markdown(path):
             blocks.append({'line': number, 'lang': opening[2].lower(), 'lines': [], **pending})
             fence, pending, skipping = opening[1], {}, False
         else:
-            if 'runnable' in pending:
-                markers.append((number, 'dangling', []))
             skipping = skipping or 'no-validate' in pending
             if not skipping:
                 prose.append((number, re.sub(r'<!--.*?-->', '', text)))
@@ -131,60 +128,51 @@ def heading_anchors(path):
 
 
 def shell_commands(block):
-    """(line number, words) of each command of a fenced block, continuation lines joined, split at && ; | ( ) and
-    redirections (the 2 of 2>&1 dropped first); words is [ValueError] for a python line shlex cannot split."""
+    """(line number, words) of each command of a fenced block, split at && ; | ( ) and redirections (2>&1 too)."""
     number = block['lines'][0][0] if block['lines'] else 0  # where the next command starts
     for line in re.split(r'(?<!\\)\n', '\n'.join(text.rstrip() for _, text in block['lines'])):
         first, number = number, number + line.count('\n') + 1
         line = re.sub(r'(?<!\S)\d+(?=[<>])', '', line.replace('\\\n', ' '))
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
-        try:
-            words = list(lexer)
-        except ValueError as e:
-            words = [e] if re.search(r'(^|[\s;&|(])(python[\d.]*|torchrun)\s', line) else []
-        for operator, command in itertools.groupby(words, lambda w: re.fullmatch(r'[;&|()<>]+', str(w)) is not None):
-            if not operator:
-                yield first, list(command)
+        with contextlib.suppress(ValueError):  # shlex cannot split an unbalanced quote: nothing to check
+            for operator, command in itertools.groupby(list(lexer), lambda w: bool(re.fullmatch(r'[;&|()<>]+', w))):
+                if not operator:
+                    yield first, list(command)
 
 
 def assign(node, settings):
-    """[(name, value)] of what an assignment sets, also recorded in settings if configure() takes it for a setting:
-    the value computed from literals and earlier settings (5 * 8), else '' (default_device(): any text)."""
+    """[(name, value)] of what an assignment sets, also recorded in settings if configure() takes it for a setting."""
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
         and node.value else []
     names = [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith('_')]
-    try:
+    value = ''  # unless computed from literals and settings: default_device() gives any text
+    with contextlib.suppress(Exception):
         value = eval(compile(ast.Expression(node.value), '<default>', 'eval'), {'__builtins__': {}}, dict(settings))
-    except Exception:
-        value = ''
     settings.update({name: value for name in names if type(value) in CONFIG_TYPES})  # not None, a tuple, a dict
     return [(name, value) for name in names]
 
 
 @functools.lru_cache(maxsize=None)
 def script_settings(path):
-    """A script's settings {name: default}: what it assigns before configure(globals()), with the fields of
-    globals().update({... fields(X) if f.name != '...'}); none if it never calls configure."""
+    """A script's settings {name: default}: what it assigns before configure(globals()); {} if it never calls it."""
     settings = {}
     for node in parse_python(path).body:
         calls = {getattr(n.func, 'id', ''): n for n in ast.walk(node) if isinstance(n, ast.Call)}
         if 'configure' in calls:
             return settings
         if 'fields' in calls:  # train.py takes GPTConfig's fields as settings
-            fields, found = {}, resolve(path, calls['fields'].args[0].id)
-            for item in found[1].body if isinstance(found, tuple) else []:
-                assign(item, fields)
+            found = module_of(path).get(calls['fields'].args[0].id)
+            fields = [f for f in getattr(found, '__dataclass_fields__', {}).values() if type(f.default) in CONFIG_TYPES]
             excluded = {n.comparators[0].value for n in ast.walk(node) if isinstance(n, ast.Compare)
                         and isinstance(n.ops[0], ast.NotEq) and isinstance(n.comparators[0], ast.Constant)}
-            settings.update({k: v for k, v in fields.items() if k not in excluded and k not in settings})
+            settings.update({f.name: f.default for f in fields if f.name not in excluded and f.name not in settings})
         assign(node, settings)
     return {}
 
 
 def setting_problem(script, settings, argument, root):
-    """(kind, message) if the script refuses a command-line argument, --key=value or a config file, as its
-    configure(globals()) decides with these settings; else None."""
+    """(kind, message) if the script's configure(globals()) refuses an argument (--key=value, a config file)."""
     try:
         with contextlib.chdir(root), contextlib.redirect_stdout(None):  # print() then writes nothing
             configure({'__file__': script, **settings}, [argument])
@@ -201,97 +189,59 @@ def setting_problem(script, settings, argument, root):
     return None
 
 
-def bindings(node):
-    """(name, node) of what a module's or class's body binds, in if/for/with/try blocks too, not in functions."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield child.name, child
-        elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
-            yield child.id, child
-        elif not isinstance(child, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            yield from bindings(child)
-
-
 @functools.lru_cache(maxsize=None)
-def scope(path):
-    """{name: the node that binds it at module level, or the dotted origin of an import anywhere} of a Python file."""
-    imports = {}
-    for node in ast.walk(parse_python(path)):
-        if isinstance(node, ast.Import):  # import torch.nn binds torch
-            imports.update({a.asname or a.name.split('.')[0]: a.name if a.asname else a.name.split('.')[0]
-                            for a in node.names})
-        elif isinstance(node, ast.ImportFrom):
-            imports.update({a.asname or a.name: f"{'.' * node.level}{node.module or ''}.{a.name}" for a in node.names})
-    return {**imports, **dict(bindings(parse_python(path)))}
+def module_of(path):
+    """{name: what it is} of a Python file. A library (its top level only imports, defines and assigns, calling
+    nothing) is imported for its real objects; a script would run, so ast reads it, following its project imports."""
+    tree, folder = parse_python(path), os.path.dirname(path)
+    imports = {a.asname or a.name.split('.')[0]: (getattr(node, 'module', None), a.name) for node in ast.walk(tree)
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}  # in functions too
+    names = dict.fromkeys(imports, ANY)
+    runs = [n for statement in tree.body if not isinstance(statement, (ast.FunctionDef, ast.ClassDef))
+            for n in ast.walk(statement) if isinstance(n, ast.Call)]
+    with contextlib.suppress(Exception):  # a library that cannot be imported is read like a script
+        if not runs:
+            return {**names, **vars(importlib.import_module(relative(path).removesuffix('.py').replace(os.sep, '.')))}
+    for name, (module, member) in imports.items():  # from model import GPT is followed, import torch (no module) not
+        file = module and lookup(module.replace('.', os.sep) + '.py', folder, os.path.dirname(folder), ROOT)
+        names[name] = module_of(file).get(member, ANY) if file else ANY
+    table = symtable.symtable(ast.unparse(tree), path, 'exec')  # what the top level binds, in if/for/try too
+    return {**names, **{symbol.get_name(): ANY for symbol in table.get_symbols() if symbol.is_assigned()}}
 
 
-def module_file(module, near):
-    """The project file that `import module` in the file near refers to, or None."""
-    name = module.lstrip('.').replace('.', os.sep) + '.py'
-    found = lookup(name, os.path.dirname(near), os.path.dirname(near) + '/..', ROOT) if module.strip('.') else None
-    return os.path.normpath(found) if found and os.path.isfile(found) else None
-
-
-def resolve(path, name):
-    """What name is in the Python file path: (file, ClassDef) for a class of the project, [file] for a module of the
-    project, the dotted origin of anything else imported (torch.nn.Module), True for anything else defined, or None."""
-    meaning, (head, _, rest) = scope(path).get(name), name.partition('.')
-    if isinstance(meaning, ast.ClassDef):
-        return path, meaning
-    if rest and isinstance(scope(path).get(head), str):  # nn.Module
-        return f"{scope(path)[head]}.{rest}"
-    if not isinstance(meaning, str):  # a function or an assignment, or nothing
-        return True if meaning else None
-    if module_file(meaning, path):  # import model, from data import common
-        return [module_file(meaning, path)]
-    module, _, original = meaning.rpartition('.')
-    found = resolve(module_file(module, path), original) if module_file(module, path) else None
-    return found if isinstance(found, tuple) else meaning  # from model import GPT; torch, F, np: not ours
-
-
-def has_member(path, cls, member):
-    """Whether class cls (a ClassDef in path) or a base has member: a method, class attribute, field or self.member."""
-    assigned = {n.attr for n in ast.walk(cls) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
-                and getattr(n.value, 'id', '') == 'self'}
-    if member in assigned or member in dict(bindings(cls)):
+def has_member(meaning, member):
+    """Whether meaning has member: an attribute, a dataclass field, or self.member = ... in a method of its class."""
+    if meaning is ANY or hasattr(meaning, member) or member in getattr(meaning, '__dataclass_fields__', {}):
         return True
-    for base in (resolve(path, ast.unparse(base)) for base in cls.bases):
-        if isinstance(base, tuple) and has_member(*base, member) or isinstance(base, str) and outside_has(base, member):
-            return True
-    return False
-
-
-def outside_has(origin, member):
-    """Whether the class at origin, a dotted name from outside the project (torch.nn.Module), has member; yes if it
-    cannot be imported, as there is nothing to check against."""
-    module, _, name = origin.rpartition('.')
-    try:
-        return hasattr(getattr(importlib.import_module(module), name), member)
-    except Exception:
-        return True
+    files = [(k.__name__, f"{ROOT}/{k.__module__.replace('.', '/')}.py") for k in getattr(meaning, '__mro__', [])]
+    nodes = [n for name, file in files if os.path.isfile(file) for n in parse_python(file).body
+             if isinstance(n, ast.ClassDef) and n.name == name]
+    return any(isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and getattr(n.value, 'id', '') == 'self'
+               and n.attr == member for node in nodes for n in ast.walk(node))
 
 
 def identifier_problem(name, sources, root):
     """None if the dotted name is defined in one of the source files, else why not."""
     first, *rest = name.removesuffix('()').split('.')
+    where = ', '.join(map(relative, sources))
     if first == 'self' and rest:
-        classes = [(s, c) for s in sources for c in scope(s).values() if isinstance(c, ast.ClassDef)]
-        return None if any(has_member(s, c, rest[0]) for s, c in classes) else \
-            f"no class in {', '.join(map(relative, sources))} has a member {rest[0]}"
-    found = next(filter(None, (resolve(s, first) or first in script_settings(s) for s in sources)), None)
-    if found is None and rest and os.path.isfile(os.path.join(root, first + '.py')):
-        found = [os.path.join(root, first + '.py')]  # model.GPT: a project module
-    if found is None:
-        return f"{first} is not defined in {', '.join(map(relative, sources))}"
-    if isinstance(found, tuple) and rest and not has_member(*found, rest[0]):
-        return f"{first} in {relative(found[0])} has no member {rest[0]}"
-    return identifier_problem('.'.join(rest), found, root) if isinstance(found, list) and rest else None
+        classes = [module_of(s)[n.name] for s in sources for n in parse_python(s).body if isinstance(n, ast.ClassDef)]
+        return None if any(has_member(c, rest[0]) for c in classes) else f"no class in {where} has a member {rest[0]}"
+    home = next((s for s in sources if first in module_of(s) or first in script_settings(s)), None)
+    if home is None and rest and os.path.isfile(os.path.join(root, first + '.py')):  # model.GPT: a project module
+        return identifier_problem('.'.join(rest), [os.path.join(root, first + '.py')], root)
+    if home is None:
+        return f"{first} is not defined in {where}"
+    meaning = module_of(home).get(first, ANY)  # not there: a setting train.py takes from GPTConfig
+    if rest and not has_member(meaning, rest[0]):
+        defined_in = getattr(sys.modules.get(getattr(meaning, '__module__', None)), '__file__', None) or home
+        return f"{first} in {relative(defined_in)} has no member {rest[0]}"
+    return None
 
 
 @functools.lru_cache(maxsize=None)
 def error_patterns(root):
-    """The messages starting with 'error:' in the project's code but tests and this checker, each {...} of an
-    f-string matching any text; 'error: {e}' stands for 'error: ' and each message the project raises."""
+    """The code's messages starting with 'error:' ({...} matching any text, 'error: {e}' any message it raises)."""
     def pattern(node):
         parts = node.values if isinstance(node, ast.JoinedStr) else [node]
         return ''.join(re.escape(str(v.value)) if isinstance(v, ast.Constant) else '.*?' for v in parts)
@@ -299,10 +249,9 @@ def error_patterns(root):
     for rel in project_files(root):
         if not rel.endswith('.py') or re.search(r'(^|/)test_|_test\.py$|^docs/validation/', rel):
             continue
-        try:
+        nodes = []  # a file being edited: its messages are left out until it parses
+        with contextlib.suppress(SyntaxError):
             nodes = list(ast.walk(parse_python(os.path.join(root, rel))))
-        except SyntaxError:  # a file being edited: its messages are left out until it parses
-            continue
         strings += [pattern(n) for n in nodes if isinstance(n, ast.JoinedStr) or isinstance(n, ast.Constant)
                     and isinstance(n.value, str)]  # the parts of an f-string too, which match no whole message
         raised += [pattern(n.exc.args[0]) for n in nodes if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call)
@@ -331,11 +280,8 @@ class Doc:
         ignored = {word for _, kind, words in self.markers if kind == 'validate' for word in words}
         explained = os.path.basename(os.path.dirname(self.path)) in ('concepts', 'code-analysis')
         sources = [(n, words) for n, kind, words in self.markers if kind == 'source' and explained]
-        for number, kind, words in self.markers:
-            if kind == 'dangling':
-                self.report(number, 'runnable', "<!-- runnable --> is not followed by a fenced block")
-            elif kind == 'table':
-                self.check_table(number, words)
+        for number, words in ((n, words) for n, kind, words in self.markers if kind == 'table'):
+            self.check_table(number, words)
         for number, text in self.prose:
             self.check_links(number, text)
             current = ([[]] + [words for n, words in sources if n < number])[-1]  # the files of the last source:
@@ -356,7 +302,6 @@ class Doc:
         """1. A relative link must lead to a file or folder, and its #anchor to a heading of the markdown file."""
         text = CODE_SPAN.sub('CODE', text)
         targets = re.findall(r'\]\(\s*<?([^)\s>]+)>?(?:\s+["\'][^)]*)?\)', text)
-        targets += re.findall(r'^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)', text)  # [label]: target
         for target in (t for t in targets if not re.match(r'[A-Za-z][A-Za-z0-9+.-]*:', t)):  # not https: etc.
             self.counts['links'] += 1
             file_part, _, anchor = target.partition('#')
@@ -385,8 +330,6 @@ class Doc:
 
     def check_command(self, number, words):
         """2. A python command must name a script that exists, and only config files and settings that it takes."""
-        if isinstance(words[0], ValueError):
-            return self.report(number, 'command', f"cannot parse this command: {words[0]}")
         words = list(itertools.dropwhile(lambda word: re.fullmatch(r'[A-Za-z_]\w*=\S*', word), words))  # VAR=value
         runs = [i for i, word in enumerate(words) if word.endswith('.py') and not word.startswith('-')]
         if not runs or not re.fullmatch(r'python[\d.]*|torchrun', os.path.basename(words[0])) \
@@ -440,9 +383,8 @@ class Doc:
                 self.counts['runnable'] += 1
                 timeout = int((re.search(r'timeout=(\d+)', block['runnable']) or [0, RUNNABLE_TIMEOUT])[1])
                 proc = subprocess.Popen(['bash', '-e', '-o', 'pipefail', '-c', '\n'.join(t for _, t in block['lines'])],
-                                        cwd=copy, env={**os.environ, **RUNNABLE_ENV}, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+                                        cwd=copy, env=os.environ | RUNNABLE_ENV, stdin=subprocess.DEVNULL, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
                 try:
                     output, why = proc.communicate(timeout=timeout)[0], f"exited with status {proc.returncode}"
                 except subprocess.TimeoutExpired:
@@ -453,8 +395,7 @@ class Doc:
                     self.report(block['line'], 'runnable', f"{why}: {last}")
 
     def check_table(self, number, words):
-        """6. The table after <!-- table: file.py NAME --> restates NAME, a literal dict in file.py: its first two
-        columns must be its keys and values in order, each the same Python literal (989e12) or the same text."""
+        """6. The first two columns of the table after <!-- table: file.py NAME --> are the items of a literal dict."""
         def shows(cell, value):
             with contextlib.suppress(ValueError, SyntaxError, TypeError):
                 return ast.literal_eval(cell) == value or cell == str(value)
@@ -471,18 +412,16 @@ class Doc:
             why = 'no table follows' if isinstance(code, dict) else 'no literal dict'
             return self.report(number, 'fact', f"<!-- table: {' '.join(words)} -->: {why}")
         self.counts['facts'] += len(code)
+        has = f"{words[1]} in {words[0]} has"
         for (line, cells), (key, value) in zip(rows[2:], code.items()):
             if len(cells) < 2 or not shows(cells[0], key) or not shows(cells[1], value):
-                return self.report(line, 'fact', f"the table says {' | '.join(cells[:2])}; "
-                                                 f"{words[1]} in {words[0]} has {key!r}, {value!r}")
+                return self.report(line, 'fact', f"the table says {' | '.join(cells[:2])}; {has} {key!r}, {value!r}")
         if len(rows) - 2 != len(code):
-            self.report(rows[-1][0], 'fact', f"the table has {len(rows) - 2} rows; {words[1]} in {words[0]} "
-                                             f"has {len(code)}")
+            self.report(rows[-1][0], 'fact', f"the table has {len(rows) - 2} rows; {has} {len(code)}")
 
 
 def check(paths=None, root=ROOT, run=True, counts=None):
-    """Every problem in the markdown files (or folders) named, or in all the project's docs if none: a sorted list of
-    (path, line, kind, message). counts, a Counter, receives how many items were checked."""
+    """Sorted (path, line, kind, message) of the docs (files or folders, all by default); counts: what was checked."""
     paths = paths or [os.path.join(root, name) for name in ('README.md', 'docs', 'data')]
     files = [path for path in paths if not os.path.isdir(path)]
     files += [file for path in paths for file in glob.glob(os.path.join(path, '**', '*.md'), recursive=True)]
