@@ -1,10 +1,8 @@
-"""Check the docs against the code, so that a stale statement shows up instead of misleading a reader. The rules are
-in docs/validation/README.md.
-
+"""Check the docs against the code, so that a stale statement shows up instead of misleading a reader; the rules
+are in docs/validation/README.md.
 usage: python docs/validation/check_docs.py [--no-run] [file.md or folder ...]
-Checks the markdown files and folders named, by default all the docs: prints `path:line: kind: what` for each
-stale item, then a summary, and exits 1 if there is any. --no-run skips the runnable blocks.
-"""
+Checks the markdown files and folders named (by default all the docs), prints `path:line: kind: what` for each
+stale item and a summary, and exits 1 if there is any. --no-run skips the runnable blocks."""
 
 import ast
 import builtins
