@@ -16,7 +16,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from checkpoint import find_weights, load_model
+from checkpoint import dataset_meta, find_weights, load_model
 from configurator import configure
 from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 
@@ -48,10 +48,12 @@ if unsupported:
              f"checkpoints of GPT-2 architecture can be exported")
 
 # the vocabulary: train.py pads GPT-2's 50257 tokens to 50304 rows; the rows beyond the real ones go
-vocab = tokenizer.vocab_size
+meta, meta_path = dataset_meta(dataset)
+vocab = (meta or {}).get('vocab_size') or tokenizer.vocab_size  # a dataset of its own ids says how many
+vocab_source = meta_path if meta and 'vocab_size' in meta else 'GPT-2 BPE'
 if vocab > config.vocab_size:
-    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of its {tokenizer.kind} "
-          f"tokenizer, so it cannot be cut to that vocabulary: its rows are exported as they are, with no tokenizer")
+    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of {vocab_source}, so it cannot be "
+          f"cut to that vocabulary: its rows are exported as they are, with no tokenizer")
     vocab = config.vocab_size
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 
