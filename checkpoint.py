@@ -254,7 +254,7 @@ def open_run_log(path, resume_iter=None):
 def record_settings(path, settings, previous=None, iter_num=0):
     """Write out_dir/config.json: the run's settings as it resolved them, human-readable. A resumed run
     (previous: the settings saved in its checkpoint) keeps the record of earlier resumes and adds what it
-    changed, at which iteration. Returns those changes, {key: (old, new)}."""
+    changed, at which iteration, and says so."""
     record, changed = {'settings': settings, 'resumes': []}, {}
     if previous is not None:
         try:

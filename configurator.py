@@ -31,10 +31,14 @@ def config_keys(namespace):
     return [k for k, v in namespace.items() if not k.startswith('_') and type(v) in CONFIG_TYPES]
 
 
+def command(script):
+    """How the script is named in a command line: its path from here, or its bare name from elsewhere."""
+    return os.path.basename(script) if os.path.relpath(script).startswith('..') else os.path.relpath(script)
+
+
 def unknown_key_error(key, known, script):
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    name = os.path.relpath(script) if not os.path.relpath(script).startswith('..') else os.path.basename(script)
-    hint = f"did you mean {' or '.join(close)}?" if close else f"python {name} --help lists the settings"
+    hint = f"did you mean {' or '.join(close)}?" if close else f"python {command(script)} --help lists the settings"
     return SystemExit(f"error: unknown config key '{key}'; {hint}")
 
 
@@ -80,14 +84,14 @@ def settings_help(namespace, script):
                     comments[setting[1]], sections[setting[1]] = setting[2] or '', section if path == script else None
     keys = config_keys(namespace)
     width = max((len(f"--{k}={namespace[k]!r}") for k in keys), default=0)
-    name = os.path.relpath(script) if not os.path.relpath(script).startswith('..') else os.path.basename(script)
-    lines, section = [f"usage: python {name} [config file ...] [--key=value ...]",
-                      "Config files (Python that assigns settings) and --key=value apply in order; the last wins."], None
+    lines, section = [f"usage: python {command(script)} [config file ...] [--key=value ...]",
+                      "Config files (Python assigning settings) and --key=value apply in order: the last wins."], None
     for k in keys:
         if sections.get(k) and sections[k] != section:
             section = sections[k]
             lines.append(f"{section}:")
-        lines.append(f"  {f'--{k}={namespace[k]!r}':<{width}}  {'# ' + comments[k] if comments.get(k) else ''}".rstrip())
+        comment = '# ' + comments[k] if comments.get(k) else ''
+        lines.append(f"  {f'--{k}={namespace[k]!r}':<{width}}  {comment}".rstrip())
     return '\n'.join(lines if keys else lines + ["This script has no settings."])
 
 

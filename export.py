@@ -21,7 +21,7 @@ from configurator import configure
 from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or its folder, 'gpt2'... or a save_pretrained folder
 out_dir = 'out'  # ignored if init_from is not 'resume'
 export_dir = ''  # the Hugging Face folder to write; '' = hf/ beside the checkpoint
 overwrite = False  # replace an export_dir that already holds files
@@ -52,8 +52,8 @@ meta, meta_path = dataset_meta(dataset)
 vocab = (meta or {}).get('vocab_size') or tokenizer.vocab_size  # a dataset of its own ids says how many
 vocab_source = meta_path if meta and 'vocab_size' in meta else 'GPT-2 BPE'
 if vocab > config.vocab_size:
-    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of {vocab_source}, so it cannot be "
-          f"cut to that vocabulary: its rows are exported as they are, with no tokenizer")
+    print(f"note: the model has {config.vocab_size} token rows, fewer than the {vocab} of {vocab_source}, so it cannot "
+          f"be cut to that vocabulary: its rows are exported as they are, with no tokenizer")
     vocab = config.vocab_size
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 

@@ -22,7 +22,7 @@ from configurator import configure, default_device, setup
 from data.common import offline, why
 
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or its folder, 'gpt2'... or a save_pretrained folder
 out_dir = 'out'  # ignored if init_from is not 'resume'
 data_file = ''  # HellaSwag's official hellaswag_val.jsonl (or a file in its format); '' = Rowan/hellaswag from the hub
 max_examples = 0  # score only the first max_examples; 0 = all (the validation split has 10,042)

@@ -18,7 +18,7 @@ from checkpoint import load_model
 from configurator import configure, default_device, setup
 
 # -----------------------------------------------------------------------------
-init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or a folder holding one, 'gpt2'... or a save_pretrained folder
+init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or its folder, 'gpt2'... or a save_pretrained folder
 out_dir = 'out'  # ignored if init_from is not 'resume'
 start = "\n"  # or "<|endoftext|>" or etc. Can also specify a file, use as: "FILE:prompt.txt"
 num_samples = 10  # number of samples to draw
