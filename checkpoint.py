@@ -205,6 +205,17 @@ def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, verbos
                   f"masks, so not bit-identical")
 
 
+def loss_scaler(device_type, dtype, state=None, verbose=True):
+    """torch's GradScaler, which scales float16 losses and does nothing for the other dtypes. A resumed run takes the
+    checkpoint's scale if it saved one; one saved in bf16 or float32 (or by nanoGPT) has none: the scale starts anew."""
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
+    if state:
+        scaler.load_state_dict(state)
+    elif state is not None and scaler.is_enabled() and verbose:
+        print(f"note: the checkpoint holds no float16 loss scale; it starts anew at {scaler.get_scale():.0f}")
+    return scaler
+
+
 def dataset_files(dataset):
     """{'train': path, 'val': path} of data/<dataset>/, or a one-line error that says what to run or pick."""
     paths = {split: os.path.join('data', dataset, f'{split}.bin') for split in ('train', 'val')}

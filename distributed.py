@@ -23,7 +23,8 @@ def init_distributed(backend, device_type, timeout_seconds):
     world_size = int(os.environ['WORLD_SIZE'])
     backend = backend or ('nccl' if device_type == 'cuda' else 'gloo')
     try:
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds))
+        device_id = torch.device('cuda', local_rank) if device_type == 'cuda' else None  # NCCL binds its GPU at once
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds), device_id=device_id)
         dist.barrier()  # returns only once every process has joined
     except Exception as e:  # a node that never started, a wrong address or port, a firewall
         address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"

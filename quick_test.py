@@ -528,21 +528,22 @@ def test_setup_on_a_real_gpu():
 
 
 def test_setup_under_torchrun_takes_this_process_gpu_before_probing_bf16(monkeypatch):
-    """CUDA's logic without a GPU: torch.cuda patched. LOCAL_RANK picks the GPU, which becomes the current one
-    before the bf16 probe; emulated bf16 (V100, T4) is not taken for native, so 'auto' is fp16 there."""
-    calls = []
+    """CUDA's logic without a GPU: torch.cuda patched as GPUs of compute capability 8.0 (A100) and 7.0 (V100), and
+    torch's own is_bf16_supported asked. LOCAL_RANK picks the GPU, made current before anything asks 'the current
+    GPU'; bf16 that a V100 would only emulate does not count, so 'auto' is float16 there."""
+    current = []
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'set_device', lambda d: calls.append(('set_device', d)))
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda d: current.append(torch.device(d).index))
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: current[-1])
     monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
+    monkeypatch.setattr(torch.cuda, '_check_bf16_tensor_supported', lambda d: True)  # as a V100 emulates it
     monkeypatch.setenv('LOCAL_RANK', '3')
-    for native, expected in ((True, 'bfloat16'), (False, 'float16')):
-        monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: calls.append(
-            ('probe', including_emulation)) or native or including_emulation)
-        calls.clear()
+    for major, expected in ((8, 'bfloat16'), (7, 'float16')):
+        asked = []
+        monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda d: asked.append(d) or mock.Mock(major=major))
         with mock.patch('torch.autocast'):
             device, device_type, dtype, _ = setup('cuda', 'auto', 0)
-        assert (device, device_type, dtype) == ('cuda:3', 'cuda', expected)
-        assert calls[0] == ('set_device', 'cuda:3') and set(calls[1:]) == {('probe', False)}
+        assert (device, device_type, dtype) == ('cuda:3', 'cuda', expected) and set(asked) == {3}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -561,6 +562,34 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
                           ('none.pt', 'no checkpoint at')):
         with pytest.raises(SystemExit, match=message):
             load_checkpoint(str(tmp_path / name))
+
+
+def test_init_distributed_gives_nccl_this_process_gpu(monkeypatch):
+    import distributed
+    calls = []
+    monkeypatch.setattr(distributed.dist, 'init_process_group', lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(distributed.dist, 'barrier', lambda: None)
+    monkeypatch.setenv('RANK', '3')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setenv('WORLD_SIZE', '4')
+    assert distributed.init_distributed('', 'cuda', 5) == (3, 1) and distributed.init_distributed('', 'cpu', 5) == (3, 1)
+    assert [(c['backend'], c['device_id']) for c in calls] == [('nccl', torch.device('cuda', 1)), ('gloo', None)]
+
+
+def test_loss_scaler_resumes_its_scale_or_starts_anew(capsys):
+    """A float16 run resumed from a checkpoint saved in bf16 or float32 (whose GradScaler state is {}) starts a
+    fresh scale instead of failing in load_state_dict; torch's GradScaler runs on 'cpu' too, so this runs here."""
+    from checkpoint import loss_scaler
+    saved = torch.amp.GradScaler('cpu', init_scale=512.0)
+    saved.scale(torch.ones(()))  # the scale exists once a loss was scaled
+    assert loss_scaler('cpu', 'float16', saved.state_dict()).get_scale() == 512.0 and capsys.readouterr().out == ''
+    fresh = loss_scaler('cpu', 'float16', {})
+    assert fresh.is_enabled() and fresh.get_scale() == 65536.0
+    assert capsys.readouterr().out == "note: the checkpoint holds no float16 loss scale; it starts anew at 65536\n"
+    with pytest.raises(RuntimeError, match="state dict is empty"):  # what train.py did before
+        torch.amp.GradScaler('cpu').load_state_dict({})
+    assert not loss_scaler('cpu', 'bfloat16', saved.state_dict()).is_enabled() and capsys.readouterr().out == ''
+    assert loss_scaler('cpu', 'float16', None).get_scale() == 65536.0 and capsys.readouterr().out == ''  # a new run
 
 
 def test_run_log_resumes_from_the_checkpoints_iteration(tmp_path):

@@ -861,6 +861,9 @@ def test_ddp_and_fsdp_match_a_single_process_and_resume_across_world_sizes(tmp_p
         # and each step's logged train loss is the mean over all processes' micro-batches, as for one process
         assert [float(loss) for _, loss in logged(outs[name].stdout)] == pytest.approx(
             [float(loss) for _, loss in logged(outs['single'].stdout)], abs=2e-4)
+        # the logged gradient norm is the whole model's, not one shard's (FSDP's clip_grad_norm_ gives a DTensor)
+        norms = lambda out: [float(v) for v in re.findall(r'grad norm ([0-9.]+)', out.stdout)]
+        assert len(norms(outs[name])) == 6 and norms(outs[name]) == pytest.approx(norms(outs['single']), rel=1e-3)
         assert load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))['best_val_loss'] == pytest.approx(
             load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=1e-6)
     assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, open_run_log,
-                        record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
+from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, loss_scaler,
+                        open_run_log, record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, setup
 from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
                          load_optimizer, shard_model, sum_over_ranks)
@@ -196,13 +196,11 @@ if fsdp:
     shard_model(model, dtype)
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
-scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))  # for float16; a no-op for the others
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
                                        dtype)
-if checkpoint is not None:  # resume the optimizer, loss scaler and random states too
+scaler = loss_scaler(device_type, dtype, checkpoint and checkpoint.get('scaler', {}), master_process)  # None: new
+if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
-    if checkpoint.get('scaler'):  # {} when saved without float16
-        scaler.load_state_dict(checkpoint['scaler'])
     restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num,
                        master_process)
     checkpoint = None  # free up memory
