@@ -166,8 +166,9 @@ if mode == 'generate':
     model.eval()
     lengths = [block_size if n.strip() == 'block_size' else int(n) for n in new_tokens.split(',')]
     prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
-    with ctx:
-        model.generate(prompt, 8, use_cache=True)  # warm-up: first calls pay for allocations
+    with ctx:  # warm-up of both paths: first calls pay for allocations (compiled, each path for its compilation)
+        for use_cache in (True, False):
+            model.generate(prompt, 8, use_cache=use_cache)
     print(f"{'new tokens':>10} {'cached tok/s':>13} {'uncached tok/s':>15} {'speed-up':>9}")
     for n in lengths:
         seconds = {}

@@ -544,6 +544,9 @@ def test_setup_under_torchrun_takes_this_process_gpu_before_probing_bf16(monkeyp
         with mock.patch('torch.autocast'):
             device, device_type, dtype, _ = setup('cuda', 'auto', 0)
         assert (device, device_type, dtype) == ('cuda:3', 'cuda', expected) and set(asked) == {3}
+    monkeypatch.delenv('LOCAL_RANK')  # one process on --device=cuda:2: GPU 2 becomes the current one, not GPU 0
+    with mock.patch('torch.autocast'):
+        assert setup('cuda:2', 'auto', 0)[:3] == ('cuda:2', 'cuda', 'float16') and current[-1] == 2
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -562,6 +565,20 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
                           ('none.pt', 'no checkpoint at')):
         with pytest.raises(SystemExit, match=message):
             load_checkpoint(str(tmp_path / name))
+
+
+def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, capsys):
+    """Compiled, a path's first call compiles it: each must run once before it is timed."""
+    import runpy
+    import model
+    calls = []
+    monkeypatch.setattr(model.GPT, 'generate', lambda self, idx, n, *a, use_cache=True, **k: calls.append(
+        (n, use_cache)) or idx)
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--mode=generate', '--device=cpu', '--n_layer=1', '--n_head=1',
+                                      '--n_embd=8', '--block_size=16', '--vocab_size=10', '--compile=False',
+                                      '--new_tokens=4'])
+    runpy.run_path(os.path.join(ROOT, 'bench.py'), run_name='__main__')
+    assert calls == [(8, True), (8, False), (4, True), (4, False)] and 'speed-up' in capsys.readouterr().out
 
 
 def test_init_distributed_gives_nccl_this_process_gpu(monkeypatch):
