@@ -170,13 +170,15 @@ def dataset_meta(dataset):
 
 
 def rng_states(sampler):
-    """Everything random that decides this process's future: dropout, the data sampler, numpy, python."""
+    """Everything random that decides this process's future: dropout (CPU, CUDA, MPS), the sampler, numpy, python."""
     state = dict(torch=torch.get_rng_state(), sampler=sampler.get_state(), python=random.getstate())
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # as plain types and tensors, which torch.load(weights_only=True) accepts
     state['numpy'] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
     if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state()
+        state['cuda'] = torch.cuda.get_rng_state()  # the current GPU's: setup made it this process's
+    if torch.backends.mps.is_available():  # dropout on MPS draws from its own generator
+        state['mps'] = torch.mps.get_rng_state()
     return state
 
 
@@ -198,6 +200,8 @@ def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, verbos
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     if torch.cuda.is_available() and 'cuda' in state:
         torch.cuda.set_rng_state(state['cuda'])
+    if torch.backends.mps.is_available() and 'mps' in state:
+        torch.mps.set_rng_state(state['mps'])
     if len(states) != world_size:  # the data stream is shared by all, so it carries over; dropout's streams cannot
         torch.manual_seed(seed + rank + iter_num)
         if verbose:

@@ -197,10 +197,11 @@ class Block(nn.Module):
         return x
 
 
-# dense bf16/fp16 tensor-core peaks in FLOP/s, matched against torch.cuda.get_device_name()
-GPU_PEAK_FLOPS = {'H200': 989e12, 'H100 PCIe': 756e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12,
-                  'A10G': 70e12, 'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12, '4090': 165e12,
-                  '3090': 71e12}
+# dense (no sparsity) 16-bit tensor-core peaks in FLOP/s with fp32 accumulation, as PyTorch computes, from NVIDIA's
+# datasheets and architecture whitepapers (V100 and T4: fp16, having no bf16); matched against get_device_name()
+GPU_PEAK_FLOPS = {'H200': 989e12, 'H100 NVL': 835e12, 'H100 PCIe': 756e12, 'H100': 989e12, 'A100': 312e12,
+                  'L40S': 362e12, 'A10G': 70e12, 'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12,
+                  '4090': 165e12, '3090': 71e12}  # GeForce: half their fp16-accumulate figures (330, 142)
 
 
 def device_peak_flops(device_type):
@@ -394,8 +395,7 @@ class GPT(nn.Module):
             yield idx_next
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
-                 use_cache=True):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None, use_cache=True):
         """idx followed by max_new_tokens generated tokens; see generate_tokens."""
         new = list(self.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
         return torch.cat([idx] + new, dim=1)

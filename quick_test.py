@@ -101,6 +101,7 @@ def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
 
 
 @pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12),
+                                        ('NVIDIA H100 NVL', 835e12),
                                         ('NVIDIA A100-SXM4-80GB', 312e12), ('NVIDIA L4', 121e12), ('NVIDIA L40', None),
                                         ('NVIDIA RTX A1000', None), ('NVIDIA GH200 480GB', None), ('Tesla T4', 65e12)])
 def test_gpu_peak_matches_whole_model_names(monkeypatch, name, peak):
@@ -591,6 +592,19 @@ def test_init_distributed_gives_nccl_this_process_gpu(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '4')
     assert distributed.init_distributed('', 'cuda', 5) == (3, 1) and distributed.init_distributed('', 'cpu', 5) == (3, 1)
     assert [(c['backend'], c['device_id']) for c in calls] == [('nccl', torch.device('cuda', 1)), ('gloo', None)]
+
+
+def test_random_states_include_the_mps_generator(monkeypatch):
+    """On a Mac, dropout draws from the MPS generator: its state is saved and restored with the others."""
+    from checkpoint import restore_rng_states, rng_states
+    restored = []
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.mps, 'get_rng_state', lambda: torch.tensor([7, 8], dtype=torch.uint8))
+    monkeypatch.setattr(torch.mps, 'set_rng_state', lambda state: restored.append(state.tolist()))
+    states = [rng_states(torch.Generator().manual_seed(0))]
+    assert states[0]['mps'].tolist() == [7, 8]
+    restore_rng_states(states, 0, 1, torch.Generator(), 0, 0)
+    assert restored == [[7, 8]]
 
 
 def test_loss_scaler_resumes_its_scale_or_starts_anew(capsys):
