@@ -34,13 +34,17 @@ def init_distributed(backend, device_type, timeout_seconds):
     return rank, local_rank
 
 
-def shard_model(model, dtype):
+def shard_model(model, dtype, compile=False):
     """FSDP2: every block's parameters, gradients and AdamW state are split across the processes and
-    gathered only while that block computes. Blocks first, then the root (embeddings, tied head)."""
+    gathered only while that block computes. Blocks first, then the root (embeddings, tied head). With
+    compile, each block is compiled before it is sharded, as torchtitan does: one small graph per block,
+    with FSDP's gathers outside it; the root stays eager."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     # bf16 compute with fp32 gradient reduction; float32 as is
     policy = MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
     for block in model.transformer.h:
+        if compile:
+            block.compile()  # in place: parameter names stay plain
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
 

@@ -890,6 +890,22 @@ def test_ddp_and_fsdp_match_a_single_process_and_resume_across_world_sizes(tmp_p
         assert close_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt'), name
 
 
+def test_ddp_and_fsdp_with_compile_match_one_eager_process(tmp_path):
+    """torch.compile under torchrun, on gloo: DDP compiles the whole model before wrapping it, FSDP each block
+    before sharding it. Both train as one eager process does, to float32 rounding, and save plain names."""
+    make_tiny_dataset(tmp_path)
+    args = [*SCALE, '--max_iters=4', '--eval_interval=4', '--dtype=float32']
+    eager = run([sys.executable, TRAIN, *args, '--out_dir=out-eager'], tmp_path)
+    assert eager.returncode == 0, eager.stderr[-3000:]
+    for name, extra in (('ddp', []), ('fsdp', ['--fsdp=True'])):
+        out = run([*TORCHRUN, *args, *extra, '--compile=True', f'--out_dir=out-{name}'], tmp_path)
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+        assert 'compiling the model' in out.stdout
+        losses = lambda out: [float(loss) for _, loss in logged(out.stdout)]
+        assert len(losses(out)) == 4 and losses(out) == pytest.approx(losses(eager), abs=2e-4), name
+        assert close_weights(tmp_path / 'out-eager/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt', atol=1e-5), name
+
+
 def test_a_process_that_never_joins_gives_an_error_not_a_hang(tmp_path):
     import socket
     make_tiny_dataset(tmp_path)

@@ -193,7 +193,7 @@ train_generator = torch.Generator().manual_seed(seed)
 
 model.to(device)
 if fsdp:
-    shard_model(model, dtype)
+    shard_model(model, dtype, compile)
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
@@ -205,9 +205,9 @@ if checkpoint is not None:  # resume the optimizer and random states too
                        master_process)
     checkpoint = None  # free up memory
 
-if compile:
-    if master_process:
-        print("compiling the model... (takes a ~minute)")
+if compile and master_process:
+    print("compiling the model... (takes a ~minute)")
+if compile and not fsdp:  # (FSDP: shard_model compiled each block)
     model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
 train_model = model  # FSDP shards the model in place
 if ddp and not fsdp:  # CPU processes take no device_ids
