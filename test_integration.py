@@ -1213,6 +1213,107 @@ def test_hellaswag_errors_are_one_line(tmp_path):
         assert out.returncode == 1 and re.fullmatch(message + '\n', out.stderr), out.stderr
 
 
+# ---------------------------------------------------------------- on a GPU: run wherever one is, skipped here
+
+ACCELERATOR = os.environ.get('NANOGPT_TEST_DEVICE', 'cuda')  # =cpu runs here what can run on a CPU, to try the tests
+needs_gpu = pytest.mark.skipif(ACCELERATOR == 'cuda' and not torch.cuda.is_available(), reason="needs a CUDA GPU")
+ON_GPU = ['--dataset=tiny', f'--device={ACCELERATOR}', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=64',
+          '--block_size=32', '--batch_size=8', '--gradient_accumulation_steps=2', '--dropout=0.1', '--eval_iters=2',
+          '--eval_interval=5', '--log_interval=1', '--warmup_iters=2', '--lr_decay_iters=20', '--learning_rate=1e-3']
+
+
+def native_dtypes():
+    """The 16-bit dtypes the accelerator trains in: bf16 where it is native, and fp16 on CUDA."""
+    if ACCELERATOR == 'cuda':
+        return ['bfloat16'] * torch.cuda.is_bf16_supported(including_emulation=False) + ['float16']
+    return ['bfloat16'] * torch.cpu._is_amx_tile_supported()
+
+
+def weights_apart(path_a, path_b):
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    assert a['iter_num'] == b['iter_num'] and a['model'].keys() == b['model'].keys()
+    return max((a['model'][k].float() - b['model'][k].float()).abs().max().item() for k in a['model'])
+
+
+@needs_gpu
+@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+def test_gpu_training_resumes_as_exactly_as_it_reruns(tmp_path, dtype):
+    """Stopped at 5 and resumed to 10, a run ends where a straight one does, up to what a second straight run
+    differs by: nothing where the kernels are deterministic (as on CPUs), else their rounding."""
+    if dtype not in native_dtypes():
+        pytest.skip(f"{ACCELERATOR} does not train in {dtype} natively here")
+    make_tiny_dataset(tmp_path)
+    args = [*ON_GPU, f'--dtype={dtype}']
+    outs = [train(tmp_path, *args, '--out_dir=out-a', '--max_iters=10'),
+            train(tmp_path, *args, '--out_dir=out-b', '--max_iters=10'),
+            train(tmp_path, *args, '--out_dir=out-split', '--max_iters=5'),
+            train(tmp_path, *args, '--out_dir=out-split', '--max_iters=10', '--init_from=resume')]
+    assert all(out.returncode == 0 for out in outs), [out.stderr[-2000:] for out in outs]
+    assert [int(i) for i, _ in logged(outs[3].stdout)] == list(range(5, 10))
+    rerun = weights_apart(tmp_path / 'out-a/ckpt.pt', tmp_path / 'out-b/ckpt.pt')
+    assert weights_apart(tmp_path / 'out-a/ckpt.pt', tmp_path / 'out-split/ckpt.pt') <= 2 * rerun
+
+
+@needs_gpu
+def test_gpu_float16_resume_of_a_bfloat16_run(tmp_path):
+    if ACCELERATOR != 'cuda' or 'bfloat16' not in native_dtypes():
+        pytest.skip("needs a CUDA GPU with native bf16")
+    make_tiny_dataset(tmp_path)
+    first = train(tmp_path, *ON_GPU, '--dtype=bfloat16', '--out_dir=out', '--max_iters=5')
+    second = train(tmp_path, *ON_GPU, '--dtype=float16', '--out_dir=out', '--max_iters=10', '--init_from=resume')
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    assert "note: the checkpoint holds no float16 loss scale; it starts anew at 65536" in second.stdout
+    ckpt = load_checkpoint(tmp_path / 'out/ckpt.pt')
+    assert ckpt['iter_num'] == 10 and ckpt['scaler'] and ckpt['config']['dtype'] == 'float16'
+
+
+@needs_gpu
+def test_gpu_ddp_and_fsdp_with_compile_on_every_gpu_match_one(tmp_path):
+    gpus = torch.cuda.device_count() if ACCELERATOR == 'cuda' else 0
+    if gpus < 2:
+        pytest.skip("needs 2 or more CUDA GPUs")
+    make_tiny_dataset(tmp_path)
+    dtype = 'bfloat16' if 'bfloat16' in native_dtypes() else 'float32'  # FSDP takes no float16
+    args = [*ON_GPU, '--dropout=0.0', f'--gradient_accumulation_steps={2 * gpus}', '--max_iters=6',
+            '--eval_interval=6', f'--dtype={dtype}']
+    one = train(tmp_path, *args, '--out_dir=out-one')
+    assert one.returncode == 0, one.stderr[-2000:]
+    for name, extra in (('ddp', []), ('fsdp', ['--fsdp=True'])):
+        out = run([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={gpus}', TRAIN,
+                   *args, *extra, '--compile=True', f'--out_dir=out-{name}'], tmp_path, timeout=900)
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+        losses = lambda out: [float(loss) for _, loss in logged(out.stdout)]
+        assert losses(out) == pytest.approx(losses(one), abs=3e-2 if dtype == 'bfloat16' else 1e-3), name
+
+
+@needs_gpu
+def test_gpu_mfu_of_a_gpt2_small_step_is_plausible(tmp_path):
+    from model import device_peak_flops
+    if ACCELERATOR != 'cuda' or device_peak_flops('cuda') is None:
+        pytest.skip("needs a CUDA GPU whose peak FLOP/s model.GPU_PEAK_FLOPS knows")
+    out = run([sys.executable, BENCH, '--device=cuda', '--real_data=False', '--compile=False', '--batch_size=4',
+               '--warmup_iters=3', '--num_iters=10'], tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    mfu = float(re.search(r'mfu: ([0-9.]+)%', out.stdout)[1])
+    assert 5 < mfu < 90, out.stdout  # eager GPT-2 124M: tens of percent of the 16-bit peak
+
+
+@needs_gpu
+def test_gpu_cached_generation_equals_uncached():
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=100, n_layer=2, n_head=4, n_embd=64)).eval().to(ACCELERATOR)
+    idx = torch.randint(100, (2, 5), device=ACCELERATOR)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # full float32: the two paths' rounding must not flip a choice
+    try:  # 80 new tokens with block_size 64: the window fills, and slides
+        cached = model.generate(idx, 80, temperature=0, use_cache=True)
+        uncached = model.generate(idx, 80, temperature=0, use_cache=False)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert cached.shape == (2, 85) and torch.equal(cached, uncached)
+
+
 # ---------------------------------------------------------------- docs: the runnable blocks
 
 # ---------------------------------------------------------------- checkpoints written by the original nanoGPT
