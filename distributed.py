@@ -1,6 +1,6 @@
 """
 The multi-process parts of train.py: joining the process group with a clear error instead of a hang,
-FSDP2 sharding, agreeing on decisions, and gathering a normal full ckpt.pt from any run.
+FSDP2 sharding, sums over processes, and gathering a normal full ckpt.pt from any run.
 torchrun starts one process per GPU (or per CPU slot) and tells each its RANK, LOCAL_RANK and WORLD_SIZE.
 """
 
@@ -47,15 +47,6 @@ def shard_model(model, dtype, compile=False):
             block.compile()  # in place: parameter names stay plain
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
-
-
-def any_rank(ddp, device, *flags):
-    """The flags OR-ed across all processes, so that every process takes the same decision."""
-    if not ddp:
-        return [bool(f) for f in flags]
-    t = torch.tensor([float(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
 
 
 def sum_over_ranks(ddp, device, value):

@@ -28,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, loss_scaler,
                         open_run_log, record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, setup
-from distributed import (any_rank, full_state_dicts, gather_objects, init_distributed, launched_by_torchrun,
-                         load_optimizer, shard_model, sum_over_ranks)
+from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
+                         shard_model, sum_over_ranks)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -382,12 +382,14 @@ while True:
     scaler.unscale_(optimizer)
     # the norm before clipping is logged; with grad_clip 0 nothing is clipped
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
-    if ddp:  # the logged loss is the mean over every process's micro-batches, as one process would log it
-        dist.all_reduce(loss_sum.div_(ddp_world_size))
+    # one collective: the loss mean over every process's micro-batches (as one process would log it; a NaN anywhere
+    # makes it NaN) and the count of processes asked to stop; the gradient norm is the same everywhere already
+    stats = torch.stack([loss_sum / ddp_world_size, torch.tensor(float(stop_signal is not None), device=device)])
+    if ddp:
+        dist.all_reduce(stats)
     # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself
-    lossf, normf = loss_sum.item(), grad_norm.item()
-    nonfinite = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf))
-    nonfinite, stopping = any_rank(ddp, device, nonfinite, stop_signal is not None)
+    (lossf, stops), normf = stats.tolist(), grad_norm.item()
+    nonfinite, stopping = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)), stops > 0
     if nonfinite:
         stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped before the "
              f"update, {ckpt_path} is as it was -- lower learning_rate or check the data, then resume", 1)
