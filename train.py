@@ -198,7 +198,7 @@ torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
                                        dtype)
-scaler = loss_scaler(device_type, dtype, checkpoint and checkpoint.get('scaler', {}), master_process)  # None: new
+scaler = loss_scaler(device_type, dtype, checkpoint.get('scaler', {}) if checkpoint else None, master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num,
