@@ -431,13 +431,10 @@ def main(argv):
     if '-h' in argv or '--help' in argv:
         print(__doc__[__doc__.index('usage:'):].strip())
         return 0
-    unknown = [arg for arg in argv if arg.startswith('-') and arg != '--no-run']
-    if unknown:
-        sys.exit(f"error: unknown option {unknown[0]}; usage: check_docs.py [--no-run] [file.md or folder ...]")
     paths = [arg for arg in argv if arg != '--no-run']
-    missing = [path for path in paths if not os.path.exists(path)]
-    if missing:
-        sys.exit(f"error: {missing[0]} does not exist; name markdown files or folders, or nothing for all the docs")
+    for path in (p for p in paths if p.startswith('-') or not os.path.exists(p)):
+        sys.exit(f"error: {'unknown option' if path.startswith('-') else 'no file or folder'} {path}; usage: "
+                 f"check_docs.py [--no-run] [file.md or folder ...] (all the docs if none)")
     counts, t0, run = collections.Counter(), time.perf_counter(), '--no-run' not in argv
     problems = check(paths, ROOT, run, counts)
     for path, line, kind, message in problems:
