@@ -27,10 +27,12 @@ out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin and val.
 # -----------------------------------------------------------------------------
 
 
+TOKENIZER = Tokenizer()  # GPT-2 BPE; its encoding is built once, in prepare(), before the workers fork
+
+
 def tokenize(example):
-    tokenizer = Tokenizer()  # its BPE is cached: built once, before the worker processes fork
-    ids = tokenizer.encode(example['text'])  # as plain text: a '<|endoftext|>' in a document is not special
-    ids.append(tokenizer.eot)  # add the end of text token, 50256 for gpt2 bpe
+    ids = TOKENIZER.encode(example['text'])  # as plain text: a '<|endoftext|>' in a document is not special
+    ids.append(TOKENIZER.eot)  # add the end of text token, 50256 for gpt2 bpe
     return {'ids': ids, 'len': len(ids)}
 
 
