@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from checkpoint import dataset_files, open_tokens, read_tokens
 from configurator import configure, default_device, require_positive, setup
 from model import GPT, GPTConfig
 
@@ -99,20 +100,18 @@ def synchronize():
         torch.mps.synchronize()
 
 
-# data loading init
+# data loading init: train.py's reader of a split's token files (one, or a big dataset's shards)
 if real_data and mode == 'train':
-    path = os.path.join('data', dataset, 'train.bin')
-    if not os.path.isfile(path):
-        sys.exit(f"error: {path} not found -- run python data/{dataset}/prepare.py, or use --real_data=False")
-    train_data = np.memmap(path, dtype=np.uint16, mode='r')
-    if len(train_data) <= block_size:
-        sys.exit(f"error: {path} holds {len(train_data)} tokens, too few for block_size={block_size}")
+    train_files, train_starts = open_tokens(dataset_files(dataset)['train'])
+    if train_starts[-1] <= block_size:
+        sys.exit(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for block_size={block_size}")
 
 
 def get_batch():
     if real_data:
-        ix = torch.randint(len(train_data) - block_size, (batch_size,))
-        tokens = torch.from_numpy(np.stack([train_data[i:i + block_size + 1] for i in ix.tolist()]).astype(np.int64))
+        ix = torch.randint(int(train_starts[-1]) - block_size, (batch_size,))
+        tokens = np.stack([read_tokens(train_files, train_starts, i, block_size + 1) for i in ix.tolist()])
+        tokens = torch.from_numpy(tokens.astype(np.int64))
     else:
         tokens = torch.randint(vocab_size, (batch_size, block_size + 1))
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()

@@ -8,6 +8,7 @@ Also the run's records: the run log, out_dir/log.jsonl, that train.py appends to
 and its wandb run.
 """
 
+import glob
 import json
 import os
 import pickle
@@ -221,20 +222,42 @@ def loss_scaler(device_type, dtype, state=None, verbose=True):
 
 
 def dataset_files(dataset):
-    """{'train': path, 'val': path} of data/<dataset>/, or a one-line error that says what to run or pick."""
-    paths = {split: os.path.join('data', dataset, f'{split}.bin') for split in ('train', 'val')}
-    missing = next((p for p in paths.values() if not os.path.isfile(p)), None)
-    if missing and os.path.isfile(os.path.join('data', dataset, 'prepare.py')):
+    """{'train': [path], 'val': [path]} of data/<dataset>/: train.bin and val.bin, or the shards of a big dataset
+    (train_000000.bin, train_000001.bin, ...), read as one; or a one-line error that says what to run or pick."""
+    folder = os.path.join('data', dataset)
+    paths = {split: [os.path.join(folder, f'{split}.bin')] for split in ('train', 'val')}
+    for split in paths:
+        shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))
+        paths[split] = paths[split] if os.path.isfile(paths[split][0]) or not shards else shards
+    missing = next((p[0] for p in paths.values() if not os.path.isfile(p[0])), None)
+    if missing and os.path.isfile(os.path.join(folder, 'prepare.py')):
         raise SystemExit(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
-    if missing and os.path.isdir(os.path.join('data', dataset)):
+    if missing and os.path.isdir(folder):
         raise SystemExit(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
                          f"(docs/guides/own_data.md shows how)")
     if missing:
         there = sorted(d for d in os.listdir('data') if os.path.isfile(os.path.join('data', d, 'prepare.py'))
-                       or os.path.isfile(os.path.join('data', d, 'train.bin'))) if os.path.isdir('data') else []
+                       or glob.glob(os.path.join('data', d, 'train*.bin'))) if os.path.isdir('data') else []
         raise SystemExit(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
                          f"or add your own: docs/guides/own_data.md")
     return paths
+
+
+def open_tokens(paths):
+    """(files, starts) of a split's uint16 token files, for read_tokens: starts[k] is where file k begins in
+    the files read as one, starts[-1] the number of tokens."""
+    return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
+
+
+def read_tokens(files, starts, start, n):
+    """n tokens from position start of the files read as one: a sequence may run on into the next shard.
+    Plain file reads: a memmap would count every page it ever touched as resident memory."""
+    parts, k = [], int(np.searchsorted(starts, start, side='right')) - 1
+    while n > 0:
+        files[k].seek(2 * (start - int(starts[k])))
+        parts.append(files[k].read(2 * n))
+        start, n, k = start + len(parts[-1]) // 2, n - len(parts[-1]) // 2, k + 1
+    return np.frombuffer(b''.join(parts), dtype=np.uint16)
 
 
 def read_run_log(path):

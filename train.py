@@ -26,7 +26,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, loss_scaler,
-                        open_run_log, record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
+                        open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states, rng_states,
+                        save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          shard_model, sum_over_ranks)
@@ -117,9 +118,9 @@ ddp_rank, ddp_local_rank = init_distributed(backend, device_type, ddp_timeout) i
 master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
-# data: read each batch with plain file reads; a memmap would count every page it ever touched as resident
-data_files = {split: open(path, 'rb') for split, path in dataset_files(dataset).items()}
-data_lengths = {split: os.path.getsize(f.name) // 2 for split, f in data_files.items()}  # uint16 tokens
+# data: each split's uint16 token files (one, or a big dataset's shards), read as one
+data_files = {split: open_tokens(paths) for split, paths in dataset_files(dataset).items()}
+data_lengths = {split: int(starts[-1]) for split, (_, starts) in data_files.items()}
 # the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
 meta, meta_path = dataset_meta(dataset)
 meta_vocab_size = meta.get('vocab_size') if meta else None
@@ -163,7 +164,7 @@ if master_process:
 
 for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
-        sys.exit(f"error: {data_files[split].name} holds {data_lengths[split]} tokens, too few for block_size="
+        sys.exit(f"error: {dataset_files(dataset)[split][0]} holds {data_lengths[split]} tokens, too few for block_size="
                  f"{block_size} (it needs at least {block_size + 1}); use a smaller block_size or more data")
 
 
@@ -174,11 +175,7 @@ def draw_offsets(split, generator, n):
 
 def get_batch(split, offsets):
     """The (input, target) sequences that start at offsets."""
-    f = data_files[split]
-    rows = []
-    for i in offsets.tolist():
-        f.seek(2 * i)
-        rows.append(np.frombuffer(f.read(2 * (block_size + 1)), dtype=np.uint16))
+    rows = [read_tokens(*data_files[split], i, block_size + 1) for i in offsets.tolist()]
     tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
     x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
     if device_type == 'cuda':

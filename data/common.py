@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import sys
 import threading
 from contextlib import contextmanager
@@ -134,6 +135,7 @@ class Tokenizer:
         self.itos = None if stoi is None else {i: c for c, i in stoi.items()}
         self.vocab_size = 50257 if stoi is None else len(stoi)
         self.eot = 50256 if stoi is None else None
+        self.table = None  # encode_uint16's code point -> id table, made on first use
 
     @classmethod
     def from_text(cls, text):
@@ -166,6 +168,16 @@ class Tokenizer:
         if self.kind == 'gpt2':
             return get_gpt2_encoding().decode(ids)
         return ''.join(self.itos[i] for i in ids)
+
+    def encode_uint16(self, text):
+        """encode(text) as a uint16 array, fast enough for gigabytes: BPE through tiktoken, characters through a
+        table indexed by code point. Needs a vocabulary of at most 65,536 tokens and every character in it."""
+        if self.kind == 'gpt2':
+            return np.array(get_gpt2_encoding().encode_ordinary(text), dtype=np.uint16)
+        if self.table is None:
+            self.table = np.full(max(map(ord, self.stoi)) + 1, 65535, dtype=np.uint16)
+            self.table[[ord(c) for c in self.stoi]] = list(self.stoi.values())
+        return self.table[np.frombuffer(text.encode('utf-32-le'), dtype=np.uint32)]
 
 
 # -----------------------------------------------------------------------------
@@ -207,6 +219,223 @@ def write_token_chunks(path, n_tokens, chunks):
             written += len(chunk)
         if written != n_tokens:
             raise SystemExit(f"error: {path}: expected {n_tokens:,} tokens, got {written:,}; nothing was written")
+
+
+# -----------------------------------------------------------------------------
+# documents -> token ids -> .bin files: the one tokenize-and-write path of data/text, openwebtext, fineweb_edu
+
+PIECE_CHARS = 1 << 20  # a document is encoded in pieces of about this many characters: memory stays bounded
+TASK_CHARS = 4 << 20  # characters a worker process encodes at a time
+TOKEN_FILE = re.compile(r'(train|val)(_[0-9]+)?\.bin')  # train.bin, or the shards train_000000.bin, ...
+
+
+def last_cut(text):
+    """The last place in text where GPT-2's pre-tokenizer cuts as well: after a newline or before a space that
+    sit between two non-space characters. Encoding the two sides apart then gives the ids of the whole. None if
+    there is none. (Python's isspace() holds for every character the tokenizer's \\s matches, and more.)"""
+    for sep, after in (('\n', 1), (' ', 0)):
+        end = len(text) - 1
+        while (i := text.rfind(sep, 1, end)) > 0:
+            if not text[i - 1].isspace() and not text[i + 1].isspace():
+                return i + after
+            end = i
+    return None
+
+
+def cut_pieces(blocks):
+    """A document, given as a stream of text blocks, in pieces of at least PIECE_CHARS characters (the last
+    may be shorter) cut at last_cut. A text with no such place is cut hard at 4 * PIECE_CHARS."""
+    buffer = ''
+    for block in blocks:
+        buffer += block
+        if len(buffer) >= PIECE_CHARS:
+            cut = last_cut(buffer) or (len(buffer) if len(buffer) >= 4 * PIECE_CHARS else None)
+            if cut:
+                yield buffer[:cut]
+                buffer = buffer[cut:]
+    if buffer:
+        yield buffer
+
+
+def encode_tasks(documents):
+    """Lists of (piece, ends_its_document) of about TASK_CHARS characters, from documents (each a stream of text
+    blocks). An empty document gives nothing."""
+    task, size = [], 0
+    for document in documents:
+        pieces = cut_pieces(document)
+        piece = next(pieces, None)
+        while piece is not None:
+            following = next(pieces, None)
+            task.append((piece, following is None))
+            size += len(piece)
+            if size >= TASK_CHARS:
+                yield task
+                task, size = [], 0
+            piece = following
+    if task:
+        yield task
+
+
+WORKER_TOKENIZER = None  # encode_task's tokenizer in this process
+
+
+def set_worker_tokenizer(tokenizer):
+    global WORKER_TOKENIZER
+    WORKER_TOKENIZER = tokenizer
+
+
+def encode_task(task):
+    """(ids, lengths, ends) of a task's pieces, the ids uint16. A document ends with the end-of-text token
+    (BPE) or with a newline (characters, where it has none)."""
+    tokenizer, arrays = WORKER_TOKENIZER, []
+    for piece, ends in task:
+        if ends and tokenizer.kind == 'char' and not piece.endswith('\n'):
+            piece += '\n'
+        ids = tokenizer.encode_uint16(piece)
+        arrays.append(np.append(ids, np.uint16(tokenizer.eot)) if ends and tokenizer.eot is not None else ids)
+    return np.concatenate(arrays), np.array([len(a) for a in arrays]), np.array([ends for _, ends in task])
+
+
+def encode_in_order(tasks, tokenizer, num_proc):
+    """encode_task of every task, in order, in num_proc processes. At most 2 * num_proc tasks are in flight:
+    Pool.imap would read the whole input ahead of the workers, into memory."""
+    set_worker_tokenizer(tokenizer)
+    if num_proc <= 1:
+        yield from map(encode_task, tasks)
+        return
+    import multiprocessing
+    from collections import deque
+    with multiprocessing.Pool(num_proc, set_worker_tokenizer, (tokenizer,)) as pool:
+        pending = deque()
+        for task in tasks:
+            pending.append(pool.apply_async(encode_task, (task,)))
+            if len(pending) >= 2 * num_proc:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+class TokenWriter:
+    """uint16 ids appended to folder/<split>.bin, or, with shard_size, to shards of shard_size tokens:
+    <split>_000000.bin, <split>_000001.bin, ..."""
+
+    def __init__(self, folder, split, shard_size=0):
+        self.folder, self.split, self.shard_size = folder, split, shard_size
+        self.paths, self.tokens, self.file, self.room = [], 0, None, 0
+
+    def write(self, ids):
+        while len(ids):
+            if self.room == 0:
+                self.next_file()
+            n = min(len(ids), self.room)
+            ids[:n].tofile(self.file)
+            ids, self.room, self.tokens = ids[n:], self.room - n, self.tokens + n
+
+    def next_file(self):
+        if self.file:
+            self.file.close()
+        name = f'{self.split}_{len(self.paths):06d}.bin' if self.shard_size else f'{self.split}.bin'
+        self.paths.append(os.path.join(self.folder, name))
+        self.file, self.room = open(self.paths[-1], 'wb'), self.shard_size or float('inf')
+
+    def close(self):
+        if self.file is None:
+            self.next_file()  # an empty split still gets its file
+        self.file.close()
+
+
+def move_tail(source, dest, n):
+    """Move the last n tokens of the .bin file source to the start of the (empty) dest, in bounded memory."""
+    keep = os.path.getsize(source) // 2 - n
+    with open(source, 'r+b') as src, open(dest, 'wb') as dst:
+        src.seek(2 * keep)
+        while block := src.read(PIECE_CHARS):
+            dst.write(block)
+        src.truncate(2 * keep)
+
+
+def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_size=0, max_tokens=0):
+    """Tokenize documents (each a stream of text blocks) into uint16 files in folder: train.bin and val.bin, or
+    shards of shard_size tokens. Each document ends with <|endoftext|> (BPE) or a newline (characters). The split
+    is by document, in order: one of every 1/val_fraction documents goes to val. With fewer documents than that
+    (one text file, say), val is the last val_fraction of the tokens instead. Stops at max_tokens if > 0.
+    Returns {'train': tokens, 'val': tokens, 'documents': count, 'by_document': whether the split was by document}."""
+    if tokenizer.kind == 'gpt2':
+        get_gpt2_encoding()  # here, once: forked workers inherit it, and an offline notice shows once
+    writers = {split: TokenWriter(folder, split, shard_size) for split in ('train', 'val')}
+    n_documents = 0
+    for ids, lengths, ends in encode_in_order(encode_tasks(documents), tokenizer, num_proc):
+        index = n_documents + np.cumsum(ends) - ends  # the document of each piece
+        to_val = np.repeat(np.floor((index + 1) * val_fraction) > np.floor(index * val_fraction), lengths)
+        room = max_tokens - writers['train'].tokens - writers['val'].tokens if max_tokens else len(ids)
+        n_documents += int(ends[np.cumsum(lengths) <= room].sum())
+        writers['val'].write(ids[:room][to_val[:room]])
+        writers['train'].write(ids[:room][~to_val[:room]])
+        if room <= len(ids) and max_tokens:
+            break
+    for writer in writers.values():
+        writer.close()
+    if writers['val'].tokens == 0 and not shard_size:
+        move_tail(writers['train'].paths[0], writers['val'].paths[0], int(writers['train'].tokens * val_fraction))
+    elif writers['val'].tokens == 0 and writers['train'].tokens:
+        raise SystemExit(f"error: {n_documents:,} documents are too few to hold any out for validation at "
+                         f"val_fraction={val_fraction} -- raise val_fraction (or max_tokens)")
+    tokens = {split: sum(os.path.getsize(p) for p in w.paths) // 2 for split, w in writers.items()}
+    return {**tokens, 'documents': n_documents, 'by_document': writers['val'].tokens > 0}
+
+
+@contextmanager
+def staged_folder(folder):
+    """A new empty folder beside folder to write a dataset in. When the block succeeds, its files replace
+    folder's files of the same names (folder is made if needed), and token files of an older layout (train.bin
+    against shards) go. After a failure it is removed, and folder is as it was."""
+    stage = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.partial')
+    shutil.rmtree(stage, ignore_errors=True)  # left by a run that was killed
+    os.makedirs(stage)
+    try:
+        yield stage
+        os.makedirs(folder, exist_ok=True)
+        new = os.listdir(stage)
+        for name in new:
+            os.replace(os.path.join(stage, name), os.path.join(folder, name))
+        for name in set(os.listdir(folder)) - set(new):
+            if TOKEN_FILE.fullmatch(name):
+                os.remove(os.path.join(folder, name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def hf_documents(dataset, config='', split='train', data_files='', text_column='text', hint=''):
+    """The texts of column text_column of a Hugging Face dataset, streamed: nothing of it is kept on disk. dataset
+    is a hub id, or 'parquet', 'json' or 'text' with local data_files (for 'text' each file is a document).
+    Yields each text as write_dataset takes documents. hint says what to do when the hub cannot be reached."""
+    from datasets import load_dataset
+    options = {'name': config or None, 'split': split, 'streaming': True}
+    if data_files:
+        options['data_files'] = data_files
+    if dataset == 'text':
+        options['sample_by'] = 'document'  # by default each line would be a document
+    try:
+        rows = load_dataset(dataset, **options)
+    except Exception as e:  # offline, a name that is not there, a path that matches nothing
+        if data_files:
+            raise SystemExit(f"error: cannot load {data_files} as {dataset} ({why(e)}) -- check the path or glob, "
+                             f"and the format (parquet, json or text)")
+        raise SystemExit(f"error: cannot load {dataset} from the Hugging Face hub ({why(e)}) -- check the name "
+                         f"and the network{hint}")
+    try:
+        for row in rows:
+            text = row.get(text_column)
+            if text_column not in row or not isinstance(text, (str, type(None))):
+                raise SystemExit(f"error: {data_files or dataset} has no text column '{text_column}' (its columns: "
+                                 f"{', '.join(row)}) -- pass --text_column=<the one with the text>")
+            if text:
+                yield (text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS))
+    except SystemExit:
+        raise
+    except Exception as e:  # the network went away, a corrupt file
+        raise SystemExit(f"error: reading {data_files or dataset} failed ({why(e)}) -- nothing was written; "
+                         f"check the files or the network and run again")
 
 
 # -----------------------------------------------------------------------------

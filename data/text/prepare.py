@@ -1,0 +1,256 @@
+"""
+Your own text as a dataset, in one command: text files (a file, a folder, a glob) or a Hugging Face dataset
+to data/<name>/ with train.bin and val.bin (uint16 ids), meta.pkl and a readme.md that records how it was made.
+It ends by printing the train.py and sample.py commands to run next.
+$ python data/text/prepare.py --input=my_notes/                       # characters; name: my_notes
+$ python data/text/prepare.py --input='books/**/*.txt' --name=books --tokenizer=gpt2
+$ python data/text/prepare.py --hf_dataset=roneneldan/TinyStories --tokenizer=gpt2
+$ python data/text/prepare.py --hf_dataset=parquet --data_files='dump/*.parquet' --name=dump
+Each file (or row) is a document. Files with a NUL byte in their first 8 KB are binary: skipped in a folder
+or a glob, named on stderr; an error if given alone. Hidden files and folders are skipped.
+"""
+
+import codecs
+import datetime
+import glob
+import os
+import pickle
+import re
+import shlex
+import sys
+
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
+from configurator import configure  # noqa: E402
+from common import PIECE_CHARS, Tokenizer, atomic_path, hf_documents, staged_folder, write_dataset  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# the text
+input = ''  # a text file, a folder (every file in it, recursively) or a glob such as 'notes/**/*.md'
+hf_dataset = ''  # instead of input: a Hugging Face dataset id, or parquet, json or text with data_files
+hf_config = ''  # the Hugging Face dataset's configuration, if it has several
+data_files = ''  # with hf_dataset=parquet, json or text: local files, a path or a glob
+text_column = 'text'  # the Hugging Face dataset's column that holds the text
+split = 'train'  # the Hugging Face dataset's split to read
+errors = 'strict'  # a file that is not UTF-8: 'strict' stops and names the byte; 'replace' reads it as U+FFFD
+# the dataset
+name = ''  # it goes to data/<name>/ and trains with --dataset=<name>; by default the input's name
+tokenizer = 'char'  # 'char': each character a token, the vocabulary from the text; 'gpt2': GPT-2's BPE
+val_fraction = 0.1  # held out for validation: 1 document in 1/val_fraction, or the text's end if too few
+overwrite = False  # replace data/<name>/ even if this script did not make it
+num_proc = max(1, (os.cpu_count() or 2) // 2)  # processes that tokenize
+# -----------------------------------------------------------------------------
+
+DATA = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(DATA)
+PREPARED_BY = 'data/text/prepare.py'  # in meta.pkl: a folder this script may replace without --overwrite
+MIN_CONTEXTS = 10  # each split holds at least this many block_size contexts, or its loss says little
+# by tokenizer, for up to so many train tokens: (the launch, its config, the config's block_size, what it is)
+RECIPES = {'char': [(20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
+                     "the fast CPU recipe (minutes on a laptop)"),
+                    (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256, "the baby GPT, for a GPU")],
+           'gpt2': [(100e6, 'python train.py', 'config/train_text_gpt2_small.py', 256,
+                     "a small BPE model, for a GPU (on a CPU, --tokenizer=char trains in minutes)"),
+                    (float('inf'), 'torchrun --standalone --nproc_per_node=8 train.py', 'config/train_gpt2_fineweb.py',
+                     1024, "GPT-2 124M, for 8 GPUs")]}
+
+
+def fail(message):
+    raise SystemExit(f"error: {message}")
+
+
+def default_name():
+    """The dataset's name from its source: a file's name, a folder's, a glob's fixed folder, a hub id's last part."""
+    source = input or (data_files if hf_dataset in ('parquet', 'json', 'text') else hf_dataset)
+    fixed = re.split(r'[*?\[]', source)[0]  # a glob's part before its first wildcard
+    if fixed != source and not fixed.endswith('/'):
+        fixed = os.path.dirname(fixed)
+    base = os.path.basename(os.path.normpath(fixed)) if fixed else ''
+    base = os.path.splitext(base)[0] if os.path.isfile(fixed) else base
+    return re.sub(r'[^A-Za-z0-9_.-]+', '_', base).strip('._')
+
+
+def check_folder(folder):
+    """Refuse a name that is not a plain folder name, this script's own folder, or a folder made otherwise."""
+    if not re.fullmatch(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*', name):
+        fail(f"--name={name!r}: use letters, digits, '_', '-' and '.' (it becomes the folder data/{name}/)")
+    if name == 'text':
+        fail("data/text/ holds this script -- pick another --name")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        fail(f"data/{name} is a file -- pick another --name")
+    content = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    if content and not overwrite and made_here(folder) is None:
+        shown = ', '.join(content[:5]) + (', ...' if len(content) > 5 else '')
+        fail(f"data/{name}/ exists and was not made by this script (it holds {shown}); nothing was written -- pick "
+             f"another --name, or pass --overwrite=True to replace its .bin files, meta.pkl and readme.md")
+
+
+def made_here(folder):
+    """The meta.pkl of a dataset this script made in folder, else None."""
+    try:
+        with open(os.path.join(folder, 'meta.pkl'), 'rb') as f:
+            meta = pickle.load(f)
+    except Exception:  # none, or not ours to read
+        return None
+    return meta if isinstance(meta, dict) and meta.get('prepared_by') == PREPARED_BY else None
+
+
+def is_binary(path):
+    with open(path, 'rb') as f:
+        return b'\0' in f.read(8192)  # git's test for a binary file
+
+
+def input_files():
+    """(text files, skipped binary files) of input: a file, a folder's files (recursively) or a glob's, sorted."""
+    if os.path.isfile(input):
+        if is_binary(input):
+            fail(f"{input} is a binary file (a NUL byte in its first 8 KB) -- give text files, UTF-8")
+        return [input], []
+    if os.path.isdir(input):
+        paths = []
+        for folder, subfolders, names in os.walk(input):
+            subfolders[:] = [d for d in subfolders if not d.startswith('.')]
+            paths += [os.path.join(folder, n) for n in names if not n.startswith('.')]
+    else:
+        paths = [p for p in glob.glob(os.path.expanduser(input), recursive=True) if os.path.isfile(p)]
+        if not paths:
+            fail(f"--input={input}: no such file or folder, and no file matches it as a glob")
+    binary = [p for p in paths if is_binary(p)]
+    files = sorted(set(paths) - set(binary))
+    if not files:
+        fail(f"no text files in {input}" + (f" (skipped {len(binary)} binary: {', '.join(sorted(binary)[:3])})"
+                                            if binary else '') + " -- point --input at UTF-8 text files")
+    return files, sorted(binary)
+
+
+def first_bad_byte(path):
+    """(offset, byte) of the first byte of path that is not UTF-8."""
+    decoder, offset = codecs.getincrementaldecoder('utf-8')(), 0
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(PIECE_CHARS)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                return offset - pending + e.start, e.object[e.start]
+            if not block:
+                return offset, None
+            offset += len(block)
+
+
+def read_blocks(path, bar):
+    """A file's text as a stream of blocks: newlines made '\\n' as Python's open does, a BOM dropped."""
+    done = 0  # bytes of it shown on the progress bar
+    try:
+        with open(path, encoding='utf-8-sig', errors=errors) as f:
+            while block := f.read(PIECE_CHARS):
+                bar.update(f.buffer.tell() - done)
+                done = f.buffer.tell()
+                yield block
+    except UnicodeDecodeError:
+        offset, byte = first_bad_byte(path)
+        fail(f"{path} is not UTF-8: byte 0x{byte:02x} at offset {offset:,}; nothing was written -- convert it "
+             f"(e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD")
+    bar.update(os.path.getsize(path) - done)
+
+
+def documents(files, desc):
+    """A fresh stream of the documents, with a progress bar: bytes of files, or rows of a Hugging Face dataset."""
+    if hf_dataset:
+        return tqdm(hf_documents(hf_dataset, hf_config, split, data_files, text_column,
+                                 hint=" -- or pass local files: --hf_dataset=parquet --data_files='docs/*.parquet'"),
+                    desc=desc, unit=' documents')
+    bar = tqdm(total=sum(os.path.getsize(p) for p in files), desc=desc, unit='B', unit_scale=True)
+    return (read_blocks(path, bar) for path in files)
+
+
+def char_tokenizer(files):
+    """The character vocabulary of the text (a first pass over it), newline included: it ends each document."""
+    chars = {'\n'}
+    for document in documents(files, 'reading the vocabulary'):
+        for block in document:
+            chars.update(block)
+    if len(chars) > 65536:
+        fail(f"the text has {len(chars):,} distinct characters, more than the 65,536 ids of the uint16 .bin "
+             f"format; nothing was written -- use --tokenizer=gpt2")
+    return Tokenizer.from_text(''.join(chars))
+
+
+def recipe(train_tokens):
+    """(launch, config, block_size, what) to train on this data."""
+    return next(r[1:] for r in RECIPES[tokenizer] if train_tokens <= r[0])
+
+
+def check_sizes(counts, block_size):
+    for split in ('train', 'val'):
+        if counts[split] < MIN_CONTEXTS * block_size:
+            total = counts['train'] + counts['val']
+            needed = MIN_CONTEXTS * block_size / max(total, 1)
+            fix = (f"raise --val_fraction to {needed + 0.005:.2f} or add text" if split == 'val' and needed < 0.5
+                   else "add text")
+            fail(f"the {split} split would hold {counts[split]:,} tokens, fewer than {MIN_CONTEXTS} contexts of the "
+                 f"suggested config's block_size={block_size} ({MIN_CONTEXTS * block_size:,}); nothing was written "
+                 f"-- {fix}")
+
+
+def describe_source(files, binary):
+    if hf_dataset:
+        where = f"`{data_files}` as {hf_dataset}" if data_files else f"the Hugging Face dataset `{hf_dataset}`"
+        return f"{where}{f', configuration `{hf_config}`' if hf_config else ''}, split `{split}`, column `{text_column}`"
+    shown = ', '.join(f'`{os.path.relpath(p, input) if os.path.isdir(input) else p}`' for p in files[:20])
+    skipped = f"; skipped as binary: {', '.join(f'`{p}`' for p in binary[:20])}" if binary else ''
+    return f"{len(files)} file(s) from `{input}`: {shown}{', ...' if len(files) > 20 else ''}{skipped}"
+
+
+def readme(command, counts, vocab_size, source, how_split, next_commands):
+    kind = (f"characters, a vocabulary of {vocab_size:,}; a newline ends each document" if tokenizer == 'char'
+            else "GPT-2's BPE (50,257 tokens), `<|endoftext|>` (50256) after each document")
+    return (f"# {name}\n\nMade by `{PREPARED_BY}` on {datetime.date.today()}, with\n\n    {command}\n\n"
+            f"- Source: {source}.\n- Tokenizer: {kind}.\n- Documents: {counts['documents']:,}; {how_split}.\n"
+            f"- `train.bin`: {counts['train']:,} tokens; `val.bin`: {counts['val']:,} tokens (uint16).\n\n"
+            f"Train and sample, from the repository's root:\n\n" + ''.join(f"    {c}\n" for c in next_commands) +
+            f"\nRun the command above again to make it anew; the script replaces what it made.\n")
+
+
+if __name__ == '__main__':
+    configure(globals())
+    if bool(input) == bool(hf_dataset):
+        fail("give one of --input=<file, folder or glob> and --hf_dataset=<id, or parquet/json/text with --data_files>")
+    if tokenizer not in RECIPES or errors not in ('strict', 'replace') or not 0 < val_fraction < 1:
+        fail(f"tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 and 1; got "
+             f"{tokenizer!r}, {errors!r}, {val_fraction}")
+    name = name or default_name()
+    if not name:
+        fail("cannot make a dataset name from the input -- pass --name=<name>")
+    folder = os.path.join(DATA, name)
+    check_folder(folder)
+    files, binary = input_files() if input else ([], [])
+    if binary:
+        print(f"skipped {len(binary)} binary file(s) (a NUL byte in the first 8 KB): "
+              f"{', '.join(binary[:10])}{' ...' if len(binary) > 10 else ''}", file=sys.stderr)
+    TOKENS = char_tokenizer(files) if tokenizer == 'char' else Tokenizer()
+    with staged_folder(folder) as stage:
+        counts = write_dataset(documents(files, f'tokenizing into data/{name}'), stage, TOKENS, val_fraction, num_proc)
+        if counts['train'] + counts['val'] == 0:
+            fail(f"no text in {input or data_files or hf_dataset} (every document is empty); nothing was written")
+        launch, config, block_size, what = recipe(counts['train'])
+        check_sizes(counts, block_size)
+        how_split = (f"1 in {round(1 / val_fraction)} to val" if counts['by_document']
+                     else f"val is the last {val_fraction:.0%} of the text")
+        command = shlex.join(['python', PREPARED_BY] + sys.argv[1:])
+        next_commands = [f"{launch} {config} --dataset={name} --out_dir=out-{name}",
+                         f"python sample.py --out_dir=out-{name}"]
+        source = describe_source(files, binary)
+        with atomic_path(os.path.join(stage, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
+            pickle.dump({**TOKENS.meta(), 'prepared_by': PREPARED_BY, 'source': source, 'command': command}, f)
+        with open(os.path.join(stage, 'readme.md'), 'w') as f:
+            f.write(readme(command, counts, TOKENS.vocab_size, source, how_split, next_commands))
+    print(f"data/{name}/: train.bin {counts['train']:,} tokens, val.bin {counts['val']:,} tokens, "
+          f"{counts['documents']:,} documents ({how_split}), {TOKENS.vocab_size:,} token vocabulary; readme.md says "
+          f"how it was made")
+    print(f"next, {what}{'' if os.getcwd() == ROOT else ', from ' + ROOT}:")
+    for c in next_commands:
+        print(f"  {c}")
