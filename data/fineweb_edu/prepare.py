@@ -32,10 +32,10 @@ if __name__ == '__main__':
     configure(globals())
     source = 'parquet' if data_files else hf_dataset
     documents = hf_documents(source, '' if data_files else hf_config, 'train', data_files,
-                             hint=" -- or pass local parquet files: --data_files='fw/*.parquet'")
+                             hint=", or pass local parquet files: --data_files='fw/*.parquet'")
     with staged_folder(out_dir) as stage:
-        counts = write_dataset(tqdm(documents, desc='tokenizing', unit=' documents'), stage, Tokenizer(),
-                               val_fraction, num_proc, shard_size, max_tokens)
+        with tqdm(documents, desc='tokenizing', unit=' documents') as bar:  # closed before any error line
+            counts = write_dataset(bar, stage, Tokenizer(), val_fraction, num_proc, shard_size, max_tokens)
         if counts['train'] == 0:
             sys.exit(f"error: no text in {data_files or hf_dataset}; nothing was written")
     print(f"{out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens, {counts['documents']:,} documents")

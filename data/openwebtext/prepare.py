@@ -30,11 +30,11 @@ if __name__ == '__main__':
     if data_format not in ('parquet', 'json', 'text'):
         sys.exit(f"error: data_format must be parquet, json or text, got '{data_format}'")
     documents = hf_documents(data_format if data_files else dataset_name, data_files=data_files,
-                             hint=" -- or pass local files: --data_files='docs/*.parquet' --data_format=parquet "
+                             hint=", or pass local files: --data_files='docs/*.parquet' --data_format=parquet "
                                   "(or json, or text)")
     with staged_folder(out_dir) as stage:
-        counts = write_dataset(tqdm(documents, desc='tokenizing', unit=' documents'), stage, Tokenizer(),
-                               val_fraction, num_proc)
+        with tqdm(documents, desc='tokenizing', unit=' documents') as bar:  # closed before any error line
+            counts = write_dataset(bar, stage, Tokenizer(), val_fraction, num_proc)
     print(f"train has {counts['train']:,} tokens")
     print(f"val has {counts['val']:,} tokens")
 

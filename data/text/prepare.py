@@ -157,22 +157,35 @@ def read_blocks(path, bar):
     bar.update(os.path.getsize(path) - done)
 
 
-def documents(files, desc):
-    """A fresh stream of the documents, with a progress bar: bytes of files, or rows of a Hugging Face dataset."""
+def progress(files, desc):
+    """A progress bar over the bytes of files, or the documents of a Hugging Face dataset."""
     if hf_dataset:
-        return tqdm(hf_documents(hf_dataset, hf_config, split, data_files, text_column,
-                                 hint=" -- or pass local files: --hf_dataset=parquet --data_files='docs/*.parquet'"),
-                    desc=desc, unit=' documents')
-    bar = tqdm(total=sum(os.path.getsize(p) for p in files), desc=desc, unit='B', unit_scale=True)
-    return (read_blocks(path, bar) for path in files)
+        return tqdm(desc=desc, unit=' documents')
+    return tqdm(total=sum(os.path.getsize(p) for p in files), desc=desc, unit='B', unit_scale=True)
+
+
+def documents(files, bar):
+    """A fresh stream of the documents, each a stream of text blocks, counted on bar."""
+    if not hf_dataset:
+        return (read_blocks(path, bar) for path in files)
+    texts = hf_documents(hf_dataset, hf_config, split, data_files, text_column,
+                         hint=", or pass local files: --hf_dataset=parquet --data_files='docs/*.parquet'")
+    return counted(texts, bar)
+
+
+def counted(texts, bar):
+    for text in texts:
+        bar.update()
+        yield text
 
 
 def char_tokenizer(files):
     """The character vocabulary of the text (a first pass over it), newline included: it ends each document."""
     chars = {'\n'}
-    for document in documents(files, 'reading the vocabulary'):
-        for block in document:
-            chars.update(block)
+    with progress(files, 'reading the vocabulary') as bar:  # closed before an error: the error is the last line
+        for document in documents(files, bar):
+            for block in document:
+                chars.update(block)
     if len(chars) > 65536:
         fail(f"the text has {len(chars):,} distinct characters, more than the 65,536 ids of the uint16 .bin "
              f"format; nothing was written -- use --tokenizer=gpt2")
@@ -233,7 +246,8 @@ if __name__ == '__main__':
               f"{', '.join(binary[:10])}{' ...' if len(binary) > 10 else ''}", file=sys.stderr)
     TOKENS = char_tokenizer(files) if tokenizer == 'char' else Tokenizer()
     with staged_folder(folder) as stage:
-        counts = write_dataset(documents(files, f'tokenizing into data/{name}'), stage, TOKENS, val_fraction, num_proc)
+        with progress(files, f'tokenizing into data/{name}') as bar:
+            counts = write_dataset(documents(files, bar), stage, TOKENS, val_fraction, num_proc)
         if counts['train'] + counts['val'] == 0:
             fail(f"no text in {input or data_files or hf_dataset} (every document is empty); nothing was written")
         launch, config, block_size, what = recipe(counts['train'])
