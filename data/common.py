@@ -208,19 +208,6 @@ def write_splits(splits):
         write_tokens(path, ids)
 
 
-def write_token_chunks(path, n_tokens, chunks):
-    """Save n_tokens ids that arrive as a stream of arrays (too many to hold at once) to path as raw
-    uint16, atomically. Appending to a file does what nanoGPT's memmap does, and copes with 0 tokens."""
-    written = 0
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        for chunk in chunks:
-            chunk = as_uint16(chunk)
-            chunk.tofile(f)
-            written += len(chunk)
-        if written != n_tokens:
-            raise SystemExit(f"error: {path}: expected {n_tokens:,} tokens, got {written:,}; nothing was written")
-
-
 # -----------------------------------------------------------------------------
 # documents -> token ids -> .bin files: the one tokenize-and-write path of data/text, openwebtext, fineweb_edu
 
@@ -243,8 +230,8 @@ def last_cut(text):
 
 
 def cut_pieces(blocks):
-    """A document, given as a stream of text blocks, in pieces of at least PIECE_CHARS characters (the last
-    may be shorter) cut at last_cut. A text with no such place is cut hard at 4 * PIECE_CHARS."""
+    """A document, given as a stream of text blocks (each at most PIECE_CHARS), in pieces cut at the last_cut of
+    each PIECE_CHARS or more: never longer than 5 * PIECE_CHARS, as a text with no such place is cut hard."""
     buffer = ''
     for block in blocks:
         buffer += block
