@@ -104,7 +104,8 @@ def synchronize():
 if real_data and mode == 'train':
     train_files, train_starts = open_tokens(dataset_files(dataset)['train'])
     if train_starts[-1] <= block_size:
-        sys.exit(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for block_size={block_size}")
+        sys.exit(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for "
+                 f"block_size={block_size}")
 
 
 def get_batch():

@@ -230,14 +230,18 @@ def dataset_files(dataset):
         shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))
         paths[split] = paths[split] if os.path.isfile(paths[split][0]) or not shards else shards
     missing = next((p[0] for p in paths.values() if not os.path.isfile(p[0])), None)
+    if missing and dataset == 'text':  # data/text/ holds the preparer of your own text, not a dataset
+        raise SystemExit("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
+                         "--input=<your text files> and train on the name it prints")
     if missing and os.path.isfile(os.path.join(folder, 'prepare.py')):
         raise SystemExit(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
     if missing and os.path.isdir(folder):
         raise SystemExit(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
                          f"(docs/guides/own_data.md shows how)")
     if missing:
-        there = sorted(d for d in os.listdir('data') if os.path.isfile(os.path.join('data', d, 'prepare.py'))
-                       or glob.glob(os.path.join('data', d, 'train*.bin'))) if os.path.isdir('data') else []
+        there = sorted(d for d in os.listdir('data') if d != 'text' and (os.path.isfile(
+            os.path.join('data', d, 'prepare.py')) or glob.glob(os.path.join('data', d, 'train*.bin')))) \
+            if os.path.isdir('data') else []
         raise SystemExit(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
                          f"or add your own: docs/guides/own_data.md")
     return paths

@@ -929,7 +929,7 @@ BF16_MISSING = ("import platform, runpy, sys, torch; sys.path.insert(0, {root!r}
 
 BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text, the folder that must not change)
     ('missing dataset folder', TRAIN, ['--dataset=nope'], {},
-     "error: no dataset 'nope' in data/ (there: big, empty, openwebtext, shakespeare, shakespeare_char, short, tiny) "
+     "error: no dataset 'nope' in data/ (there: big, empty, fineweb_edu, openwebtext, shakespeare, shakespeare_char, short, tiny) "
      "-- pick one, or add your own: docs/guides/own_data.md", 'out-good'),
     ('a failed run creates no out_dir', TRAIN, ['--dataset=nope', '--out_dir=out-new'], {}, "no dataset 'nope'", 'out-new'),
     ('missing bins', TRAIN, ['--dataset=nobins'], {},

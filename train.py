@@ -164,8 +164,10 @@ if master_process:
 
 for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
-        sys.exit(f"error: {dataset_files(dataset)[split][0]} holds {data_lengths[split]} tokens, too few for block_size="
-                 f"{block_size} (it needs at least {block_size + 1}); use a smaller block_size or more data")
+        paths = dataset_files(dataset)[split]
+        where = paths[0] if len(paths) == 1 else f"data/{dataset}/{split}_*.bin"  # one file, or shards
+        sys.exit(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} (it needs at "
+                 f"least {block_size + 1}); use a smaller block_size or more data")
 
 
 def draw_offsets(split, generator, n):

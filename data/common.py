@@ -174,10 +174,14 @@ class Tokenizer:
         table indexed by code point. Needs a vocabulary of at most 65,536 tokens and every character in it."""
         if self.kind == 'gpt2':
             return np.array(get_gpt2_encoding().encode_ordinary(text), dtype=np.uint16)
-        if self.table is None:
-            self.table = np.full(max(map(ord, self.stoi)) + 1, 65535, dtype=np.uint16)
+        if self.table is None:  # -1: not in the vocabulary
+            self.table = np.full(max(map(ord, self.stoi)) + 1, -1, dtype=np.int32)
             self.table[[ord(c) for c in self.stoi]] = list(self.stoi.values())
-        return self.table[np.frombuffer(text.encode('utf-32-le'), dtype=np.uint32)]
+        codes = np.frombuffer(text.encode('utf-32-le'), dtype=np.uint32)
+        ids = self.table[np.minimum(codes, len(self.table) - 1)]
+        if (ids < 0).any() or (codes >= len(self.table)).any():
+            self.encode(text)  # raises the ValueError that names the missing characters
+        return ids.astype(np.uint16)
 
 
 # -----------------------------------------------------------------------------
@@ -419,8 +423,9 @@ def hf_texts(rows, source, text_column):
         for row in rows:
             text = row.get(text_column)
             if text_column not in row or not isinstance(text, (str, type(None))):
-                raise SystemExit(f"error: {source} has no text column '{text_column}' (its columns: "
-                                 f"{', '.join(row)}) -- pass --text_column=<the one with the text>")
+                columns = ', '.join(str(c)[:40] for c in list(row)[:10])  # a misread file can have odd ones
+                raise SystemExit(f"error: {source} has no text column '{text_column}' (its columns: {columns}) -- pass "
+                                 f"--text_column=<the one with the text>")
             if text:
                 yield (text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS))
     except SystemExit:

@@ -21,6 +21,7 @@ from common import Tokenizer, hf_documents, staged_folder, write_dataset  # noqa
 hf_dataset = 'HuggingFaceFW/fineweb-edu'  # a Hugging Face hub dataset with a 'text' column
 hf_config = 'sample-10BT'  # ~10B tokens, 9.7M documents; also sample-100BT, sample-350BT, default (1.3T)
 data_files = ''  # instead of the hub: local parquet files (a path or a glob) of its rows
+text_column = 'text'  # the column that holds the text
 max_tokens = 0  # stop after this many tokens (train and val); 0: the whole dataset
 shard_size = 100_000_000  # tokens per .bin shard (200 MB), as in llm.c and build-nanogpt
 val_fraction = 0.001  # 1 document in 1,000 is held out for validation: ~10M tokens of 10B
@@ -31,12 +32,13 @@ out_dir = os.path.dirname(os.path.abspath(__file__))  # where the shards go
 if __name__ == '__main__':
     configure(globals())
     source = 'parquet' if data_files else hf_dataset
-    documents = hf_documents(source, '' if data_files else hf_config, 'train', data_files,
+    documents = hf_documents(source, '' if data_files else hf_config, 'train', data_files, text_column,
                              hint=", or pass local parquet files: --data_files='fw/*.parquet'")
     with staged_folder(out_dir) as stage:
         with tqdm(documents, desc='tokenizing', unit=' documents') as bar:  # closed before any error line
             counts = write_dataset(bar, stage, Tokenizer(), val_fraction, num_proc, shard_size, max_tokens)
         if counts['train'] == 0:
             sys.exit(f"error: no text in {data_files or hf_dataset}; nothing was written")
-    print(f"{out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens, {counts['documents']:,} documents")
+    print(f"{out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens, "
+          f"{counts['documents']:,} documents")
     print("next: torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_fineweb.py")

@@ -21,6 +21,7 @@ num_proc = max(1, (os.cpu_count() or 2) // 2)  # processes that tokenize; good t
 dataset_name = 'Skylion007/openwebtext'  # a Hugging Face hub dataset with a 'text' column
 data_files = ''  # instead of the hub: local files (a path or a glob) with a 'text' column
 data_format = 'parquet'  # of data_files: 'parquet', 'json' (one object a line) or 'text' (a file a document)
+text_column = 'text'  # the column that holds the text
 val_fraction = 0.0005  # OpenWebText has only a train split; 1 document in 2,000 is held out (~4,000)
 out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin and val.bin go
 # -----------------------------------------------------------------------------
@@ -29,7 +30,7 @@ if __name__ == '__main__':
     configure(globals())
     if data_format not in ('parquet', 'json', 'text'):
         sys.exit(f"error: data_format must be parquet, json or text, got '{data_format}'")
-    documents = hf_documents(data_format if data_files else dataset_name, data_files=data_files,
+    documents = hf_documents(data_format if data_files else dataset_name, '', 'train', data_files, text_column,
                              hint=", or pass local files: --data_files='docs/*.parquet' --data_format=parquet "
                                   "(or json, or text)")
     with staged_folder(out_dir) as stage:

@@ -50,15 +50,12 @@ MIN_CONTEXTS = 10  # each split holds at least this many block_size contexts, or
 # by tokenizer, for up to so many train tokens: (the launch, its config, the config's block_size, what it is)
 RECIPES = {'char': [(20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
                      "the fast CPU recipe (minutes on a laptop)"),
-                    (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256, "the baby GPT, for a GPU")],
+                    (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256,
+                     "the baby GPT, for a GPU")],
            'gpt2': [(100e6, 'python train.py', 'config/train_text_gpt2_small.py', 256,
                      "a small BPE model, for a GPU (on a CPU, --tokenizer=char trains in minutes)"),
                     (float('inf'), 'torchrun --standalone --nproc_per_node=8 train.py', 'config/train_gpt2_fineweb.py',
                      1024, "GPT-2 124M, for 8 GPUs")]}
-
-
-def fail(message):
-    raise SystemExit(f"error: {message}")
 
 
 def default_name():
@@ -75,16 +72,18 @@ def default_name():
 def check_folder(folder):
     """Refuse a name that is not a plain folder name, this script's own folder, or a folder made otherwise."""
     if not re.fullmatch(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*', name):
-        fail(f"--name={name!r}: use letters, digits, '_', '-' and '.' (it becomes the folder data/{name}/)")
+        raise SystemExit(f"error: --name={name!r}: use letters, digits, '_', '-' and '.' (it becomes the folder "
+                         f"data/{name}/)")
     if name == 'text':
-        fail("data/text/ holds this script -- pick another --name")
+        raise SystemExit("error: data/text/ holds this script -- pick another --name")
     if os.path.exists(folder) and not os.path.isdir(folder):
-        fail(f"data/{name} is a file -- pick another --name")
+        raise SystemExit(f"error: data/{name} is a file -- pick another --name")
     content = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     if content and not overwrite and made_here(folder) is None:
         shown = ', '.join(content[:5]) + (', ...' if len(content) > 5 else '')
-        fail(f"data/{name}/ exists and was not made by this script (it holds {shown}); nothing was written -- pick "
-             f"another --name, or pass --overwrite=True to replace its .bin files, meta.pkl and readme.md")
+        raise SystemExit(f"error: data/{name}/ exists and was not made by this script (it holds {shown}); nothing was "
+                         "written -- pick another --name, or pass --overwrite=True to replace its .bin files, "
+                         "meta.pkl and readme.md")
 
 
 def made_here(folder):
@@ -106,7 +105,8 @@ def input_files():
     """(text files, skipped binary files) of input: a file, a folder's files (recursively) or a glob's, sorted."""
     if os.path.isfile(input):
         if is_binary(input):
-            fail(f"{input} is a binary file (a NUL byte in its first 8 KB) -- give text files, UTF-8")
+            raise SystemExit(f"error: {input} is a binary file (a NUL byte in its first 8 KB) -- give text files, "
+                             "UTF-8")
         return [input], []
     if os.path.isdir(input):
         paths = []
@@ -116,12 +116,12 @@ def input_files():
     else:
         paths = [p for p in glob.glob(os.path.expanduser(input), recursive=True) if os.path.isfile(p)]
         if not paths:
-            fail(f"--input={input}: no such file or folder, and no file matches it as a glob")
+            raise SystemExit(f"error: --input={input}: no such file or folder, and no file matches it as a glob")
     binary = [p for p in paths if is_binary(p)]
     files = sorted(set(paths) - set(binary))
     if not files:
-        fail(f"no text files in {input}" + (f" (skipped {len(binary)} binary: {', '.join(sorted(binary)[:3])})"
-                                            if binary else '') + " -- point --input at UTF-8 text files")
+        skipped = f" (skipped {len(binary)} binary: {', '.join(sorted(binary)[:3])})" if binary else ''
+        raise SystemExit(f"error: no text files in {input}{skipped} -- point --input at UTF-8 text files")
     return files, sorted(binary)
 
 
@@ -152,8 +152,9 @@ def read_blocks(path, bar):
                 yield block
     except UnicodeDecodeError:
         offset, byte = first_bad_byte(path)
-        fail(f"{path} is not UTF-8: byte 0x{byte:02x} at offset {offset:,}; nothing was written -- convert it "
-             f"(e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD")
+        raise SystemExit(f"error: {path} is not UTF-8: byte 0x{byte:02x} at offset {offset:,}; nothing was written -- "
+                         "convert it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as "
+                         "U+FFFD")
     bar.update(os.path.getsize(path) - done)
 
 
@@ -187,8 +188,8 @@ def char_tokenizer(files):
             for block in document:
                 chars.update(block)
     if len(chars) > 65536:
-        fail(f"the text has {len(chars):,} distinct characters, more than the 65,536 ids of the uint16 .bin "
-             f"format; nothing was written -- use --tokenizer=gpt2")
+        raise SystemExit(f"error: the text has {len(chars):,} distinct characters, more than the 65,536 ids of the "
+                         "uint16 .bin format; nothing was written -- use --tokenizer=gpt2")
     return Tokenizer.from_text(''.join(chars))
 
 
@@ -204,18 +205,21 @@ def check_sizes(counts, block_size):
             needed = MIN_CONTEXTS * block_size / max(total, 1)
             fix = (f"raise --val_fraction to {needed + 0.005:.2f} or add text" if split == 'val' and needed < 0.5
                    else "add text")
-            fail(f"the {split} split would hold {counts[split]:,} tokens, fewer than {MIN_CONTEXTS} contexts of the "
-                 f"suggested config's block_size={block_size} ({MIN_CONTEXTS * block_size:,}); nothing was written "
-                 f"-- {fix}")
+            raise SystemExit(f"error: the {split} split would hold {counts[split]:,} tokens, fewer than "
+                             f"{MIN_CONTEXTS} contexts of the suggested config's block_size={block_size} "
+                             f"({MIN_CONTEXTS * block_size:,}); nothing was written -- {fix}")
 
 
 def describe_source(files, binary):
     if hf_dataset:
         where = f"`{data_files}` as {hf_dataset}" if data_files else f"the Hugging Face dataset `{hf_dataset}`"
-        return f"{where}{f', configuration `{hf_config}`' if hf_config else ''}, split `{split}`, column `{text_column}`"
-    shown = ', '.join(f'`{os.path.relpath(p, input) if os.path.isdir(input) else p}`' for p in files[:20])
-    skipped = f"; skipped as binary: {', '.join(f'`{p}`' for p in binary[:20])}" if binary else ''
-    return f"{len(files)} file(s) from `{input}`: {shown}{', ...' if len(files) > 20 else ''}{skipped}"
+        configuration = f", configuration `{hf_config}`" if hf_config else ''
+        return f"{where}{configuration}, split `{split}`, column `{text_column}`"
+    def named(paths):
+        return ', '.join(f'`{os.path.relpath(p, input) if os.path.isdir(input) else p}`' for p in paths[:20]) + (
+            ', ...' if len(paths) > 20 else '')
+    skipped = f"; skipped as binary: {named(binary)}" if binary else ''
+    return f"{len(files)} file(s) from `{input}`: {named(files)}{skipped}"
 
 
 def readme(command, counts, vocab_size, source, how_split, next_commands):
@@ -230,14 +234,18 @@ def readme(command, counts, vocab_size, source, how_split, next_commands):
 
 if __name__ == '__main__':
     configure(globals())
+    input = os.path.expanduser(input)
     if bool(input) == bool(hf_dataset):
-        fail("give one of --input=<file, folder or glob> and --hf_dataset=<id, or parquet/json/text with --data_files>")
+        raise SystemExit("error: give one of --input=<file, folder or glob> and --hf_dataset=<id, or parquet/json/text "
+                         "with --data_files>")
+    if data_files and hf_dataset not in ('parquet', 'json', 'text'):
+        raise SystemExit(f"error: --data_files takes --hf_dataset=parquet, json or text, got {hf_dataset!r}")
     if tokenizer not in RECIPES or errors not in ('strict', 'replace') or not 0 < val_fraction < 1:
-        fail(f"tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 and 1; got "
-             f"{tokenizer!r}, {errors!r}, {val_fraction}")
+        raise SystemExit("error: tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 "
+                         f"and 1; got {tokenizer!r}, {errors!r}, {val_fraction}")
     name = name or default_name()
     if not name:
-        fail("cannot make a dataset name from the input -- pass --name=<name>")
+        raise SystemExit("error: cannot make a dataset name from the input -- pass --name=<name>")
     folder = os.path.join(DATA, name)
     check_folder(folder)
     files, binary = input_files() if input else ([], [])
@@ -245,11 +253,20 @@ if __name__ == '__main__':
         print(f"skipped {len(binary)} binary file(s) (a NUL byte in the first 8 KB): "
               f"{', '.join(binary[:10])}{' ...' if len(binary) > 10 else ''}", file=sys.stderr)
     TOKENS = char_tokenizer(files) if tokenizer == 'char' else Tokenizer()
+    new_folder = not os.path.isdir(folder) or made_here(folder) is not None
     with staged_folder(folder) as stage:
         with progress(files, f'tokenizing into data/{name}') as bar:
-            counts = write_dataset(documents(files, bar), stage, TOKENS, val_fraction, num_proc)
+            try:
+                counts = write_dataset(documents(files, bar), stage, TOKENS, val_fraction, num_proc)
+            except ValueError as e:  # a character the first pass did not see: the stream changed in between
+                raise SystemExit(f"error: the text changed after the vocabulary was read (new: {e}); nothing was "
+                                 "written -- run again")
+        if new_folder:  # a dataset is data, not code: git ignores it (delete .gitignore to commit its readme.md)
+            with open(os.path.join(stage, '.gitignore'), 'w') as f:
+                f.write('*\n')
         if counts['train'] + counts['val'] == 0:
-            fail(f"no text in {input or data_files or hf_dataset} (every document is empty); nothing was written")
+            raise SystemExit(f"error: no text in {input or data_files or hf_dataset} (every document is empty); "
+                             "nothing was written")
         launch, config, block_size, what = recipe(counts['train'])
         check_sizes(counts, block_size)
         how_split = (f"1 in {round(1 / val_fraction)} to val" if counts['by_document']
@@ -263,7 +280,8 @@ if __name__ == '__main__':
         with open(os.path.join(stage, 'readme.md'), 'w') as f:
             f.write(readme(command, counts, TOKENS.vocab_size, source, how_split, next_commands))
     print(f"data/{name}/: train.bin {counts['train']:,} tokens, val.bin {counts['val']:,} tokens, "
-          f"{counts['documents']:,} documents ({how_split}), {TOKENS.vocab_size:,} token vocabulary; readme.md says "
+          f"{counts['documents']:,} document{'s' * (counts['documents'] != 1)} ({how_split}), {TOKENS.vocab_size:,} "
+          f"token vocabulary; readme.md says "
           f"how it was made")
     print(f"next, {what}{'' if os.getcwd() == ROOT else ', from ' + ROOT}:")
     for c in next_commands:
