@@ -524,7 +524,8 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path):
     assert f"data/notes/: train.bin {len(train_ids):,} tokens, val.bin {len(val_ids):,} tokens, 4 documents" in out.stdout
     readme = (root / 'data/notes/readme.md').read_text()
     assert "    python data/text/prepare.py --input=notes\n" in readme and "5 file(s) from `notes`" in readme
-    assert sorted(os.listdir(root / 'data/notes')) == ['meta.pkl', 'readme.md', 'train.bin', 'val.bin']
+    assert sorted(os.listdir(root / 'data/notes')) == ['.gitignore', 'meta.pkl', 'readme.md', 'train.bin', 'val.bin']
+    assert (root / 'data/notes/.gitignore').read_text() == '*\n'  # a dataset is data: git leaves it alone
 
     commands = printed_commands(out.stdout)
     assert commands == [['python', 'train.py', 'config/train_shakespeare_char_fast.py', '--dataset=notes',

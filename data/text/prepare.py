@@ -253,7 +253,7 @@ if __name__ == '__main__':
         print(f"skipped {len(binary)} binary file(s) (a NUL byte in the first 8 KB): "
               f"{', '.join(binary[:10])}{' ...' if len(binary) > 10 else ''}", file=sys.stderr)
     TOKENS = char_tokenizer(files) if tokenizer == 'char' else Tokenizer()
-    new_folder = not os.path.isdir(folder) or made_here(folder) is not None
+    new_folder = not os.path.isdir(folder)
     with staged_folder(folder) as stage:
         with progress(files, f'tokenizing into data/{name}') as bar:
             try:
