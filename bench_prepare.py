@@ -49,13 +49,15 @@ def tree_memory(pid):
 def measure(args):
     """(seconds, peak resident bytes of the process tree) of a command."""
     start, peak = time.time(), 0
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    done = threading.Event()
-    threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
-    while not done.wait(0.05):
-        peak = max(peak, tree_memory(proc.pid))
-    if proc.returncode:
-        sys.exit(f"error: prepare.py failed: {proc.stderr.read().strip().splitlines()[-1]}")
+    with tempfile.TemporaryFile('w+') as err:  # a file, not a pipe: a full pipe would stall the progress bar
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        done = threading.Event()
+        threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
+        while not done.wait(0.05):
+            peak = max(peak, tree_memory(proc.pid))
+        if proc.returncode:
+            err.seek(0)
+            sys.exit(f"error: prepare.py failed: {err.read().strip().splitlines()[-1]}")
     return time.time() - start, peak
 
 
