@@ -132,8 +132,10 @@ def load_model(init_from, out_dir, dropout=None):
     (model, tokenizer, dataset, checkpoint): the model in float32 on the CPU, the tokenizer of its data,
     the dataset it was trained on (None for GPT-2's weights) and the checkpoint dict (None for those)."""
     kind, path = find_weights(init_from, out_dir)
-    if kind == 'pretrained':
-        return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), Tokenizer(), None, None
+    if kind == 'pretrained':  # an export of a character model carries its vocabulary in char_vocab.json
+        chars = os.path.join(path, 'char_vocab.json')
+        tokenizer = Tokenizer(json.load(open(chars, encoding='utf-8'))) if os.path.isfile(chars) else Tokenizer()
+        return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), tokenizer, None, None
     checkpoint = load_checkpoint(path)
     if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")

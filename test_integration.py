@@ -1330,10 +1330,9 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
     ours = random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65, bias=False, mlp_act='gelu_exact')
     out = run([sys.executable, EXPORT, '--out_dir=out-char', '--export_dir=char-hf'], tmp_path)
     assert out.returncode == 0, out.stderr  # GPT-2 always has biases: they are written as zeros
-    assert out.stdout.endswith("vocabulary 65 -> 65 rows, no Hugging Face tokenizer (character-level model: "
-                               "meta.pkl's stoi is in char_vocab.json)\n")
+    assert out.stdout.endswith("vocabulary 65 -> 65 rows, character tokenizer; load it as GPT2LMHeadModel\n")
     assert sorted(os.listdir(tmp_path / 'char-hf')) == ['char_vocab.json', 'config.json', 'generation_config.json',
-                                                         'model.safetensors']
+                                                         'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
     assert json.load(open(tmp_path / 'char-hf' / 'char_vocab.json')) == {c: i for i, c in enumerate(chars)}
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / 'char-hf')).eval()
     idx = torch.randint(65, (1, 64), generator=torch.Generator().manual_seed(2))
@@ -1345,13 +1344,74 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
         assert (tanh(idx).logits - ours(idx, idx)[0]).abs().max().item() > 1e-4
         back = GPT.from_pretrained(str(tmp_path / 'char-hf')).eval()  # and it comes back in as exact GELU
         assert back.config.mlp_act == 'gelu_exact' and (back(idx, idx)[0] - ours(idx, idx)[0]).abs().max() < 2e-5
-    # rotary positions, QK-norm and an untied head: one line naming each, and nothing written
-    random_checkpoint(tmp_path / 'out-rope', pos_emb='rope', qk_norm=True, tie_weights=False)
-    out = run([sys.executable, EXPORT, '--out_dir=out-rope'], tmp_path)
-    assert out.returncode == 1 and out.stderr == (
-        "error: out-rope/ckpt.pt uses options that GPT-2 (GPT2LMHeadModel) lacks: pos_emb='rope', qk_norm=True, "
-        "tie_weights=False -- only checkpoints of GPT-2 architecture can be exported\n")
-    assert os.listdir(tmp_path / 'out-rope') == ['ckpt.pt']
+
+
+def char_meta(root, chars):
+    os.makedirs(root / 'data' / 'chars', exist_ok=True)
+    with open(root / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': len(chars), 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))},
+                    f)
+    from data.common import Tokenizer
+    return Tokenizer({c: i for i, c in enumerate(chars)})
+
+
+def token_logprobs(logits, idx):
+    """The log-probability of each next token of idx: what lm-eval's loglikelihood adds up."""
+    return torch.log_softmax(logits[:, :-1].double(), dim=-1).gather(-1, idx[:, 1:, None])[..., 0]
+
+
+FAST_RECIPE = dict(pos_emb='rope', norm_params=False, qk_norm=True, zero_init_proj=True, mlp_act='gelu_exact')
+EVERY_OPTION = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=True, mlp_act='relu2', tie_weights=False,
+                    bias=False)
+
+
+@pytest.mark.parametrize('name, options, tokenizer', [('fast recipe', FAST_RECIPE, 'char'),
+                                                      ('every option', EVERY_OPTION, 'gpt2')])
+def test_export_of_options_gpt2_lacks_runs_with_remote_code_generates_and_round_trips(tmp_path, name, options,
+                                                                                      tokenizer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+    from data.common import Tokenizer
+    from model import GPT
+    chars = ''.join(sorted(set(make_text())))
+    ours_tok = char_meta(tmp_path, chars) if tokenizer == 'char' else Tokenizer()
+    vocab = ours_tok.vocab_size
+    ours = random_checkpoint(tmp_path / 'out', dataset='chars' if tokenizer == 'char' else 'openwebtext',
+                             vocab_size=vocab if tokenizer == 'char' else 50304, **options)
+    out = run([sys.executable, EXPORT, '--out_dir=out'], tmp_path, preexec_fn=lambda: os.umask(0o027))
+    assert out.returncode == 0, out.stderr
+    check = re.search(r"match the checkpoint's to (\S+) \(max abs difference\); greedy generate\(\) gives the same (\d+) "
+                      r"tokens", out.stdout)
+    assert check and float(check[1]) <= 1e-4 and check[2] == '32', out.stdout
+    folder = tmp_path / 'out' / 'hf'
+    assert {'model.py', 'modeling_nanogpt.py', 'model.safetensors', 'config.json', 'tokenizer.json'} <= set(
+        os.listdir(folder))
+    assert (folder / 'model.py').read_bytes() == open(os.path.join(ROOT, 'model.py'), 'rb').read()  # model.py itself
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        p.name: '0o640' for p in folder.iterdir()}  # the umask, for every file: safetensors' too
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
+    assert type(hf).__name__ == 'NanoGPTForCausalLM'
+    idx = torch.randint(min(vocab, 50257), (2, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ours(idx, all_logits=True)[0][..., :min(vocab, 50257)]
+        assert (hf(idx).logits - expected).abs().max().item() < 1e-4
+        # lm-eval's log-likelihoods: the same through transformers as through our model
+        assert (token_logprobs(hf(idx).logits, idx) - token_logprobs(expected, idx)).abs().max().item() < 1e-5
+        tokens = idx[:, :10]
+        for _ in range(40):  # our greedy tokens, over the exported vocabulary
+            tokens = torch.cat([tokens, ours(tokens, all_logits=True)[0][:, -1, :expected.size(-1)].argmax(-1, True)], 1)
+        generated = hf.generate(idx[:, :10], max_new_tokens=40, do_sample=False, pad_token_id=0)
+        assert torch.equal(generated, tokens[:, :generated.size(1)]) and generated.size(1) == 50  # cached: same tokens
+        back = GPT.from_pretrained(str(folder)).eval()  # and back into our GPT
+        assert back.config == type(ours.config)(**{**vars(ours.config), 'vocab_size': expected.size(-1)})
+        assert torch.equal(back(idx, all_logits=True)[0], expected)
+    text = "ROMEO: what good sir, my lord?"
+    hf_tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    assert hf_tok(text).input_ids == ours_tok.encode(text) and hf_tok.decode(ours_tok.encode(text)) == text
+    generate = pipeline('text-generation', model=str(folder), trust_remote_code=True)
+    sample = generate('ROMEO:', max_new_tokens=20, do_sample=False)[0]['generated_text']
+    assert sample.startswith('ROMEO:') and len(sample) > len('ROMEO:')
+    if tokenizer == 'char':  # one token a character: exactly the 20 new ones, from the vocabulary
+        assert len(sample) == len('ROMEO:') + 20 and set(sample) <= set(chars)
 
 
 HELLASWAG_EXAMPLES = [  # made up here, in the official file's format; the labels are set by the test
