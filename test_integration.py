@@ -1308,6 +1308,9 @@ def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_p
     assert sha256(os.path.join(folder, 'merges.txt')) == GPT2_BPE_SHA256['vocab.bpe']
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert tokenizer('Hello world').input_ids == [15496, 995] and tokenizer.eos_token_id == 50256
+    from transformers import pipeline
+    sample = pipeline('text-generation', model=folder)('Hello world', max_new_tokens=5, do_sample=False)
+    assert sample[0]['generated_text'].startswith('Hello world')
     # an existing export is replaced only when asked to
     before = digest(folder)
     out = run([sys.executable, EXPORT, '--out_dir=out', '--verify=False'], tmp_path)
@@ -1334,6 +1337,13 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
     assert sorted(os.listdir(tmp_path / 'char-hf')) == ['char_vocab.json', 'config.json', 'generation_config.json',
                                                          'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
     assert json.load(open(tmp_path / 'char-hf' / 'char_vocab.json')) == {c: i for i, c in enumerate(chars)}
+    assert "greedy generate() gives the same 32 tokens" in out.stdout
+    from transformers import AutoTokenizer, pipeline
+    text = "ROMEO: 'TIS BUT THY NAME (1597)."
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / 'char-hf'))  # as sample.py encodes and decodes
+    assert tokenizer(text).input_ids == [chars.index(c) for c in text] and tokenizer.decode(tokenizer(text).input_ids) == text
+    sample = pipeline('text-generation', model=str(tmp_path / 'char-hf'))('ROMEO:', max_new_tokens=12, do_sample=False)
+    assert sample[0]['generated_text'].startswith('ROMEO:') and len(sample[0]['generated_text']) == 6 + 12
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / 'char-hf')).eval()
     idx = torch.randint(65, (1, 64), generator=torch.Generator().manual_seed(2))
     assert hf.config.activation_function == 'gelu'  # nanoGPT's exact GELU, as trained
