@@ -60,10 +60,12 @@ configure(globals())  # overrides from the command line or a config file
 if mode == 'time_to_loss':
     # the whole process, start-up included, as a user would time it
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile('w+') as err, tqdm(desc='train.py', unit='iter') as bar:
+    # its checkpoint in a temporary folder: never one of the user's runs
+    with tempfile.TemporaryFile('w+') as err, tempfile.TemporaryDirectory() as out, tqdm(desc='train.py', unit='iter') as bar:
         proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
-                                 train_config, f'--target_val_loss={target_loss}'], stdout=subprocess.PIPE, stderr=err,
-                                text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
+                                 train_config, f'--target_val_loss={target_loss}', f'--out_dir={out}'],
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
         lines = []
         for line in proc.stdout:  # a progress bar that follows the iterations and val losses train.py prints
             lines.append(line)

@@ -17,7 +17,7 @@ import random
 import numpy as np
 import torch
 
-from data.common import Tokenizer, atomic_path
+from data.common import Tokenizer, atomic_path, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
@@ -44,7 +44,7 @@ def save_checkpoint(checkpoint, path):
         except OSError:
             pass
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
-        reason = getattr(e, 'strerror', None) or str(e).strip().splitlines()[0][:120]
+        reason = getattr(e, 'strerror', None) or shorten(e, 120)
         raise SystemExit(f"error: could not write checkpoint {path}: {reason}; {old} "
                          f"-- free disk space or fix out_dir, then resume")
 
@@ -77,6 +77,18 @@ def find_weights(init_from, out_dir, training=None):
     raise SystemExit(f"error: init_from='{init_from}' is not {choices}")
 
 
+def existing_run(out_dir):
+    """The one line that stops a new run pointed at a folder that holds a run's ckpt.pt: whose, and the ways on."""
+    path = os.path.join(out_dir, 'ckpt.pt')
+    try:  # mmap: only the two numbers are read, however big the checkpoint
+        checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+        what = f"iteration {checkpoint['iter_num']:,}, best val loss {checkpoint['best_val_loss']:.4f}"
+    except Exception:  # unreadable, or not ours: still not to be replaced by accident
+        what = "a checkpoint that cannot be read"
+    return (f"error: {out_dir} holds a run ({path}: {what}) that a new run would replace -- continue it with "
+            f"--init_from=resume, start elsewhere with --out_dir=<another folder>, or replace it with --overwrite=True")
+
+
 def load_checkpoint(path):
     """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error. One written by
     the original nanoGPT (no rng_states, scaler or mlp_act) is read as what it is: exact GELU, plain names."""
@@ -86,8 +98,7 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled code: all mean "not a usable checkpoint"
-        first_line = (str(e).strip().splitlines() or [''])[0][:120]
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {first_line}) -- it may "
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
                          f"be truncated or corrupt; restore a copy or train again")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]

@@ -5,6 +5,7 @@ torchrun starts one process per GPU (or per CPU slot) and tells each its RANK, L
 """
 
 import os
+import shlex
 import sys
 from datetime import timedelta
 
@@ -14,6 +15,18 @@ import torch.distributed as dist
 
 def launched_by_torchrun():
     return int(os.environ.get('RANK', -1)) != -1
+
+
+def resume_command(argv, environ):
+    """The command that continues this run as it was launched: torchrun with its process count (its rendezvous
+    options left to the user when there are several machines), the arguments shell-quoted, --init_from=resume."""
+    args = [a for a in argv[1:] if not a.startswith(('--init_from=', '--overwrite='))] + ['--init_from=resume']
+    if int(environ.get('RANK', -1)) == -1:
+        return shlex.join(['python', argv[0], *args])
+    nodes, per_node = int(environ.get('GROUP_WORLD_SIZE', 1)), environ.get('LOCAL_WORLD_SIZE', '1')
+    launch = (f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <your rendezvous options>" if nodes > 1 else
+              f"torchrun --standalone --nproc_per_node={per_node}")
+    return f"{launch} {shlex.join([argv[0], *args])}"
 
 
 def init_distributed(backend, device_type, timeout_seconds):

@@ -333,6 +333,25 @@ def test_pinned_hashes_are_tiktokens():
     assert all(f'"{h}"' in source for h in common.GPT2_BPE_SHA256.values())
 
 
+def test_messages_are_shortened_on_a_word_boundary():
+    text = "The file is not a zip archive. This is an internal miniz error. If you see this, report it please"
+    assert common.shorten(text, 60) == "The file is not a zip archive. This is an internal miniz..."
+    assert common.shorten("x" * 70, 60) == "x" * 57 + "..." and common.shorten("short\nsecond line") == "short"
+    assert common.why(OSError(text)) == "OSError: " + common.shorten(text) and len(common.shorten(text)) <= 100
+
+
+def test_the_resume_command_reproduces_the_launch():
+    from distributed import resume_command
+    argv = ['train.py', 'config/train_shakespeare_char.py', '--out_dir=my run', "--wandb_run_name=it's", '--init_from=gpt2',
+            '--overwrite=True']
+    quoted = "config/train_shakespeare_char.py '--out_dir=my run' '--wandb_run_name=it'\"'\"'s' --init_from=resume"
+    assert resume_command(argv, {}) == f"python train.py {quoted}"
+    torchrun = {'RANK': '1', 'LOCAL_WORLD_SIZE': '4', 'GROUP_WORLD_SIZE': '1'}
+    assert resume_command(argv, torchrun) == f"torchrun --standalone --nproc_per_node=4 train.py {quoted}"
+    assert resume_command(argv, {**torchrun, 'GROUP_WORLD_SIZE': '2'}) == (
+        f"torchrun --nnodes=2 --nproc_per_node=4 <your rendezvous options> train.py {quoted}")
+
+
 def test_a_silent_network_cannot_hang_the_tokenizer():
     start = time.time()
     assert common.in_background(lambda: time.sleep(30), 0.2) == (None, "no answer within 0.2 s")

@@ -757,14 +757,51 @@ def stop_and_resume(tmp_path, launch, common, wait_for, send_stop):
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     first = ''.join(lines) + rest
-    stopped_at = int(re.search(r'stopped at iter (\d+); resume with: python train\.py .*--init_from=resume', first)[1])
+    stopped_at, command = re.search(r'stopped at iter (\d+); resume with: (.*--init_from=resume)\n', first).groups()
     ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
-    assert ckpt['iter_num'] == stopped_at and 10 < stopped_at < 200
-    second = run([*launch, *common, '--out_dir=out-stop', '--init_from=resume'], tmp_path)
+    assert ckpt['iter_num'] == int(stopped_at) and 10 < int(stopped_at) < 200
+    # the printed command, as a user would paste it: the same launcher and process count, the same arguments
+    programs = {'python': [sys.executable], 'torchrun': [sys.executable, '-m', 'torch.distributed.run']}
+    command = shlex.split(command)
+    assert command[1:] == launch[len(programs[command[0]]):] + common + ['--out_dir=out-stop', '--init_from=resume']
+    second = run(programs[command[0]] + command[1:], tmp_path)
     assert second.returncode == 0, second.stderr
     assert logged(straight.stdout) == logged(first) + logged(second.stdout)
     assert same_weights(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt')
     return first, ckpt
+
+
+def test_a_new_run_never_replaces_a_run_in_its_out_dir_unless_asked(tmp_path):
+    make_tiny_dataset(tmp_path)
+    args = [*TINY, '--out_dir=out-guard', '--max_iters=4', '--eval_interval=2']
+    assert train(tmp_path, *args).returncode == 0
+    before, ckpt = digest(tmp_path / 'out-guard'), load_checkpoint(str(tmp_path / 'out-guard/ckpt.pt'))
+    line = (f"error: out-guard holds a run (out-guard/ckpt.pt: iteration 4, best val loss {ckpt['best_val_loss']:.4f}) "
+            f"that a new run would replace -- continue it with --init_from=resume, start elsewhere with "
+            f"--out_dir=<another folder>, or replace it with --overwrite=True\n")
+    for extra in ([], ['--init_from=out-guard/ckpt.pt'], ['--init_from=out-guard']):  # from scratch, or from its weights
+        out = train(tmp_path, *args, *extra)
+        assert out.returncode == 1 and out.stderr == line, out.stderr
+        assert digest(tmp_path / 'out-guard') == before  # its run log and config.json too
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
+    out = run([*torchrun, *args], tmp_path)  # said once, by rank 0; torchrun adds its summary of the failed workers
+    assert out.returncode != 0 and out.stderr.count("error: out-guard holds a run") == 1, out.stderr
+    assert digest(tmp_path / 'out-guard') == before
+    out = train(tmp_path, *args, '--max_iters=2', '--overwrite=True')  # a new run in its place, its run log restarted
+    assert out.returncode == 0, out.stderr
+    assert load_checkpoint(str(tmp_path / 'out-guard/ckpt.pt'))['iter_num'] == 2
+    assert max(r['iter'] for r in read_run_log(tmp_path / 'out-guard/log.jsonl')) == 2
+
+
+def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
+    make_tiny_dataset(tmp_path)
+    out = train(tmp_path, *TINY, '--out_dir=out-target', '--max_iters=40', '--eval_interval=4', '--target_val_loss=3.9')
+    assert out.returncode == 0, out.stderr
+    steps = logged(out.stdout, 'step')
+    assert float(steps[-1][2]) <= 3.9 < min(float(s[2]) for s in steps[:-1]) and int(steps[-1][0]) < 40, steps
+    assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+; target_val_loss=3.9 reached: stopping at "
+                     rf"iter {steps[-1][0]} of 40$", out.stdout, re.M)
+    assert load_checkpoint(str(tmp_path / 'out-target/ckpt.pt'))['iter_num'] == int(steps[-1][0])
 
 
 def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
@@ -772,7 +809,7 @@ def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path):
     common = [*TINY, '--eval_interval=50', '--max_iters=200', '--lr_decay_iters=200']
     first, _ = stop_and_resume(tmp_path, [sys.executable, TRAIN], common, r'^iter 1[0-9]:',
                                lambda proc: proc.send_signal(signal.SIGTERM))
-    assert 'SIGTERM received: finishing this step, then saving a checkpoint' in first
+    assert 'SIGTERM received: finishing this step, then saving a checkpoint\n' in first  # no Ctrl-C advice for it
 
 
 def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path):
@@ -1257,7 +1294,7 @@ def test_time_to_loss_mode_stops_at_the_target(tmp_path):
                            re.M).groups()
     assert float(val) <= 3.9 and 0 < int(iters) < 300 and int(iters) % 10 == 0
     assert re.search(rf'train\.py: {iters}iter \[[^\]]*val_loss={val}\]\s*$', out.stderr)  # the progress bar's last state
-    assert load_checkpoint(str(tmp_path / 'out-ttl/ckpt.pt'))['iter_num'] == int(iters)  # stopped there, and saved
+    assert not (tmp_path / 'out-ttl').exists()  # its run went to a temporary folder: never one of the user's runs
     (tmp_path / 'short.py').write_text((tmp_path / 'ttl.py').read_text().replace('300', '20'))
     out = run([sys.executable, BENCH, '--mode=time_to_loss', '--train_config=short.py', '--target_loss=0.5'], tmp_path)
     assert out.returncode == 1 and 'did NOT reach val loss 0.5: val loss' in out.stdout and 'at iter 20,' in out.stdout
@@ -1409,7 +1446,8 @@ def test_export_of_options_gpt2_lacks_runs_with_remote_code_generates_and_round_
         tokens = idx[:, :10]
         for _ in range(40):  # our greedy tokens, over the exported vocabulary
             tokens = torch.cat([tokens, ours(tokens, all_logits=True)[0][:, -1, :expected.size(-1)].argmax(-1, True)], 1)
-        generated = hf.generate(idx[:, :10], max_new_tokens=40, do_sample=False, pad_token_id=0)
+        generated = hf.generate(idx[:, :10], attention_mask=torch.ones_like(idx[:, :10]), max_new_tokens=40,
+                                do_sample=False, pad_token_id=0)
         assert torch.equal(generated, tokens[:, :generated.size(1)]) and generated.size(1) == 50  # cached: same tokens
         back = GPT.from_pretrained(str(folder)).eval()  # and back into our GPT
         assert back.config == type(ours.config)(**{**vars(ours.config), 'vocab_size': expected.size(-1)})

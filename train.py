@@ -25,12 +25,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import (check_architecture, dataset_files, dataset_meta, find_weights, load_model, loss_scaler,
-                        open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states, rng_states,
-                        save_checkpoint, start_wandb)
+from checkpoint import (check_architecture, dataset_files, dataset_meta, existing_run, find_weights, load_model,
+                        loss_scaler, open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states,
+                        rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
-                         shard_model, sum_over_ranks)
+                         resume_command, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -44,6 +44,7 @@ eval_only = False  # if True, evaluate once and exit
 target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
 always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
 init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (a new run from it), 'gpt2'..., an HF folder
+overwrite = False  # let a new run replace the run already in out_dir (its checkpoint and run log)
 # wandb logging
 wandb_log = False  # log to Weights & Biases too (offline if it cannot reach it)
 wandb_project = 'owt'  # its project...
@@ -264,9 +265,19 @@ def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, r
     return 'val loss improved' if improved else 'always_save_checkpoint' if always_save else 'final; never improved'
 
 
+def stop(message, code):
+    if master_process:
+        print(message, file=sys.stderr if code else sys.stdout)
+    if ddp:
+        dist.destroy_process_group()
+    sys.exit(code)
+
+
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
 # log line and evaluation, which plot.py draws), and wandb
 run_log, last_logged = None, None
+if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):  # before anything is written
+    stop(existing_run(out_dir), 1)  # said once under torchrun
 if master_process and not eval_only:
     record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
     run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
@@ -286,14 +297,6 @@ def save(reason, iter_num, best_val_loss, elapsed):
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
-def stop(message, code):
-    if master_process:
-        print(message, file=sys.stderr if code else sys.stdout)
-    if ddp:
-        dist.destroy_process_group()
-    sys.exit(code)
-
-
 # Ctrl-C and SIGTERM (preemption) ask for a clean stop after the current step; a second Ctrl-C quits at once
 stop_signal = None
 
@@ -304,8 +307,8 @@ def request_stop(signum, frame):
         print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
         os._exit(130)
     if stop_signal is None and master_process:
-        print(f"{signal.Signals(signum).name} received: finishing this step, then saving a checkpoint "
-              f"(Ctrl-C again to quit at once)", flush=True)
+        print(f"{signal.Signals(signum).name} received: finishing this step, then saving a checkpoint"
+              f"{' (Ctrl-C again to quit at once)' if signum == signal.SIGINT else ''}", flush=True)
     stop_signal = stop_signal or signal.Signals(signum).name  # torchrun follows Ctrl-C with SIGTERM: not a second
 
 
@@ -339,9 +342,11 @@ while True:
     final = iter_num >= max_iters
     if iter_num % eval_interval == 0 or final or eval_only:
         losses = estimate_loss()  # every process gets the same numbers, so all take the same decisions below
-        final = final or losses['val'] <= target_val_loss
+        reached = not final and losses['val'] <= target_val_loss
+        final = final or reached
         if master_process:
-            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}" + (
+                f"; target_val_loss={target_val_loss} reached: stopping at iter {iter_num} of {max_iters}" * reached))
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
                  f"was -- lower learning_rate or check the data, then resume", 1)
@@ -412,8 +417,7 @@ while True:
               f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:
         save(f'stopped by {stop_signal or "another process"}', iter_num, best_val_loss, time.time() - run_start)
-        resume = ' '.join(['python train.py'] + [a for a in sys.argv[1:] if not a.startswith('--init_from=')])
-        stop(f"stopped at iter {iter_num}; resume with: {resume} --init_from=resume", 0)
+        stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)
 
 if ddp:
     dist.destroy_process_group()

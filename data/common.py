@@ -36,10 +36,18 @@ def offline():
     return os.environ.get('NANOGPT_OFFLINE', '') not in ('', '0')
 
 
+def shorten(text, limit=100):
+    """text's first line, cut to at most limit characters at a word boundary, with '...' when cut."""
+    text = (str(text).strip().splitlines() or [''])[0]
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 3].rsplit(' ', 1)[0] if ' ' in text[:limit - 3] else text[:limit - 3]
+    return cut.rstrip(' ,;:') + '...'
+
+
 def why(e):
     """An exception in a few words, for a one-line message."""
-    text = str(e).splitlines()[0] if str(e) else ''
-    return f"{type(e).__name__}: {text[:100]}{'...' if len(text) > 100 else ''}"
+    return f"{type(e).__name__}: {shorten(e)}"
 
 
 def sha256(path):
