@@ -143,7 +143,7 @@ try:
             json.dump(dict(tokenizer_class='GPT2Tokenizer', model_max_length=config.block_size, add_prefix_space=False,
                            bos_token='<|endoftext|>', eos_token='<|endoftext|>', unk_token='<|endoftext|>'), f)
         AutoTokenizer.from_pretrained(tmp, trust_remote_code=not gpt2_architecture).save_pretrained(tmp)
-    elif tokenizer.kind == 'char':
+    elif tokenizer.kind == 'char' and vocab == tokenizer.vocab_size:  # not when the rows were too few for it
         write_char_tokenizer(tmp)
     readable(tmp)
     if verify:
@@ -153,10 +153,11 @@ try:
         with torch.no_grad():
             logits = model(idx, all_logits=True)[0][..., :vocab]
             diff = (reloaded(idx).logits - logits).abs().max().item()
-            n = min(config.block_size - 8, 32)
-            ours = greedy(lambda i: model(i, all_logits=True)[0][..., :vocab], idx[:, :8], n)[:, 8:]
-            theirs = reloaded.generate(idx[:, :8], attention_mask=torch.ones_like(idx[:, :8]), max_new_tokens=n,
-                                       do_sample=False, pad_token_id=0)[:, 8:]  # the mask: else 0s count as padding
+            p = min(8, config.block_size // 2)  # a prompt of p tokens, then n greedy ones
+            n = min(config.block_size - p, 32)
+            ours = greedy(lambda i: model(i, all_logits=True)[0][..., :vocab], idx[:, :p], n)[:, p:]
+            theirs = reloaded.generate(idx[:, :p], attention_mask=torch.ones_like(idx[:, :p]), max_new_tokens=n,
+                                       do_sample=False, pad_token_id=0)[:, p:]  # the mask: else 0s count as padding
         stopped = theirs.size(1) < n  # at <|endoftext|>: ours went on
         same = not stopped or bool((theirs == tokenizer.eot).any())
         tie = None  # where a row first differs, our two candidates' logits must be a tie that rounding can flip
@@ -164,7 +165,7 @@ try:
             k = next((k for k in range(theirs.size(1)) if ours[row, k] != theirs[row, k]), None)
             if k is not None:
                 with torch.no_grad():
-                    last = model(torch.cat([idx[row, :8], ours[row, :k]])[None], all_logits=True)[0][0, -1, :vocab]
+                    last = model(torch.cat([idx[row, :p], ours[row, :k]])[None], all_logits=True)[0][0, -1, :vocab]
                 gap = (last[ours[row, k]] - last[theirs[row, k]]).abs().item()
                 tie = max(tie or 0.0, gap)
                 same = same and gap <= 1e-4 * max(1.0, last.abs().max().item())
@@ -178,7 +179,7 @@ try:
 except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(f"error: could not write {tmp}: {e.strerror or e} -- free disk space or choose another --export_dir")
-except SystemExit:
+except BaseException:  # a one-line error, Ctrl-C, or a bug: the traceback then, but no half-written folder
     shutil.rmtree(tmp, ignore_errors=True)
     raise
 
@@ -187,8 +188,8 @@ if os.path.isdir(export_dir):  # empty, or overwrite=True: moved aside first, de
     os.replace(export_dir, export_dir + '.old')
 os.replace(tmp, export_dir)
 shutil.rmtree(export_dir + '.old', ignore_errors=True)
-kind = ('GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if tokenizer.kind == 'char' else
-        "no tokenizer (not GPT-2's vocabulary)")
+chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size
+kind = 'GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)"
 how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
       f"{config.vocab_size} -> {vocab} rows, {kind}; load it as {how}")

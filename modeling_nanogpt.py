@@ -62,8 +62,8 @@ class NanoGPTForCausalLM(PreTrainedModel, GenerationMixin):
             raise ValueError("padded batches are not supported: give sequences of one length, or one at a time")
         ids = input_ids[:, -self.gpt.config.block_size:]
         done = self.cache[0] if generating and self.cache is not None else None
-        if done is not None and done.size(0) == ids.size(0) and done.size(1) < ids.size(1) < self.gpt.config.block_size \
-                and torch.equal(ids[:, :done.size(1)], done):
+        continued = done is not None and done.size(0) == ids.size(0) and done.size(1) < ids.size(1)
+        if continued and ids.size(1) < self.gpt.config.block_size and torch.equal(ids[:, :done.size(1)], done):
             kv_cache = self.cache[1]  # the sequence of the last call, continued: encode only what is new
             logits = self.gpt(ids[:, done.size(1):], kv_cache=kv_cache, pos=done.size(1), all_logits=True)[0]
         else:

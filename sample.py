@@ -60,12 +60,15 @@ model.eval()
 model.to(device)
 if compile:
     model.compile()  # in place, so that generate() calls the compiled forward
-print(f"Loading meta from {os.path.join('data', dataset, 'meta.pkl')}..." if tokenizer.kind == 'char' else
-      "No character vocabulary found, using GPT-2 encodings...")
+if tokenizer.kind == 'char':  # a dataset's meta.pkl, or the char_vocab.json of an exported model
+    print(f"Loading meta from {os.path.join('data', dataset, 'meta.pkl') if dataset else init_from}...")
+else:
+    print("No character vocabulary found, using GPT-2 encodings...")
 try:
     start_ids = tokenizer.encode(start, allow_eot=True)
 except ValueError as e:
-    sys.exit(f"error: the prompt has characters that {dataset}'s vocabulary lacks: {e}; remove or replace them")
+    sys.exit(f"error: the prompt has characters that {dataset or init_from}'s vocabulary lacks: {e}; remove or "
+             f"replace them")
 if max(start_ids) >= model.config.vocab_size:
     sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
              f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")

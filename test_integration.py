@@ -1460,6 +1460,9 @@ def test_export_of_options_gpt2_lacks_runs_with_remote_code_generates_and_round_
     assert sample.startswith('ROMEO:') and len(sample) > len('ROMEO:')
     if tokenizer == 'char':  # one token a character: exactly the 20 new ones, from the vocabulary
         assert len(sample) == len('ROMEO:') + 20 and set(sample) <= set(chars)
+        out = run([sys.executable, SAMPLE, '--init_from=out/hf', '--start=ROMEO:', '--num_samples=1',
+                   '--max_new_tokens=20', '--temperature=0', '--device=cpu'], tmp_path)  # and sample.py reads it back
+        assert out.returncode == 0 and f"{sample}\n---------------" in out.stdout, out.stderr + out.stdout
 
 
 HELLASWAG_EXAMPLES = [  # made up here, in the official file's format; the labels are set by the test
