@@ -303,13 +303,12 @@ class GPT(nn.Module):
         if any(k != 'dropout' for k in override_args):
             raise ValueError(f"only dropout can be overridden, got {sorted(override_args)}")
         config_path = os.path.join(name_or_dir, 'config.json')
-        if os.path.isfile(config_path) and json.load(open(config_path)).get('model_type') == 'nanogpt':
-            # export.py's folder for options GPT-2 lacks: our own config and tensor names, in safetensors
+        exported = json.load(open(config_path)) if os.path.isfile(config_path) else {}
+        if exported.get('model_type') == 'nanogpt':  # export.py's folder for options GPT-2 lacks: our own names
             from safetensors.torch import load_file
-            config = GPTConfig(**{**json.load(open(config_path))['gpt'], **override_args})
-            model = GPT(config)
-            model.load_state_dict({k.removeprefix('gpt.'): v for k, v in
-                                   load_file(os.path.join(name_or_dir, 'model.safetensors')).items()})
+            model = GPT(GPTConfig(**{**exported['gpt'], **override_args}))
+            weights = load_file(os.path.join(name_or_dir, 'model.safetensors'))
+            model.load_state_dict({k.removeprefix('gpt.'): v for k, v in weights.items()})
             return model
         from transformers import GPT2LMHeadModel
         try:
