@@ -56,6 +56,7 @@ if vocab > config.vocab_size:
           f"be cut to that vocabulary: its rows are exported as they are, with no tokenizer")
     vocab = config.vocab_size
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
+chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
 
 
 
@@ -143,7 +144,7 @@ try:
             json.dump(dict(tokenizer_class='GPT2Tokenizer', model_max_length=config.block_size, add_prefix_space=False,
                            bos_token='<|endoftext|>', eos_token='<|endoftext|>', unk_token='<|endoftext|>'), f)
         AutoTokenizer.from_pretrained(tmp, trust_remote_code=not gpt2_architecture).save_pretrained(tmp)
-    elif tokenizer.kind == 'char' and vocab == tokenizer.vocab_size:  # not when the rows were too few for it
+    elif chars:
         write_char_tokenizer(tmp)
     readable(tmp)
     if verify:
@@ -188,7 +189,6 @@ if os.path.isdir(export_dir):  # empty, or overwrite=True: moved aside first, de
     os.replace(export_dir, export_dir + '.old')
 os.replace(tmp, export_dir)
 shutil.rmtree(export_dir + '.old', ignore_errors=True)
-chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size
 kind = 'GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)"
 how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "

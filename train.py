@@ -120,7 +120,8 @@ master_process = ddp_rank == 0  # this process will do logging, checkpointing et
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: each split's uint16 token files (one, or a big dataset's shards), read as one
-data_files = {split: open_tokens(paths) for split, paths in dataset_files(dataset).items()}
+data_paths = dataset_files(dataset)
+data_files = {split: open_tokens(paths) for split, paths in data_paths.items()}
 data_lengths = {split: int(starts[-1]) for split, (_, starts) in data_files.items()}
 # the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
 meta, meta_path = dataset_meta(dataset)
@@ -165,8 +166,7 @@ if master_process:
 
 for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
-        paths = dataset_files(dataset)[split]
-        where = paths[0] if len(paths) == 1 else f"data/{dataset}/{split}_*.bin"  # one file, or shards
+        where = data_paths[split][0] if len(data_paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
         sys.exit(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} (it needs at "
                  f"least {block_size + 1}); use a smaller block_size or more data")
 
