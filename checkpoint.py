@@ -17,6 +17,7 @@ import random
 import numpy as np
 import torch
 
+from configurator import said_once
 from data.common import Tokenizer, atomic_path, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
@@ -45,8 +46,8 @@ def save_checkpoint(checkpoint, path):
             pass
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
         reason = getattr(e, 'strerror', None) or shorten(e, 120)
-        raise SystemExit(f"error: could not write checkpoint {path}: {reason}; {old} "
-                         f"-- free disk space or fix out_dir, then resume")
+        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} "
+                        f"-- free disk space or fix out_dir, then resume")
 
 
 GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
@@ -63,8 +64,8 @@ def find_weights(init_from, out_dir, training=None):
         return 'checkpoint', os.path.join(out_dir, 'ckpt.pt')
     lacking = options_gpt2_lacks(training or {})
     if init_from in GPT2_NAMES and lacking:
-        raise SystemExit(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} "
-                         f"-- drop those settings")
+        raise said_once(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} "
+                        f"-- drop those settings")
     if init_from in GPT2_NAMES:
         return 'pretrained', init_from
     if os.path.isfile(init_from):
@@ -74,7 +75,7 @@ def find_weights(init_from, out_dir, training=None):
     if any(os.path.isfile(os.path.join(init_from, f)) for f in ('model.safetensors', 'pytorch_model.bin')):
         return 'pretrained', init_from
     choices = "'scratch' (a new model), " + INIT_CHOICES if training is not None else INIT_CHOICES
-    raise SystemExit(f"error: init_from='{init_from}' is not {choices}")
+    raise said_once(f"error: init_from='{init_from}' is not {choices}")
 
 
 def existing_run(out_dir):
@@ -93,16 +94,16 @@ def load_checkpoint(path):
     """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error. One written by
     the original nanoGPT (no rng_states, scaler or mlp_act) is read as what it is: exact GELU, plain names."""
     if not os.path.isfile(path):
-        raise SystemExit(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
-                         f"holding ckpt.pt")
+        raise said_once(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
+                        f"holding ckpt.pt")
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled code: all mean "not a usable checkpoint"
-        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
-                         f"be truncated or corrupt; restore a copy or train again")
+        raise said_once(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
+                        f"be truncated or corrupt; restore a copy or train again")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
-        raise SystemExit(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
+        raise said_once(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
     # compiled models' weights carry this prefix (nanoGPT's, and this project's older ones); nanoGPT without
     # flash attention also saved its causal mask as attn.bias
     checkpoint['model'] = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()
@@ -146,7 +147,10 @@ def load_model(init_from, out_dir, dropout=None):
     if kind == 'pretrained':  # an export of a character model carries its vocabulary in char_vocab.json
         chars = os.path.join(path, 'char_vocab.json')
         tokenizer = Tokenizer(json.load(open(chars, encoding='utf-8'))) if os.path.isfile(chars) else Tokenizer()
-        return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), tokenizer, None, None
+        try:
+            return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), tokenizer, None, None
+        except SystemExit as e:  # model.py stands alone in exports, so its one-line errors are made said_once here
+            raise said_once(e.code)
     checkpoint = load_checkpoint(path)
     if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
@@ -166,8 +170,8 @@ def check_architecture(model, asked, given, source, resuming):
             model.crop_block_size(asks)  # e.g. finetuning GPT-2 with a shorter context
         else:
             hint = " (if the run was started with it)" if resuming else ""
-            raise SystemExit(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
-                             f"setting, or pass --{k}={has!r}{hint}")
+            raise said_once(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
+                            f"setting, or pass --{k}={has!r}{hint}")
 
 
 def dataset_meta(dataset):
@@ -180,7 +184,7 @@ def dataset_meta(dataset):
         with open(path, 'rb') as f:
             return pickle.load(f), path
     except Exception as e:  # a truncated or foreign file
-        raise SystemExit(f"error: cannot read {path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
+        raise said_once(f"error: cannot read {path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
 
 
 def rng_states(sampler):
@@ -244,19 +248,19 @@ def dataset_files(dataset):
         paths[split] = paths[split] if os.path.isfile(paths[split][0]) or not shards else shards
     missing = next((p[0] for p in paths.values() if not os.path.isfile(p[0])), None)
     if missing and dataset == 'text':  # data/text/ holds the preparer of your own text, not a dataset
-        raise SystemExit("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
-                         "--input=<your text files> and train on the name it prints")
+        raise said_once("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
+                        "--input=<your text files> and train on the name it prints")
     if missing and os.path.isfile(os.path.join(folder, 'prepare.py')):
-        raise SystemExit(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
+        raise said_once(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
     if missing and os.path.isdir(folder):
-        raise SystemExit(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
-                         f"(docs/guides/own_data.md shows how)")
+        raise said_once(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
+                        f"(docs/guides/own_data.md shows how)")
     if missing:
         there = sorted(d for d in os.listdir('data') if d != 'text' and (os.path.isfile(
             os.path.join('data', d, 'prepare.py')) or glob.glob(os.path.join('data', d, 'train*.bin')))) \
             if os.path.isdir('data') else []
-        raise SystemExit(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
-                         f"or add your own: docs/guides/own_data.md")
+        raise said_once(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
+                        f"or add your own: docs/guides/own_data.md")
     return paths
 
 

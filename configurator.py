@@ -6,7 +6,7 @@ settings. A --key=value argument sets one of them. They apply in order, so the l
 Each script calls it on its own globals() after setting its defaults:
     from configurator import configure
     configure(globals())
-A mistake (unknown key, wrong type, missing file) stops the script with a one-line error.
+A mistake (unknown key, wrong type, missing file) stops the script with a one-line error (said_once).
 `python <script>.py --help` lists a script's settings with their defaults and comments.
 Below it, `setup` is the one place where every script sets up its device, dtype, autocast and seeds.
 """
@@ -36,10 +36,17 @@ def command(script):
     return os.path.basename(script) if os.path.relpath(script).startswith('..') else os.path.relpath(script)
 
 
+def said_once(message):
+    """The SystemExit of a one-line error that every process of a torchrun launch meets alike (a setting, a file):
+    only the machine's first process (LOCAL_RANK 0) says it. The others leave quietly with status 0, so torchrun
+    waits for the one that speaks and names it as the failure, instead of killing it before it has printed."""
+    return SystemExit(message if int(os.environ.get('LOCAL_RANK', 0)) == 0 else 0)
+
+
 def unknown_key_error(key, known, script):
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"python {command(script)} --help lists the settings"
-    return SystemExit(f"error: unknown config key '{key}'; {hint}")
+    return said_once(f"error: unknown config key '{key}'; {hint}")
 
 
 def coerce(key, value, default, from_command_line):
@@ -53,7 +60,7 @@ def coerce(key, value, default, from_command_line):
                 parsed = None
             value = parsed if isinstance(parsed, list) else [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise SystemExit(f"error: {key} must be a list of strings like {key}=['a', 'b'], got {value!r}")
+            raise said_once(f"error: {key} must be a list of strings like {key}=['a', 'b'], got {value!r}")
         return value
     if from_command_line and expected is not str:
         if expected is bool and value.lower() in ('true', 'false'):
@@ -61,12 +68,12 @@ def coerce(key, value, default, from_command_line):
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise SystemExit(f"error: --{key}={value}: expected {expected.__name__} like {key}={default!r}")
+            raise said_once(f"error: --{key}={value}: expected {expected.__name__} like {key}={default!r}")
     if expected is float and type(value) is int:
         return float(value)  # an int is fine where a float is expected
     if type(value) is not expected:
-        raise SystemExit(f"error: {key}={value!r} is a {type(value).__name__}, expected {expected.__name__} "
-                         f"(default {default!r})")
+        raise said_once(f"error: {key}={value!r} is a {type(value).__name__}, expected {expected.__name__} "
+                        f"(default {default!r})")
     return value
 
 
@@ -111,7 +118,7 @@ def configure(namespace, argv=None):
     for arg in argv:
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
-                raise SystemExit(f"error: config file '{arg}' not found (settings are passed as --key=value)")
+                raise said_once(f"error: config file '{arg}' not found (settings are passed as --key=value)")
             try:
                 with open(arg) as f:
                     source = f.read()
@@ -119,8 +126,8 @@ def configure(namespace, argv=None):
                 exec(compile(source, arg, 'exec'), scope)
             except Exception as e:  # a broken config file is the user's input, not our bug
                 line = getattr(e, 'lineno', None)
-                raise SystemExit(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
-                                 f"{type(e).__name__}: {e}")
+                raise said_once(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
+                                f"{type(e).__name__}: {e}")
             echo.append(f"Overriding config with {arg}:\n{source}")
             for key, value in scope.items():
                 if key.startswith('_') or key == '__builtins__' or type(value).__name__ == 'module':
@@ -131,15 +138,15 @@ def configure(namespace, argv=None):
                     new[key] = coerce(key, value, namespace[key], False)
         else:
             if '=' not in arg:
-                raise SystemExit(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
+                raise said_once(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
             key, value = arg[2:].split('=', 1)
             if '=' in value:
-                raise SystemExit(f"error: '{arg}': the value contains '='; put such a value in a config file")
+                raise said_once(f"error: '{arg}': the value contains '='; put such a value in a config file")
             if key not in known:
                 raise unknown_key_error(key, known, script)
             new[key] = coerce(key, value, namespace[key], True)
             echo.append(f"Overriding: {key} = {new[key]!r}")
-    if echo:
+    if echo and int(os.environ.get('LOCAL_RANK', 0)) == 0:  # under torchrun, once per machine
         print('\n'.join(echo))
     namespace.update(new)
     return set(new)  # a set, which config_keys does not take for a setting
@@ -150,7 +157,7 @@ def require_positive(namespace, *keys):
     for key in keys:
         if not namespace[key] > 0:
             kind = 'a positive integer' if type(namespace[key]) is int else 'positive'
-            raise SystemExit(f"error: {key} must be {kind}, got {namespace[key]}")
+            raise said_once(f"error: {key} must be {kind}, got {namespace[key]}")
 
 
 def default_device():
@@ -184,13 +191,13 @@ def setup(device, dtype, seed, generate=False):
     import torch
     device_type = device.split(':')[0]
     if device_type not in ('cpu', 'cuda', 'mps'):
-        raise SystemExit(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
+        raise said_once(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
     if device_type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
+        raise said_once(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
     if device_type == 'mps' and not torch.backends.mps.is_available():
-        raise SystemExit("error: device 'mps' requested but MPS is not available here; use --device=cpu")
+        raise said_once("error: device 'mps' requested but MPS is not available here; use --device=cpu")
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
-        raise SystemExit(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+        raise said_once(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':
         device = f"cuda:{os.environ['LOCAL_RANK']}" if 'LOCAL_RANK' in os.environ else device
         torch.cuda.set_device(device)  # before anything asks "the current GPU" (RNG states, names, bf16 probe)
@@ -203,11 +210,11 @@ def setup(device, dtype, seed, generate=False):
             amx = device_type == 'cpu' and torch.cpu._is_amx_tile_supported()
             dtype = 'bfloat16' if amx and not generate else 'float32'
     if dtype == 'bfloat16' and not bf16_supported(device_type):
-        raise SystemExit(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
-                         f"use --dtype=float16 on CUDA or --dtype=float32")
+        raise said_once(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
+                        f"use --dtype=float16 on CUDA or --dtype=float32")
     if dtype == 'float16' and device_type != 'cuda':
-        raise SystemExit(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
-                         f"or bfloat16 on {device}")
+        raise said_once(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
+                        f"or bfloat16 on {device}")
     rank = int(os.environ.get('RANK', 0))
     torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
     np.random.seed(seed + rank)

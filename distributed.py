@@ -12,6 +12,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from configurator import said_once
+
 
 def launched_by_torchrun():
     return int(os.environ.get('RANK', -1)) != -1
@@ -96,5 +98,5 @@ def load_optimizer(model, optimizer, state_dict, fsdp):
     try:
         set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
     except (KeyError, ValueError, RuntimeError) as e:  # e.g. Muon's state for AdamW, or the other way round
-        sys.exit(f"error: the checkpoint's optimizer state does not fit this run's optimizer ({type(e).__name__}) "
-                 f"-- resume with the optimizer_name the run was started with")
+        raise said_once(f"error: the checkpoint's optimizer state does not fit this run's optimizer "
+                        f"({type(e).__name__}) -- resume with the optimizer_name the run was started with")

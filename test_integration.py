@@ -793,6 +793,21 @@ def test_a_new_run_never_replaces_a_run_in_its_out_dir_unless_asked(tmp_path):
     assert max(r['iter'] for r in read_run_log(tmp_path / 'out-guard/log.jsonl')) == 2
 
 
+def test_under_torchrun_a_one_line_error_is_said_once(tmp_path):
+    """Every process meets the same mistake; the first says it, the others leave quietly, and torchrun's summary
+    names the one that spoke: a setting (before the process group forms) and a dataset (after)."""
+    make_tiny_dataset(tmp_path)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', TRAIN]
+    unknown = "error: unknown config key 'batch_sise'; did you mean batch_size or block_size?\n"
+    missing = "error: no dataset 'nothere' in data/ (there: tiny) -- pick one, or add your own: docs/guides/own_data.md\n"
+    for extra, line, echoed in ((['--batch_sise=4'], unknown, 0), (['--dataset=nothere'], missing, 1)):
+        out = run([*torchrun, *TINY, '--out_dir=out-once', *extra], tmp_path)
+        assert out.returncode == 1 and out.stderr.startswith(line) and out.stderr.count('error: ') == 1, out.stderr
+        assert re.search(r"Root Cause.*\n.*\n.*\n.*\n\s*rank\s*: 0 \(local_rank: 0\)", out.stderr), out.stderr
+        assert out.stdout.count("Overriding: out_dir = 'out-once'") == echoed  # the settings are echoed once too
+    assert not (tmp_path / 'out-once').exists()
+
+
 def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     make_tiny_dataset(tmp_path)
     out = train(tmp_path, *TINY, '--out_dir=out-target', '--max_iters=40', '--eval_interval=4', '--target_val_loss=3.9')

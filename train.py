@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import (check_architecture, dataset_files, dataset_meta, existing_run, find_weights, load_model,
                         loss_scaler, open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states,
                         rng_states, save_checkpoint, start_wandb)
-from configurator import config_keys, configure, default_device, require_positive, setup
+from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          resume_command, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig
@@ -95,9 +95,9 @@ config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoin
 require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters',
                  'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate', 'min_lr')
 if max_iters < 0 or warmup_iters < 0:
-    sys.exit(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
+    raise said_once(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if decay_lr and lr_decay_iters <= warmup_iters:
-    sys.exit(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
+    raise said_once(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
 device, device_type, dtype, ctx = setup(device, dtype, seed)  # seeds torch alike in every process, numpy per process
@@ -105,15 +105,15 @@ device, device_type, dtype, ctx = setup(device, dtype, seed)  # seeds torch alik
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
 if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
-    sys.exit("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not sharded) "
-             "and AdamW (Muon needs whole matrices)")
+    raise said_once("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not "
+                    "sharded) and AdamW (Muon needs whole matrices)")
 if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or not 0 < decay_frac <= 1:
-    sys.exit(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; got "
-             f"{optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
+    raise said_once(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; "
+                    f"got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
 ddp_world_size = int(os.environ.get('WORLD_SIZE', 1))
 if gradient_accumulation_steps % ddp_world_size != 0:
-    sys.exit(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
-             f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
+    raise said_once(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
+                    f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
 gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
 ddp_rank, ddp_local_rank = init_distributed(backend, device_type, ddp_timeout) if ddp else (0, 0)
 master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
@@ -144,7 +144,7 @@ if init_from == 'scratch':
     try:
         model = GPT(GPTConfig(**model_args))
     except ValueError as e:  # e.g. n_embd not divisible by n_head
-        sys.exit(f"error: {e}")
+        raise said_once(f"error: {e}")
 else:
     model, _, _, checkpoint = load_model(init_from, out_dir, dropout)
     check_architecture(model, model_args, overridden, weights_path, resuming)
@@ -157,8 +157,8 @@ else:
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
-    sys.exit(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
-             f"{model.config.vocab_size}; train this dataset from scratch")
+    raise said_once(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
+                    f"{model.config.vocab_size}; train this dataset from scratch")
 config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
@@ -167,8 +167,8 @@ if master_process:
 for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
         where = data_paths[split][0] if len(data_paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
-        sys.exit(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} (it needs at "
-                 f"least {block_size + 1}); use a smaller block_size or more data")
+        raise said_once(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} "
+                        f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
 
 
 def draw_offsets(split, generator, n):
