@@ -1,8 +1,11 @@
 """Check the docs against the code, so that a stale statement shows up instead of misleading a reader; the rules
 are in docs/validation/README.md.
 usage: python docs/validation/check_docs.py [--no-run] [file.md or folder ...]
+       python docs/validation/check_docs.py --guides [guide.md ...]
 Checks the markdown files and folders named (by default all the docs), prints `path:line: kind: what` for each
-stale item and a summary, and exits 1 if there is any. --no-run skips the runnable blocks."""
+stale item and a summary, and exits 1 if there is any. --no-run skips the runnable blocks.
+--guides runs every command block of each guide (by default README.md and docs/guides/) in order, as a reader
+would, in a fresh copy of the project per guide, and reports the first block of a guide that fails."""
 
 import ast
 import builtins
@@ -23,19 +26,21 @@ import symtable
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from configurator import CONFIG_TYPES, configure  # noqa: E402  (the rules the scripts apply)
 
 RUNNABLE_TIMEOUT = 120  # seconds a runnable block may take, unless it says <!-- runnable timeout=N -->
+GUIDE_TIMEOUT = 600  # seconds a block of a guide may take in --guides
 RUNNABLE_ENV = dict(NANOGPT_OFFLINE='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled',
                     OMP_NUM_THREADS='1')  # on cores other processes are busy with, 2 threads can be 40x slower than 1
 COMMAND_LANGUAGES = ('', 'sh', 'bash', 'shell')  # fenced blocks whose commands are checked
 PATH_EXTENSIONS = ('.py', '.md', '.sh', '.txt', '.pkl', '.bin', '.json', '.png')  # a span ending so is a path
 FILE_EXTENSIONS = PATH_EXTENSIONS + ('.pt', '.tmp', '.parquet', '.jsonl', '.csv', '.toml', '.yaml', '.log')
 OTHER_ARGUMENTS = ('docs/validation/check_docs.py',)  # scripts that take arguments of their own, not --key=value
-MARKER = re.compile(r'<!--\s*(runnable|no-validate|source:|table:|validate:\s*ignore)(.*?)-->')
+MARKER = re.compile(r'<!--\s*(runnable|no-validate|guide:|source:|table:|validate:\s*ignore)(.*?)-->')
 CODE_SPAN = re.compile(r'(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)')
 IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?$')
 ANY = object()  # what a script's name is, known only from ast: any member of it passes
@@ -96,6 +101,8 @@ def parse_markdown(path):
             continue
         elif marker and marker[1] in ('runnable', 'no-validate'):
             pending[marker[1]] = marker[2]
+        elif marker and marker[1] == 'guide:':  # several may stand before one block
+            pending.setdefault('guide', []).append(marker[2].strip())
         elif marker:
             markers.append((number, marker[1].split(':')[0], marker[2].split()))
         elif not stripped:
@@ -260,6 +267,109 @@ def error_patterns(root):
     return [re.compile(p, re.DOTALL) for p in patterns]
 
 
+# ----------------------------------------------------------------------------- running blocks
+@contextlib.contextmanager
+def project_copy(root):
+    """A temporary copy of the project's files as git lists them (no .git, datasets or checkpoints), then deleted."""
+    with tempfile.TemporaryDirectory(prefix='check_docs_') as copy:
+        for rel in project_files(root):
+            os.makedirs(os.path.dirname(os.path.join(copy, rel)), exist_ok=True)
+            shutil.copy2(os.path.join(root, rel), os.path.join(copy, rel))
+        yield copy
+
+
+def run_shell(script, cwd, timeout):
+    """Run script with bash -e -o pipefail, offline; None if it succeeds, else why it failed and its last line."""
+    proc = subprocess.Popen(['bash', '-e', '-o', 'pipefail', '-c', script], cwd=cwd, env=os.environ | RUNNABLE_ENV,
+                            stdin=subprocess.DEVNULL, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        output, why = proc.communicate(timeout=timeout)[0], f"exited with status {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group, so its children stop too
+        output, why = proc.communicate()[0], f"timed out after {timeout} s"
+    last = next((t.strip() for t in reversed(output.splitlines()) if t.strip()), '(no output)')
+    return f"{why}: {last}" if proc.returncode else None
+
+
+def add_arguments(script, name, arguments):
+    """script with arguments added at the end of each command that runs the file name (e.g. train.py), so that
+    they win over the command's own; commands end at a line's end, a comment, && || ; | and redirections."""
+    out = []
+    for line in re.split(r'(?<=[^\\]\n)', script):  # logical lines: a line ending in \ continues
+        parts, start, quote, depth, i = [], 0, None, 0, 0
+        while i < len(line):  # split at the operators outside quotes and $(...)
+            c = line[i]
+            if quote:
+                quote = None if c == quote else quote
+            elif c in '\'"':
+                quote = c
+            elif line.startswith('$(', i) or depth and c in '()':
+                depth += 1 if c != ')' else -1
+                i += 2 if c == '$' else 1
+                continue
+            elif depth:
+                pass
+            elif re.match(r'&&|\|\||[;|]|\d?>|<|\s#', line[i:]) and not line[i - 1:i] == '\\':
+                parts.append(line[start:i])
+                start = i
+                i += len(re.match(r'&&|\|\||[;|]|\d?>+|<|\s#.*', line[i:], re.DOTALL)[0])
+                parts.append(line[start:i])
+                start = i
+                continue
+            i += 1
+        parts.append(line[start:])
+        for k in range(0, len(parts), 2):  # commands at the even places, operators between them
+            if re.search(rf'(^|[\s/]){re.escape(name)}(\s|$)', parts[k]):
+                body = parts[k].rstrip()
+                parts[k] = f"{body} {arguments}{parts[k][len(body):]}"
+        out.append(''.join(parts))
+    return ''.join(out)
+
+
+def check_guide(path, root):
+    """7. Every command block of a guide, in order, in a fresh copy of the project, as a reader would run them;
+    a block marked <!-- guide: skip REASON --> is left out, <!-- guide: FILE ARGUMENTS --> adds ARGUMENTS to the
+    block's commands that run FILE. Returns (problems, [(line, reason) skipped], blocks run, seconds)."""
+    blocks = [block for block in parse_markdown(path)[1] if block['lang'] in COMMAND_LANGUAGES]
+    problems, skipped, ran, t0 = [], [], 0, time.perf_counter()
+    with project_copy(root) as copy:
+        for block in blocks:
+            markers = block.get('guide', [])
+            reason = next((m.removeprefix('skip').strip() for m in markers if m.split()[:1] == ['skip']), None)
+            if reason is not None:
+                skipped.append((block['line'], reason or 'no reason given'))
+                continue
+            script = '\n'.join(text for _, text in block['lines'])
+            for marker in markers:
+                name, _, arguments = marker.partition(' ')
+                script = add_arguments(script, name, arguments.strip())
+            ran, start = ran + 1, time.perf_counter()
+            failure = run_shell(script, copy, GUIDE_TIMEOUT)
+            print(f"{relative(path)}:{block['line']}: {'failed' if failure else 'ok'} in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            if failure:  # the later blocks build on this one
+                problems.append((relative(path), block['line'], 'guide', failure))
+                break
+    return problems, skipped, ran, time.perf_counter() - t0
+
+
+def check_guides(paths, root=ROOT, jobs=None):
+    """Run the guides (README.md and docs/guides/ by default), several at once, printing each one's result;
+    returns the problems."""
+    paths = paths or [os.path.join(root, 'README.md')] + sorted(glob.glob(os.path.join(root, 'docs', 'guides', '*.md')))
+    problems = []
+    with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
+        for path, (found, skipped, ran, seconds) in zip(paths, pool.map(lambda p: check_guide(p, root), paths)):
+            problems += found
+            skips = '; '.join(f"line {line}: {reason}" for line, reason in skipped)
+            print(f"{relative(path)}: {ran} block(s) run in {seconds:.0f} s{', failed' if found else ''}"
+                  f"{f'; skipped {skips}' if skips else ''}", flush=True)
+            for problem in found:
+                print(f"{problem[0]}:{problem[1]}: {problem[2]}: {problem[3]}", flush=True)
+    return problems
+
+
 # ----------------------------------------------------------------------------- the rules of README.md
 class Doc:
     """One markdown file and the problems found in it; counts (a Counter) receives how many items were checked."""
@@ -373,24 +483,13 @@ class Doc:
 
     def check_runnable(self, blocks):
         """5. Run the blocks in order with bash -e -o pipefail, in one copy of the project without what git ignores."""
-        with tempfile.TemporaryDirectory(prefix='check_docs_') as copy:
-            for rel in project_files(self.root):
-                os.makedirs(os.path.dirname(os.path.join(copy, rel)), exist_ok=True)
-                shutil.copy2(os.path.join(self.root, rel), os.path.join(copy, rel))
+        with project_copy(self.root) as copy:
             for block in blocks:
                 self.counts['runnable'] += 1
                 timeout = int((re.search(r'timeout=(\d+)', block['runnable']) or [0, RUNNABLE_TIMEOUT])[1])
-                proc = subprocess.Popen(['bash', '-e', '-o', 'pipefail', '-c', '\n'.join(t for _, t in block['lines'])],
-                                        cwd=copy, env=os.environ | RUNNABLE_ENV, stdin=subprocess.DEVNULL, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-                try:
-                    output, why = proc.communicate(timeout=timeout)[0], f"exited with status {proc.returncode}"
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own process group, so its children stop too
-                    output, why = proc.communicate()[0], f"timed out after {timeout} s"
-                last = next((t.strip() for t in reversed(output.splitlines()) if t.strip()), '(no output)')
-                if proc.returncode:
-                    self.report(block['line'], 'runnable', f"{why}: {last}")
+                failure = run_shell('\n'.join(t for _, t in block['lines']), copy, timeout)
+                if failure:
+                    self.report(block['line'], 'runnable', failure)
 
     def check_table(self, number, words):
         """6. The first two columns of the table after <!-- table: file.py NAME --> are the items of a literal dict."""
@@ -431,10 +530,15 @@ def main(argv):
     if '-h' in argv or '--help' in argv:
         print(__doc__[__doc__.index('usage:'):].strip())
         return 0
-    paths = [arg for arg in argv if arg != '--no-run']
+    paths = [arg for arg in argv if arg not in ('--no-run', '--guides')]
     for path in (p for p in paths if p.startswith('-') or not os.path.exists(p)):
         sys.exit(f"error: {'unknown option' if path.startswith('-') else 'no file or folder'} {path}; usage: "
-                 f"check_docs.py [--no-run] [file.md or folder ...] (all the docs if none)")
+                 f"check_docs.py [--no-run] [file.md or folder ...] (all the docs if none), or --guides [guide.md ...]")
+    if '--guides' in argv:
+        t0 = time.perf_counter()
+        problems = check_guides([os.path.abspath(p) for p in paths])
+        print(f"{len(problems)} guide(s) failed; {time.perf_counter() - t0:.0f} s in all")
+        return 1 if problems else 0
     counts, t0, run = collections.Counter(), time.perf_counter(), '--no-run' not in argv
     problems = check(paths, ROOT, run, counts)
     for path, line, kind, message in problems:
