@@ -996,6 +996,36 @@ def test_docs_checker_passes_a_correct_document(tmp_path):
         (3, 7, 7, 2, 1)
 
 
+def test_guide_check_adds_arguments_at_the_end_of_each_command_of_the_file():
+    add = check_docs.add_arguments
+    assert add("python train.py c.py --a=1  # why\n", 'train.py', '--n=2') == "python train.py c.py --a=1 --n=2  # why\n"
+    assert add('python p.py && torchrun --x=1 train.py --t="a && b" > log 2>&1', 'train.py', '--n=2') == \
+        'python p.py && torchrun --x=1 train.py --t="a && b" --n=2 > log 2>&1'
+    assert add("python train.py \\\n  --a=1\npython sample.py", 'train.py', '--n=2') == \
+        "python train.py \\\n  --a=1 --n=2\npython sample.py"
+    assert add("python train.py $(test -f x && echo --a=1) | tee l", 'train.py', '--n=2') == \
+        "python train.py $(test -f x && echo --a=1) --n=2 | tee l"
+    assert add("python data/train.py.bak/prepare.py", 'train.py', '--n=2') == "python data/train.py.bak/prepare.py"
+
+
+def test_guide_check_runs_the_blocks_in_order_until_one_fails(tmp_path):
+    """In a fresh copy: a skipped block, arguments added, a file made by one block seen by the next, the first
+    failure reported at its line, and nothing run after it."""
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    (tmp_path / 'fake.py').write_text("import sys\nsys.exit(0 if sys.argv[1:] == ['--n=1', '--n=2'] else 4)\n")
+    (tmp_path / 'guide.md').write_text(
+        "# A guide\n\n```sh\necho one > made.txt\n```\n\n"                      # lines 3-5
+        "<!-- guide: skip needs a GPU -->\n```sh\nexit 5\n```\n\n"                 # lines 7-10
+        "<!-- guide: fake.py --n=2 -->\n```bash\npython fake.py --n=1\n```\n\n"    # lines 12-15
+        "```python\nraise SystemExit(6)\n```\n\n"                                  # not a command block
+        "```sh\ntest -f made.txt && test ! -e ../made.txt\necho failing; exit 3\n```\n\n"  # lines 21-24
+        "```sh\ntouch never.txt\n```\n")
+    problems, skipped, ran, _ = check_docs.check_guide(str(tmp_path / 'guide.md'), str(tmp_path))
+    assert problems == [(str(tmp_path / 'guide.md'), 21, 'guide', "exited with status 3: failing")]
+    assert skipped == [(8, 'needs a GPU')] and ran == 3
+    assert not (tmp_path / 'made.txt').exists() and not (tmp_path / 'never.txt').exists()
+
+
 def test_docs_checker_runs_config_files_through_configure(tmp_path):
     """A config file is checked by the script's configure(): the first setting it refuses is reported."""
     (tmp_path / 'run.py').write_text("from configurator import configure\nsteps = 10\nconfigure(globals())\n")

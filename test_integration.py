@@ -1787,10 +1787,11 @@ def test_nanogpt_checkpoint_resumes_with_its_optimizer_state(tmp_path):
 
 
 def test_docs_runnable_blocks_succeed():
-    """The blocks the docs mark runnable (quick start, run log, plot, export) run in a copy of the repo."""
+    """The blocks the concept pages mark runnable run in a copy of the repo (the guides' blocks are all run by
+    check_docs.py --guides, a step of .ci/run of its own)."""
     sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
     import check_docs
     counts = collections.Counter()
     problems = check_docs.check(counts=counts)
     assert problems == [], '\n'.join(f"{p}:{n}: {k}: {m}" for p, n, k, m in problems)
-    assert counts['runnable'] >= 5
+    assert counts['runnable'] >= 3
