@@ -340,10 +340,12 @@ class GPT(nn.Module):
         return model
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', muon_lr=0.02,
-                             dtype='float32'):
+                             dtype='float32', verbose=True):
         """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and norms.
         optimizer='muon': Muon (muon.py) at muon_lr for the blocks' weight matrices, AdamW for the rest; its
-        Newton-Schulz iterations run in bf16 when the run's dtype is 'bfloat16', else in float32."""
+        Newton-Schulz iterations run in bf16 when the run's dtype is 'bfloat16', else in float32. verbose=False
+        (train.py's processes but rank 0) prints nothing."""
+        say = print if verbose else lambda *args: None
         params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         hidden = [p for n, p in params if p.dim() == 2 and n.startswith('transformer.h.')] if optimizer == 'muon' else []
         decay_params = [p for n, p in params if p.dim() >= 2 and all(p is not h for h in hidden)]
@@ -351,12 +353,12 @@ class GPT(nn.Module):
         # no empty groups: a checkpoint keyed by parameter names cannot place a group without parameters
         optim_groups = [g for g in ({'params': decay_params, 'weight_decay': weight_decay},
                                     {'params': nodecay_params, 'weight_decay': 0.0}) if g['params']]
-        print(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
-        print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
+        say(f"num decayed parameter tensors: {len(decay_params)}, with {sum(p.numel() for p in decay_params):,} parameters")
+        say(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {sum(p.numel() for p in nodecay_params):,} parameters")
         if optimizer == 'muon':
             # by name: transformers' import check of an exported copy of this file would demand a 'muon' package
             MuonAdamW = importlib.import_module('muon').MuonAdamW
-            print(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
+            say(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
             # lr_scale: train.py's schedule sets each group's lr to learning_rate x schedule x lr_scale
             optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'weight_decay': weight_decay,
                                  'lr_scale': muon_lr / learning_rate})
@@ -366,7 +368,7 @@ class GPT(nn.Module):
         use_fused = 'fused' in inspect.signature(torch.optim.AdamW).parameters and device_type in ('cuda', 'cpu', 'mps')
         extra_args = dict(fused=True) if use_fused else dict()
         optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
-        print(f"using fused AdamW: {use_fused}")
+        say(f"using fused AdamW: {use_fused}")
         return optimizer
 
     def estimate_flops_per_token(self, seq_len):

@@ -188,6 +188,7 @@ def test_ddp_two_processes_on_gloo(tmp_path):
     assert out.returncode == 0, out.stderr
     assert 'tokens per iteration will be: 256, computed in' in out.stdout  # 4 micro-steps x 4 x 16, shared by 2 processes
     assert out.stdout.count('tokens per iteration') == 1  # only rank 0 logs
+    assert out.stdout.count('using fused AdamW') == out.stdout.count("Overriding: out_dir = 'out-ddp'") == 1
     steps = logged(out.stdout, 'step')
     assert [s[0] for s in steps] == ['0', '6', '12'] and float(steps[-1][2]) < float(steps[0][2])
     ckpt = load_checkpoint(str(tmp_path / 'out-ddp/ckpt.pt'))

@@ -197,7 +197,7 @@ if fsdp:
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
-                                       dtype)
+                                       dtype, verbose=master_process)
 scaler = loss_scaler(device_type, dtype, checkpoint.get('scaler', {}) if checkpoint else None, master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
