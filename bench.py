@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_files, open_tokens, read_tokens
+from checkpoint import dataset_files, dataset_meta, open_tokens, read_tokens
 from configurator import configure, default_device, require_positive, setup
 from model import GPT, GPTConfig
 
@@ -108,6 +108,10 @@ if real_data and mode == 'train':
     if train_starts[-1] <= block_size:
         sys.exit(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for "
                  f"block_size={block_size}")
+    meta, meta_path = dataset_meta(dataset)  # token ids beyond vocab_size would fail deep inside the embedding
+    if meta and meta.get('vocab_size', 0) > vocab_size:
+        sys.exit(f"error: {meta_path} has vocab_size {meta['vocab_size']}, larger than --vocab_size={vocab_size}; "
+                 f"pass --vocab_size={meta['vocab_size']} or more")
 
 
 def get_batch():

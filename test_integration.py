@@ -1014,6 +1014,8 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
     ('checkpoint path of another shape', TRAIN, ['--init_from=out-good', '--n_layer=3', '--out_dir=out-new'], {},
      "error: out-good/ckpt.pt has n_layer=2 but this run asks for n_layer=3 -- drop that setting, or pass "
      "--n_layer=2", 'out-good'),
+    ('dataset vocab larger than bench.py\'s', BENCH, ['--dataset=big', '--vocab_size=65', '--device=cpu'], {},
+     "error: data/big/meta.pkl has vocab_size 100, larger than --vocab_size=65; pass --vocab_size=100 or more", 'out-good'),
     ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
     ('unknown config key, nothing close', TRAIN, ['--frobnicate=3'], {},
      "error: unknown config key 'frobnicate'; python train.py --help lists the settings", 'out-good'),
