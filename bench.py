@@ -46,6 +46,7 @@ seed = 1337  # initial weights and batches
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
+threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
 warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-up
 num_iters = 20  # timed steps
 profile = False  # use pytorch profiler, or just simple benchmarking?
@@ -63,7 +64,7 @@ if mode == 'time_to_loss':
     # its checkpoint in a temporary folder: never one of the user's runs
     with tempfile.TemporaryFile('w+') as err, tempfile.TemporaryDirectory() as out, tqdm(desc='train.py', unit='iter') as bar:
         proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
-                                 train_config, f'--target_val_loss={target_loss}', f'--out_dir={out}'],
+                                 train_config, f'--target_val_loss={target_loss}', f'--out_dir={out}', f'--threads={threads}'],
                                 stdout=subprocess.PIPE, stderr=err, text=True,
                                 env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
         lines = []
@@ -91,7 +92,7 @@ if mode not in ('train', 'generate'):
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate')
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate', threads=threads)
 
 
 def synchronize():
@@ -138,8 +139,10 @@ scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
 if compile:
     print("Compiling model...")
     model.compile()
-print(f"benchmarking {model.get_num_params() / 1e6:.2f}M parameters on {device} in {dtype}, "
-      f"batch {batch_size} x {block_size} tokens, {'real' if real_data else 'random'} data")
+work = (f"batch {batch_size} x {block_size} tokens, {'real' if real_data else 'random'} data" if mode == 'train' else
+        "generation from a one-token prompt")
+print(f"benchmarking {model.get_num_params() / 1e6:.2f}M parameters on {device} in {dtype} with "
+      f"{torch.get_num_threads()} CPU threads, {work}")
 
 
 def train_step(phases=None):

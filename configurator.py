@@ -181,12 +181,13 @@ def bf16_supported(device_type):
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def setup(device, dtype, seed, generate=False):
+def setup(device, dtype, seed, generate=False, threads=0):
     """What every script does before it builds a model, in one place. Checks the device and dtype settings,
     makes a CUDA device the current one (under torchrun: this process's own GPU, LOCAL_RANK), resolves
     dtype 'auto' (bf16 on CUDA that has it natively, else fp16 with loss scaling; bf16 on CPUs with AMX,
     except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
-    on CUDA, and seeds torch (the same in every process) and numpy and random (per process).
+    on CUDA, sets torch's CPU threads (threads > 0; two jobs of torch's default threads on the same cores slow each
+    other several-fold), and seeds torch (the same in every process) and numpy and random (per process).
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     import torch
     device_type = device.split(':')[0]
@@ -196,6 +197,10 @@ def setup(device, dtype, seed, generate=False):
         raise said_once(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
     if device_type == 'mps' and not torch.backends.mps.is_available():
         raise said_once("error: device 'mps' requested but MPS is not available here; use --device=cpu")
+    if threads < 0:
+        raise said_once(f"error: threads must be >= 0 (0: torch's default), got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
         raise said_once(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':

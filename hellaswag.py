@@ -28,13 +28,14 @@ data_file = ''  # HellaSwag's official hellaswag_val.jsonl (or a file in its for
 max_examples = 0  # score only the first max_examples; 0 = all (the validation split has 10,042)
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
+threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
 OFFICIAL_FILE = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl'
 if max_examples < 0:
     sys.exit(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
-device, device_type, dtype, autocast = setup(device, dtype, seed=1337)
+device, device_type, dtype, autocast = setup(device, dtype, seed=1337, threads=threads)
 if data_file and not os.path.isfile(data_file):  # before a model load
     sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
              f"({OFFICIAL_FILE})")

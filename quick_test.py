@@ -629,6 +629,19 @@ def test_setup_resolves_dtype_and_seeds():
             setup(device, dtype, 0)
 
 
+def test_setup_sets_the_cpu_threads_only_when_asked():
+    before = torch.get_num_threads()
+    try:
+        setup('cpu', 'float32', 0, threads=0)
+        assert torch.get_num_threads() == before  # torch's default (OMP_NUM_THREADS, else one per core) is left
+        setup('cpu', 'float32', 0, threads=before + 2)
+        assert torch.get_num_threads() == before + 2
+        with pytest.raises(SystemExit, match=re.escape("error: threads must be >= 0 (0: torch's default), got -1")):
+            setup('cpu', 'float32', 0, threads=-1)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_setup_on_a_real_gpu():
     device, device_type, dtype, ctx = setup('cuda', 'auto', 0)

@@ -34,6 +34,7 @@ seed = 1337  # the samples follow from it
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported, else fp16; fp32 elsewhere
 compile = False  # use PyTorch 2.0 to compile the model to be faster
+threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
@@ -42,7 +43,7 @@ if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or bat
              "top_p must be in (0, 1]")
 if any(s == '' for s in stop):
     sys.exit("error: an empty stop string would end every sample at once")
-device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True)
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True, threads=threads)
 
 # the prompt, read first: a missing prompt file should not cost a model load
 if start.startswith('FILE:'):

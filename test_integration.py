@@ -811,8 +811,10 @@ def test_under_torchrun_a_one_line_error_is_said_once(tmp_path):
 
 def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     make_tiny_dataset(tmp_path)
-    out = train(tmp_path, *TINY, '--out_dir=out-target', '--max_iters=40', '--eval_interval=4', '--target_val_loss=3.9')
+    out = train(tmp_path, *TINY, '--out_dir=out-target', '--max_iters=40', '--eval_interval=4', '--target_val_loss=3.9',
+                '--threads=1', env={'OMP_NUM_THREADS': '3'})  # the setting wins over the environment
     assert out.returncode == 0, out.stderr
+    assert 'computed in float32 on cpu with 1 CPU threads\n' in out.stdout
     steps = logged(out.stdout, 'step')
     assert float(steps[-1][2]) <= 3.9 < min(float(s[2]) for s in steps[:-1]) and int(steps[-1][0]) < 40, steps
     assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+; target_val_loss=3.9 reached: stopping at "

@@ -86,6 +86,7 @@ device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available 
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
 compile = True  # use PyTorch 2.0 to compile the model to be faster
 seed = 1337  # initial weights, data order and dropout all follow from it
+threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
 # -----------------------------------------------------------------------------
 overridden = configure(globals())  # overrides from the command line or a config file; the keys it set
 config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoints, config.json and wandb
@@ -100,7 +101,7 @@ if decay_lr and lr_decay_iters <= warmup_iters:
     raise said_once(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
-device, device_type, dtype, ctx = setup(device, dtype, seed)  # seeds torch alike in every process, numpy per process
+device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads)  # seeds torch alike in every process
 
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
@@ -162,7 +163,8 @@ if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
 config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
-    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device}")
+    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device} with "
+          f"{torch.get_num_threads()} CPU threads")
 
 for split in ('train', 'val'):  # the model's block_size is known now
     if data_lengths[split] <= block_size:
