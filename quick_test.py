@@ -933,6 +933,7 @@ from collections import Counter  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
 import check_docs  # noqa: E402
+import check_guides  # noqa: E402
 
 
 def test_docs_are_true_to_the_code():
@@ -1010,7 +1011,7 @@ def test_docs_checker_passes_a_correct_document(tmp_path):
 
 
 def test_guide_check_adds_arguments_at_the_end_of_each_command_of_the_file():
-    add = check_docs.add_arguments
+    add = check_guides.add_arguments
     assert add("python train.py c.py --a=1  # why\n", 'train.py', '--n=2') == "python train.py c.py --a=1 --n=2  # why\n"
     assert add('python p.py && torchrun --x=1 train.py --t="a && b" > log 2>&1', 'train.py', '--n=2') == \
         'python p.py && torchrun --x=1 train.py --t="a && b" --n=2 > log 2>&1'
@@ -1033,7 +1034,7 @@ def test_guide_check_runs_the_blocks_in_order_until_one_fails(tmp_path):
         "```python\nraise SystemExit(6)\n```\n\n"                                  # not a command block
         "```sh\ntest -f made.txt && test ! -e ../made.txt\necho failing; exit 3\n```\n\n"  # lines 21-24
         "```sh\ntouch never.txt\n```\n")
-    problems, skipped, ran, _ = check_docs.check_guide(str(tmp_path / 'guide.md'), str(tmp_path))
+    problems, skipped, ran, _ = check_guides.check_guide(str(tmp_path / 'guide.md'), str(tmp_path))
     assert problems == [(str(tmp_path / 'guide.md'), 21, 'guide', "exited with status 3: failing")]
     assert skipped == [(8, 'needs a GPU')] and ran == 3
     assert not (tmp_path / 'made.txt').exists() and not (tmp_path / 'never.txt').exists()

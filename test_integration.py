@@ -1793,7 +1793,7 @@ def test_nanogpt_checkpoint_resumes_with_its_optimizer_state(tmp_path):
 
 def test_docs_runnable_blocks_succeed():
     """The blocks the concept pages mark runnable run in a copy of the repo (the guides' blocks are all run by
-    check_docs.py --guides, a step of .ci/run of its own)."""
+    docs/validation/check_guides.py, a step of .ci/run of its own)."""
     sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
     import check_docs
     counts = collections.Counter()

@@ -1,11 +1,9 @@
 """Check the docs against the code, so that a stale statement shows up instead of misleading a reader; the rules
 are in docs/validation/README.md.
 usage: python docs/validation/check_docs.py [--no-run] [file.md or folder ...]
-       python docs/validation/check_docs.py --guides [guide.md ...]
 Checks the markdown files and folders named (by default all the docs), prints `path:line: kind: what` for each
 stale item and a summary, and exits 1 if there is any. --no-run skips the runnable blocks.
---guides runs every command block of each guide (by default README.md and docs/guides/) in order, as a reader
-would, in a fresh copy of the project per guide, and reports the first block of a guide that fails."""
+check_guides.py, beside it, runs every guide's commands in order."""
 
 import ast
 import builtins
@@ -26,20 +24,18 @@ import symtable
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from configurator import CONFIG_TYPES, configure  # noqa: E402  (the rules the scripts apply)
 
 RUNNABLE_TIMEOUT = 120  # seconds a runnable block may take, unless it says <!-- runnable timeout=N -->
-GUIDE_TIMEOUT = 600  # seconds a block of a guide may take in --guides
 RUNNABLE_ENV = dict(NANOGPT_OFFLINE='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled',
                     OMP_NUM_THREADS='1')  # on cores other processes are busy with, 2 threads can be 40x slower than 1
 COMMAND_LANGUAGES = ('', 'sh', 'bash', 'shell')  # fenced blocks whose commands are checked
 PATH_EXTENSIONS = ('.py', '.md', '.sh', '.txt', '.pkl', '.bin', '.json', '.png')  # a span ending so is a path
 FILE_EXTENSIONS = PATH_EXTENSIONS + ('.pt', '.tmp', '.parquet', '.jsonl', '.csv', '.toml', '.yaml', '.log')
-OTHER_ARGUMENTS = ('docs/validation/check_docs.py',)  # scripts that take arguments of their own, not --key=value
+OTHER_ARGUMENTS = ('docs/validation/check_docs.py', 'docs/validation/check_guides.py')  # scripts that take arguments of their own, not --key=value
 MARKER = re.compile(r'<!--\s*(runnable|no-validate|guide:|source:|table:|validate:\s*ignore)(.*?)-->')
 CODE_SPAN = re.compile(r'(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)')
 IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?$')
@@ -292,84 +288,6 @@ def run_shell(script, cwd, timeout):
     return f"{why}: {last}" if proc.returncode else None
 
 
-def add_arguments(script, name, arguments):
-    """script with arguments added at the end of each command that runs the file name (e.g. train.py), so that
-    they win over the command's own; commands end at a line's end, a comment, && || ; | and redirections."""
-    out = []
-    for line in re.split(r'(?<=[^\\]\n)', script):  # logical lines: a line ending in \ continues
-        parts, start, quote, depth, i = [], 0, None, 0, 0
-        while i < len(line):  # split at the operators outside quotes and $(...)
-            c = line[i]
-            if quote:
-                quote = None if c == quote else quote
-            elif c in '\'"':
-                quote = c
-            elif line.startswith('$(', i) or depth and c in '()':
-                depth += 1 if c != ')' else -1
-                i += 2 if c == '$' else 1
-                continue
-            elif depth:
-                pass
-            elif re.match(r'&&|\|\||[;|]|\d?>|<|\s#', line[i:]) and not line[i - 1:i] == '\\':
-                parts.append(line[start:i])
-                start = i
-                i += len(re.match(r'&&|\|\||[;|]|\d?>+|<|\s#.*', line[i:], re.DOTALL)[0])
-                parts.append(line[start:i])
-                start = i
-                continue
-            i += 1
-        parts.append(line[start:])
-        for k in range(0, len(parts), 2):  # commands at the even places, operators between them
-            if re.search(rf'(^|[\s/]){re.escape(name)}(\s|$)', parts[k]):
-                body = parts[k].rstrip()
-                parts[k] = f"{body} {arguments}{parts[k][len(body):]}"
-        out.append(''.join(parts))
-    return ''.join(out)
-
-
-def check_guide(path, root):
-    """7. Every command block of a guide, in order, in a fresh copy of the project, as a reader would run them;
-    a block marked <!-- guide: skip REASON --> is left out, <!-- guide: FILE ARGUMENTS --> adds ARGUMENTS to the
-    block's commands that run FILE. Returns (problems, [(line, reason) skipped], blocks run, seconds)."""
-    blocks = [block for block in parse_markdown(path)[1] if block['lang'] in COMMAND_LANGUAGES]
-    problems, skipped, ran, t0 = [], [], 0, time.perf_counter()
-    with project_copy(root) as copy:
-        for block in blocks:
-            markers = block.get('guide', [])
-            reason = next((m.removeprefix('skip').strip() for m in markers if m.split()[:1] == ['skip']), None)
-            if reason is not None:
-                skipped.append((block['line'], reason or 'no reason given'))
-                continue
-            script = '\n'.join(text for _, text in block['lines'])
-            for marker in markers:
-                name, _, arguments = marker.partition(' ')
-                script = add_arguments(script, name, arguments.strip())
-            ran, start = ran + 1, time.perf_counter()
-            failure = run_shell(script, copy, GUIDE_TIMEOUT)
-            print(f"{relative(path)}:{block['line']}: {'failed' if failure else 'ok'} in "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
-            if failure:  # the later blocks build on this one
-                problems.append((relative(path), block['line'], 'guide', failure))
-                break
-    return problems, skipped, ran, time.perf_counter() - t0
-
-
-def check_guides(paths, root=ROOT, jobs=None):
-    """Run the guides (README.md and docs/guides/ by default), several at once, printing each one's result;
-    returns the problems."""
-    paths = paths or [os.path.join(root, 'README.md')] + sorted(glob.glob(os.path.join(root, 'docs', 'guides', '*.md')))
-    problems = []
-    with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
-        for path, (found, skipped, ran, seconds) in zip(paths, pool.map(lambda p: check_guide(p, root), paths)):
-            problems += found
-            skips = '; '.join(f"line {line}: {reason}" for line, reason in skipped)
-            print(f"{relative(path)}: {ran} block(s) run in {seconds:.0f} s{', failed' if found else ''}"
-                  f"{f'; skipped {skips}' if skips else ''}", flush=True)
-            for problem in found:
-                print(f"{problem[0]}:{problem[1]}: {problem[2]}: {problem[3]}", flush=True)
-    return problems
-
-
 # ----------------------------------------------------------------------------- the rules of README.md
 class Doc:
     """One markdown file and the problems found in it; counts (a Counter) receives how many items were checked."""
@@ -530,15 +448,10 @@ def main(argv):
     if '-h' in argv or '--help' in argv:
         print(__doc__[__doc__.index('usage:'):].strip())
         return 0
-    paths = [arg for arg in argv if arg not in ('--no-run', '--guides')]
+    paths = [arg for arg in argv if arg != '--no-run']
     for path in (p for p in paths if p.startswith('-') or not os.path.exists(p)):
         sys.exit(f"error: {'unknown option' if path.startswith('-') else 'no file or folder'} {path}; usage: "
-                 f"check_docs.py [--no-run] [file.md or folder ...] (all the docs if none), or --guides [guide.md ...]")
-    if '--guides' in argv:
-        t0 = time.perf_counter()
-        problems = check_guides([os.path.abspath(p) for p in paths])
-        print(f"{len(problems)} guide(s) failed; {time.perf_counter() - t0:.0f} s in all")
-        return 1 if problems else 0
+                 f"check_docs.py [--no-run] [file.md or folder ...] (all the docs if none)")
     counts, t0, run = collections.Counter(), time.perf_counter(), '--no-run' not in argv
     problems = check(paths, ROOT, run, counts)
     for path, line, kind, message in problems:
