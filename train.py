@@ -268,18 +268,21 @@ def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, r
 
 
 def stop(message, code):
-    if master_process:
-        print(message, file=sys.stderr if code else sys.stdout)
+    """End the run with message, said once; an error (code 1) through said_once, as every other error."""
     if ddp:
         dist.destroy_process_group()
-    sys.exit(code)
+    if code:
+        raise said_once(message)
+    if master_process:
+        print(message)
+    sys.exit(0)
 
 
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
 # log line and evaluation, which plot.py draws), and wandb
 run_log, last_logged = None, None
 if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):  # before anything is written
-    stop(existing_run(out_dir), 1)  # said once under torchrun
+    stop(existing_run(out_dir), 1)
 if master_process and not eval_only:
     record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
     run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
