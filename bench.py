@@ -92,7 +92,8 @@ if mode not in ('train', 'generate'):
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate', threads=threads)
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate', threads=threads,
+                                        compiled=compile)
 
 
 def synchronize():

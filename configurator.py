@@ -181,13 +181,24 @@ def bf16_supported(device_type):
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def setup(device, dtype, seed, generate=False, threads=0):
+def skip_dynamo_import():
+    """torch.optim's Optimizer imports torch._dynamo (~2 s on a small CPU, the longest part of a short run's start-up)
+    at its first add_param_group, zero_grad or state_dict, only to keep torch.compile out of them. For a run that
+    compiles nothing, this hands each of them, in advance, what that import would produce: the method itself."""
+    from torch.optim import Optimizer
+    for method in (Optimizer.add_param_group, Optimizer.zero_grad, Optimizer.state_dict, Optimizer.load_state_dict):
+        original = getattr(method, '__wrapped__', None)  # torch._disable_dynamo's wrapper; in other torch versions
+        if original is not None and not hasattr(original, '__dynamo_disable'):  # without it, nothing is changed
+            setattr(original, '__dynamo_disable', original)
+
+
+def setup(device, dtype, seed, generate=False, threads=0, compiled=True):
     """What every script does before it builds a model, in one place. Checks the device and dtype settings,
     makes a CUDA device the current one (under torchrun: this process's own GPU, LOCAL_RANK), resolves
     dtype 'auto' (bf16 on CUDA that has it natively, else fp16 with loss scaling; bf16 on CPUs with AMX,
     except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
     on CUDA, sets torch's CPU threads (threads > 0; two jobs of torch's default threads on the same cores slow each
-    other several-fold), and seeds torch (the same in every process) and numpy and random (per process).
+    other several-fold), skips torch._dynamo's import unless the run is compiled, and seeds torch (the same in every process) and numpy and random (per process).
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     import torch
     device_type = device.split(':')[0]
@@ -201,6 +212,8 @@ def setup(device, dtype, seed, generate=False, threads=0):
         raise said_once(f"error: threads must be >= 0 (0: torch's default), got {threads}")
     if threads:
         torch.set_num_threads(threads)
+    if not compiled:
+        skip_dynamo_import()
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
         raise said_once(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':
