@@ -264,6 +264,12 @@ def test_muon_orthogonalizes_and_descends():
     assert s.max() < 1.25 and (s.max(dim=-1).values / s.min(dim=-1).values).max() < 6  # directions evened out
     U, _, Vh = torch.linalg.svd(G, full_matrices=False)
     assert F.cosine_similarity(O.flatten(1), (U @ Vh).flatten(1)).min() > 0.95  # towards U V^T
+    X = G.mT / G.norm(dim=(-2, -1), keepdim=True)  # the plain iteration, which the wide path (48 >= 2 x 16) rewrites
+    for _ in range(5):
+        A = X @ X.mT
+        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+    assert (O - X.mT).abs().max().item() < 1e-4 and O.shape == G.shape
+    assert (orthogonalize(G.mT) - X).abs().max().item() < 1e-4  # a wide input: no transposes
     model = tiny_model()
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02)
     assert [g.get('use_muon', False) for g in opt.param_groups] == [False, False, True]
@@ -278,6 +284,35 @@ def test_muon_orthogonalizes_and_descends():
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
 
+
+
+def same_tree(a, b):
+    """Equal nested dicts (keys in the same order), lists and tensors (dtype, device and values)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_tree, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and (a.dtype, a.device) == (b.dtype, b.device) and torch.equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize('optimizer, tie', [('muon', True), ('adamw', False)])
+def test_full_state_dicts_of_one_process_are_torchs_own(optimizer, tie):
+    # what train.py saves without torch.distributed.checkpoint's imports is exactly what get_state_dict returns
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    from distributed import full_state_dicts
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50, tie_weights=tie, bias=True))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', optimizer, 0.02)
+    for _ in range(2):
+        x = torch.randint(50, (2, 16))
+        model(x, x)[1].backward()
+        opt.step()
+        opt.zero_grad()
+    theirs = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    ours = full_state_dicts(model, opt, fsdp=False)
+    assert same_tree(ours, theirs) and len(ours[1]['state']) == len(list(model.parameters()))
+    assert not same_tree(ours, (theirs[0], {**theirs[1], 'param_groups': theirs[1]['param_groups'][::-1]}))
 
 # ---------------------------------------------------------------- data: tokenizer, .bin files, tiny Shakespeare
 
@@ -640,6 +675,22 @@ def test_setup_sets_the_cpu_threads_only_when_asked():
             setup('cpu', 'float32', 0, threads=-1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_uncompiled_muon_run_never_imports_dynamo_and_its_optimizer_works_the_same():
+    # in fresh processes: steps of both halves of MuonAdamW, zero_grad, a state_dict and its reload (torch's own
+    # AdamW imports dynamo in its step regardless); dynamo's import is what setup skips when nothing is compiled
+    code = ("import sys, torch; from configurator import setup; from muon import MuonAdamW; "
+            "setup('cpu', 'float32', 0, compiled={}); w, b = torch.ones(4, 8, requires_grad=True), torch.ones(3); "
+            "b.requires_grad_(); opt = MuonAdamW([dict(params=[w], use_muon=True), dict(params=[b])], lr=0.1); "
+            "w.grad, b.grad = torch.arange(32.).view(4, 8), torch.ones(3); opt.step(); opt.zero_grad(); "
+            "opt.load_state_dict(opt.state_dict()); "
+            "print('torch._dynamo' in sys.modules, w.grad, round(w.sum().item(), 4), b.tolist())")
+    runs = [subprocess.run([sys.executable, '-c', code.format(compiled)], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, 'OMP_NUM_THREADS': '1'}) for compiled in (False, True)]
+    assert [r.stdout.split(' ', 1)[0] for r in runs] == ['False', 'True'], runs
+    assert runs[0].stdout.split(' ', 1)[1] == runs[1].stdout.split(' ', 1)[1]
+    assert runs[0].stdout.split(' ', 2)[1] == 'None'  # zero_grad ran
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -41,6 +41,7 @@ eval_interval = 2000  # evaluate (and maybe save) every this many iterations
 log_interval = 1  # print and log the training loss every this many iterations
 eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # if True, evaluate once and exit
+eval_at_start = True  # False: no evaluation before the first step (saves its seconds in a short run)
 target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
 always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
 init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (a new run from it), 'gpt2'..., an HF folder
@@ -101,7 +102,7 @@ if decay_lr and lr_decay_iters <= warmup_iters:
     raise said_once(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
-device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads)  # seeds torch alike in every process
+device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)  # seeds alike
 
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
@@ -293,7 +294,7 @@ wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
 def save(reason, iter_num, best_val_loss, elapsed):
     """Every process hands in its random states (and, under FSDP, its shards); the master writes ckpt.pt."""
     states = gather_objects(ddp, rng_states(train_generator))
-    model_state, optimizer_state = full_state_dicts(model, optimizer)
+    model_state, optimizer_state = full_state_dicts(model, optimizer, fsdp)
     if master_process:
         os.makedirs(out_dir, exist_ok=True)
         save_checkpoint(dict(model=model_state, optimizer=optimizer_state, scaler=scaler.state_dict(),
@@ -345,7 +346,7 @@ while True:
 
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
     final = iter_num >= max_iters
-    if iter_num % eval_interval == 0 or final or eval_only:
+    if iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start) or final or eval_only:
         losses = estimate_loss()  # every process gets the same numbers, so all take the same decisions below
         reached = not final and losses['val'] <= target_val_loss
         final = final or reached
