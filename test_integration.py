@@ -37,6 +37,7 @@ torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores:
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
        'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
 TRAIN, SAMPLE, BENCH, PLOT = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py', 'plot.py'))
+BENCH_NANOGPT = os.path.join(ROOT, 'bench_nanogpt.py')
 # a tiny model with dropout and gradient accumulation, so that exact resume has something to get wrong
 TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=16', '--batch_size=4', '--gradient_accumulation_steps=2', '--dropout=0.1', '--bias=True',
@@ -144,9 +145,9 @@ def test_shakespeare_char_pipeline(tmp_path):
     assert float(steps[-1][2]) < 2.6, steps  # 60 steps learn the letters and the layout
     assert load_checkpoint(str(tmp_path / 'out-char/ckpt.pt'))['iter_num'] == 60
 
-    out = train(tmp_path, *args, '--init_from=resume', '--max_iters=80')
+    out = train(tmp_path, *args, '--init_from=resume', '--max_iters=80', '--eval_at_start=False')
     assert out.returncode == 0, out.stderr
-    assert [s[0] for s in logged(out.stdout, 'step')] == ['60', '80']
+    assert [s[0] for s in logged(out.stdout, 'step')] == ['80']  # not 60 again: eval_at_start=False
     assert [i for i, _ in logged(out.stdout)] == ['60', '70']
     assert load_checkpoint(str(tmp_path / 'out-char/ckpt.pt'))['iter_num'] == 80
 
@@ -531,7 +532,8 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path):
     commands = printed_commands(out.stdout)
     assert commands == [['python', 'train.py', 'config/train_shakespeare_char_fast.py', '--dataset=notes',
                          '--out_dir=out-notes'], ['python', 'sample.py', '--out_dir=out-notes']]
-    short = ['--max_iters=120', '--lr_decay_iters=120', '--eval_interval=120', '--eval_iters=10', '--warmup_iters=12']
+    short = ['--max_iters=120', '--lr_decay_iters=120', '--eval_interval=120', '--eval_iters=10', '--warmup_iters=12',
+             '--eval_at_start=True']  # the recipe skips it; the loss at the start is part of the check
     out = train(root, *commands[0][2:], *short)
     assert out.returncode == 0, out.stderr
     steps = logged(out.stdout, 'step')
@@ -1018,6 +1020,12 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
      "--n_layer=2", 'out-good'),
     ('dataset vocab larger than bench.py\'s', BENCH, ['--dataset=big', '--vocab_size=65', '--device=cpu'], {},
      "error: data/big/meta.pkl has vocab_size 100, larger than --vocab_size=65; pass --vocab_size=100 or more", 'out-good'),
+    ('bench_nanogpt.py without a nanoGPT checkout', BENCH_NANOGPT, ['--nanogpt_dir=out-good'], {},
+     "error: nanogpt_dir='out-good' is not a nanoGPT checkout (train.py, model.py, configurator.py); git clone", 'out-good'),
+    ('bench_nanogpt.py, an unknown run', BENCH_NANOGPT, ['--runs=fast,fastest'], {},
+     "error: runs must be some of same, fast, fast_long, comma-separated; got 'fast,fastest'", 'out-good'),
+    ('bench_nanogpt.py, a missing extra_config', BENCH_NANOGPT, [f'--nanogpt_dir={ROOT}', '--extra_config=quick.py'],
+     {}, "error: extra_config file 'quick.py' not found", 'out-good'),
     ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
     ('unknown config key, nothing close', TRAIN, ['--frobnicate=3'], {},
      "error: unknown config key 'frobnicate'; python train.py --help lists the settings", 'out-good'),
@@ -1318,6 +1326,34 @@ def test_time_to_loss_mode_stops_at_the_target(tmp_path):
     (tmp_path / 'short.py').write_text((tmp_path / 'ttl.py').read_text().replace('300', '20'))
     out = run([sys.executable, BENCH, '--mode=time_to_loss', '--train_config=short.py', '--target_loss=0.5'], tmp_path)
     assert out.returncode == 1 and 'did NOT reach val loss 0.5: val loss' in out.stdout and 'at iter 20,' in out.stdout
+
+
+
+def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_path):
+    # this project stands in for nanoGPT's checkout (it runs nanoGPT's command line): "nanoGPT" and "same" are then
+    # the same code and command, so their losses must agree to the last digit, and the table must say so
+    make_project(tmp_path, make_corpus())
+    assert run([sys.executable, 'data/shakespeare_char/prepare.py'], tmp_path).returncode == 0
+    shutil.copytree(os.path.join(ROOT, 'config'), tmp_path / 'config')
+    (tmp_path / 'quick.py').write_text("max_iters = 12\nlr_decay_iters = 12\nwarmup_iters = 2\neval_interval = 6\n"
+                                       "eval_iters = 2\ndtype = 'float32'\nn_layer = 2\n")
+    out = run([sys.executable, BENCH_NANOGPT, f'--nanogpt_dir={ROOT}', '--rounds=1', '--eval_batches=5',
+               '--extra_config=quick.py'], tmp_path, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"^note: data/shakespeare_char has \d+ characters, not tiny Shakespeare's 65", out.stdout, re.M)
+    rows = {m[0]: m[1:] for m in re.findall(r'^\s+1  (\w+)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9.]+)\s+([0-9.]+)$',
+                                             out.stdout, re.M)}
+    assert list(rows) == ['nanoGPT', 'same', 'fast', 'fast_long'] and rows['nanoGPT'][1] == '1.00'
+    assert rows['nanoGPT'][2:] == rows['same'][2:] and 2.0 < float(rows['same'][3]) < 4.0  # its val and ours
+    assert rows['fast'][3] != rows['same'][3]
+    for name in ('same', 'fast', 'fast_long'):
+        seconds, ratio = float(rows[name][0]), float(rows[name][1])
+        nano = float(rows['nanoGPT'][0])  # each ratio is to its round's nanoGPT time (printed to 0.1 s, so give or take)
+        assert abs(ratio - nano / seconds) <= 0.006 + ratio * (0.05 / nano + 0.05 / seconds)
+    assert re.search(r'^same \(float32\): [0-9.]+ s, [0-9.]+x nanoGPT.s speed \(worst round [0-9.]+x\), '
+                     rf'val {rows["same"][3]} \(\+0\.0000\); target 1\.5x at the same loss$', out.stdout, re.M)
+    assert re.search(r'^fast_long \(float32\): .*; target val <= 1\.65 at >= 1\.00x$', out.stdout, re.M)
+    assert not list(tmp_path.glob('out*'))  # every run went to a temporary folder
 
 
 # ---------------------------------------------------------------- the ecosystem: Hugging Face export, HellaSwag
