@@ -1,4 +1,5 @@
-# the baby GPT sized for a laptop CPU: about 40 s on 2 cores with AMX (bf16), a minute without, to a val loss of 1.92
+# the baby GPT sized for a laptop CPU (nanoGPT's CPU recipe), to a val loss of 1.92: about 40 s on a 2-core Xeon with
+# AMX (bf16); 100-140 s on a 2-core AMD EPYC without AMX (float32), where nanoGPT's own code took 105-145 s
 # $ python train.py config/train_shakespeare_char_cpu.py
 
 out_dir = 'out-shakespeare-char'
