@@ -33,7 +33,7 @@ runs = 'same,fast,fast_long'  # this project's runs after nanoGPT's in each roun
 rounds = 2  # each round runs nanoGPT, then each of runs; a run's ratio is to its own round's nanoGPT time
 dtype = 'auto'  # this project's runs: 'float32' is what CPUs without AMX (bf16) compute in
 eval_batches = 200  # the independent val estimate: this many fixed random batches of 12 x 64 val tokens
-extra_config = ''  # a config file of more settings for every training run, nanoGPT's too (max_iters = 20: a quick check)
+extra_config = ''  # a config file of settings for every training run, nanoGPT's too (max_iters = 20: a quick check)
 # -----------------------------------------------------------------------------
 configure(globals())
 require_positive(globals(), 'rounds', 'eval_batches')
@@ -107,7 +107,8 @@ with tempfile.TemporaryDirectory() as work:
     results = {name: [] for name in ['nanoGPT', *ours]}  # (seconds, its last eval, independent val, ratio)
     computed = {}
     print(f"{cpu_name()}, {os.cpu_count()} cores, torch {importlib.metadata.version('torch')}; tiny Shakespeare"
-          f"{' (its offline stand-in)' if meta['vocab_size'] != 65 else ''}; val estimate: {eval_batches} x 12 x 64 tokens")
+          f"{' (its offline stand-in)' if meta['vocab_size'] != 65 else ''}; val estimate: {eval_batches} x 12 x 64 "
+          f"tokens")
     print(f"{'round':>5}  {'run':<10} {'seconds':>8} {'x nanoGPT':>9} {'its val':>8} {'indep. val':>10}")
     for r in range(1, rounds + 1):
         for name in ['nanoGPT', *ours]:

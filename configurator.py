@@ -198,7 +198,8 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True):
     dtype 'auto' (bf16 on CUDA that has it natively, else fp16 with loss scaling; bf16 on CPUs with AMX,
     except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
     on CUDA, sets torch's CPU threads (threads > 0; two jobs of torch's default threads on the same cores slow each
-    other several-fold), skips torch._dynamo's import unless the run is compiled, and seeds torch (the same in every process) and numpy and random (per process).
+    other several-fold), skips torch._dynamo's import unless the run is compiled, and seeds torch (the same in
+    every process) and numpy and random (per process).
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     import torch
     device_type = device.split(':')[0]
