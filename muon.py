@@ -21,14 +21,16 @@ def orthogonalize(G, steps=5, dtype=torch.float32):
     if tall:  # iterate on the smaller Gram matrix
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= Frobenius norm <= 1
-    if X.size(-1) < 2 * X.size(-2):  # near-square: the plain iteration X <- aX + (bA + cA^2)X, A = X X^T
+    # the plain iteration X <- aX + (bA + cA^2)X, A = X X^T, for near-square matrices and in 16 bits, where the
+    # Gram rewrite below falls apart: its products of m x m matrices pile up rounding (singular values up to ~100)
+    if X.size(-1) < 2 * X.size(-2) or X.element_size() < 4:
         for _ in range(steps):
             A = X @ X.mT
             X = torch.baddbmm(X, torch.baddbmm(A, A, A, beta=b, alpha=c), X, beta=a)
         return (X.mT if tall else X).to(G.dtype)
     # wide (m x n, n >= 2m): each step multiplies X by P = aI + bR + cR^2, a polynomial in R = X X^T, so the
     # steps run on m x m matrices alone (R <- P R P = P^2 R: they commute) and X is multiplied once at the
-    # end; half the flops of the plain iteration for the MLP's 1:4 matrices, the same result to rounding
+    # end; half the flops of the plain iteration for the MLP's 1:4 matrices, the same result to rounding in float32
     R = X @ X.mT
     eye = torch.eye(R.size(-1), dtype=dtype, device=R.device)
     Q = None
