@@ -342,3 +342,11 @@ def start_wandb(project, name, config, run_id=None):
         run = wandb.init(**args, mode='offline')
     run.define_metric('*', step_metric='iter')
     return run
+
+
+def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, resuming):
+    """Why to write ckpt.pt after an evaluation, or '' not to. Only new weights are saved; a run that never
+    improves still leaves its final model, unless it resumed: then the checkpoint it came from is kept."""
+    if not new_state or not (improved or always_save or final and not saved_this_run and not resuming):
+        return ''
+    return 'val loss improved' if improved else 'always_save_checkpoint' if always_save else 'final; never improved'

@@ -891,7 +891,7 @@ def test_learning_rate_schedule_values():
     (True, True, True, False, False, False, ''),  # no step taken (eval_only, or the very first evaluation)
 ])
 def test_checkpoint_reason(improved, always, final, new, saved, resuming, reason):
-    checkpoint_reason, = train_functions('checkpoint_reason')
+    from checkpoint import checkpoint_reason
     assert checkpoint_reason(improved, always, final, new, saved, resuming) == reason
 
 

@@ -25,9 +25,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import (check_architecture, dataset_files, dataset_meta, existing_run, find_weights, load_model,
-                        loss_scaler, open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states,
-                        rng_states, save_checkpoint, start_wandb)
+from checkpoint import (check_architecture, checkpoint_reason, dataset_files, dataset_meta, existing_run, find_weights,
+                        load_model, loss_scaler, open_run_log, open_tokens, read_tokens, record_settings,
+                        restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          resume_command, shard_model, sum_over_ranks)
@@ -258,14 +258,6 @@ def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=Tru
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
-
-
-def checkpoint_reason(improved, always_save, final, new_state, saved_this_run, resuming):
-    """Why to write ckpt.pt after an evaluation, or '' not to. Only new weights are saved; a run that never
-    improves still leaves its final model, unless it resumed: then the checkpoint it came from is kept."""
-    if not new_state or not (improved or always_save or final and not saved_this_run and not resuming):
-        return ''
-    return 'val loss improved' if improved else 'always_save_checkpoint' if always_save else 'final; never improved'
 
 
 def stop(message, code):
