@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_files, dataset_meta, open_tokens, read_tokens
+from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_tokens
 from configurator import configure, default_device, require_positive, setup
 from model import GPT, GPTConfig
 
@@ -93,7 +93,7 @@ require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
 device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate', threads=threads,
-                                        compiled=compile)
+                                        compiled=compile, training=mode == 'train')
 
 
 def synchronize():
@@ -136,7 +136,7 @@ model = GPT(GPTConfig(block_size=block_size, n_layer=n_layer, n_head=n_head, n_e
 model.to(device)
 optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
                                        device_type=device_type, optimizer=optimizer_name, dtype=dtype)
-scaler = torch.amp.GradScaler('cuda', enabled=(dtype == 'float16'))
+scaler = loss_scaler(device_type, dtype)
 if compile:
     print("Compiling model...")
     model.compile()
@@ -219,7 +219,7 @@ else:
     lossf = loss.item()  # waits for the device
     synchronize()
     dt = (time.perf_counter() - t0) / num_iters
-    mfu = model.estimate_mfu(batch_size, dt, block_size, device_type)
+    mfu = model.estimate_mfu(batch_size, dt, block_size, device_type, dtype)
     flops = model.estimate_flops_per_token(block_size) * batch_size * block_size / dt
     print(f"final loss: {lossf:.4f}")
     print(f"time per iteration: {dt * 1000:.2f}ms, tokens/s: {batch_size * block_size / dt:,.0f}, "

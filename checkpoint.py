@@ -96,8 +96,13 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise said_once(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
                         f"holding ckpt.pt")
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    try:  # mapped: a tensor is read from the file when it is used, so no process holds a second copy of it all
+        try:
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except RuntimeError as e:  # torch's legacy format (before torch 1.6) cannot be mapped: read it whole
+            if 'mmap can only be used' not in str(e):
+                raise
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled code: all mean "not a usable checkpoint"
         raise said_once(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
                         f"be truncated or corrupt; restore a copy or train again")
@@ -187,20 +192,21 @@ def dataset_meta(dataset):
         raise said_once(f"error: cannot read {path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
 
 
-def rng_states(sampler):
-    """Everything random that decides this process's future: dropout (CPU, CUDA, MPS), the sampler, numpy, python."""
+def rng_states(sampler, device_type='cpu'):
+    """Everything random that decides this process's future: dropout (on the CPU, and on the run's GPU or MPS), the
+    sampler, numpy, python. Another device's generator is left alone: a CPU run never creates a CUDA context."""
     state = dict(torch=torch.get_rng_state(), sampler=sampler.get_state(), python=random.getstate())
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # as plain types and tensors, which torch.load(weights_only=True) accepts
     state['numpy'] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
-    if torch.cuda.is_available():
+    if device_type == 'cuda':
         state['cuda'] = torch.cuda.get_rng_state()  # the current GPU's: setup made it this process's
-    if torch.backends.mps.is_available():  # dropout on MPS draws from its own generator
+    if device_type == 'mps':  # dropout on MPS draws from its own generator
         state['mps'] = torch.mps.get_rng_state()
     return state
 
 
-def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, verbose=True):
+def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, device_type='cpu', verbose=True):
     """Put back this process's random states from a checkpoint's list of every process's. Says so when that
     cannot be exact: another number of processes, or a nanoGPT checkpoint, which has none."""
     if not states:
@@ -216,10 +222,8 @@ def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, verbos
     random.setstate(state['python'])
     name, keys, pos, has_gauss, gauss = state['numpy']
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if torch.cuda.is_available() and 'cuda' in state:
-        torch.cuda.set_rng_state(state['cuda'])
-    if torch.backends.mps.is_available() and 'mps' in state:
-        torch.mps.set_rng_state(state['mps'])
+    if device_type in ('cuda', 'mps') and device_type in state:
+        getattr(torch, device_type).set_rng_state(state[device_type])
     if len(states) != world_size:  # the data stream is shared by all, so it carries over; dropout's streams cannot
         torch.manual_seed(seed + rank + iter_num)
         if verbose:

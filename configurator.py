@@ -181,6 +181,27 @@ def bf16_supported(device_type):
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def cuda_device(device):
+    """The GPU a CUDA run computes on, with its index: under torchrun this process's own (LOCAL_RANK), else the one
+    named, and for a bare 'cuda' the current one (GPU 0 unless the program chose another), as torch reads 'cuda'."""
+    import torch
+    if not re.fullmatch(r'cuda(:\d+)?', device):
+        raise said_once(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
+    count = torch.cuda.device_count()
+    if 'LOCAL_RANK' in os.environ:
+        index = int(os.environ['LOCAL_RANK'])
+        if index >= count:  # only the processes past the last GPU meet this, so each says it
+            raise SystemExit(f"error: torchrun process LOCAL_RANK={index} has no GPU of its own: this machine has "
+                             f"{count}; use --nproc_per_node={count} or fewer")
+        return f'cuda:{index}'
+    index = int(device[5:]) if ':' in device else torch.cuda.current_device()
+    if index >= count:
+        which = 'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'
+        raise said_once(f"error: device '{device}' requested but this machine has {count} CUDA GPU"
+                        f"{'s' * (count > 1)} ({which}); pick one of them")
+    return f'cuda:{index}'
+
+
 def skip_dynamo_import():
     """torch.optim's Optimizer imports torch._dynamo (~2 s on a small CPU, the longest part of a short run's start-up)
     at its first add_param_group, zero_grad or state_dict, only to keep torch.compile out of them. For a run that
@@ -192,14 +213,15 @@ def skip_dynamo_import():
             setattr(original, '__dynamo_disable', original)
 
 
-def setup(device, dtype, seed, generate=False, threads=0, compiled=True):
+def setup(device, dtype, seed, generate=False, threads=0, compiled=True, training=True):
     """What every script does before it builds a model, in one place. Checks the device and dtype settings,
-    makes a CUDA device the current one (under torchrun: this process's own GPU, LOCAL_RANK), resolves
+    makes a CUDA device the current one and names it with its index (see cuda_device), resolves
     dtype 'auto' (bf16 on CUDA that has it natively, else fp16 with loss scaling; bf16 on CPUs with AMX,
     except for generation, whose one-token steps run faster in float32; float32 elsewhere), turns on TF32
     on CUDA, sets torch's CPU threads (threads > 0; two jobs of torch's default threads on the same cores slow each
     other several-fold), skips torch._dynamo's import unless the run is compiled, and seeds torch (the same in
-    every process) and numpy and random (per process).
+    every process) and numpy and random (per process). float16 off CUDA is for inference only (training=False):
+    training in it needs loss scaling.
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     import torch
     device_type = device.split(':')[0]
@@ -218,7 +240,7 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True):
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
         raise said_once(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':
-        device = f"cuda:{os.environ['LOCAL_RANK']}" if 'LOCAL_RANK' in os.environ else device
+        device = cuda_device(device)
         torch.cuda.set_device(device)  # before anything asks "the current GPU" (RNG states, names, bf16 probe)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -231,7 +253,7 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True):
     if dtype == 'bfloat16' and not bf16_supported(device_type):
         raise said_once(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
                         f"use --dtype=float16 on CUDA or --dtype=float32")
-    if dtype == 'float16' and device_type != 'cuda':
+    if dtype == 'float16' and device_type != 'cuda' and training:  # inference needs no loss scaling
         raise said_once(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
                         f"or bfloat16 on {device}")
     rank = int(os.environ.get('RANK', 0))

@@ -35,7 +35,7 @@ configure(globals())  # overrides from the command line or a config file
 OFFICIAL_FILE = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl'
 if max_examples < 0:
     sys.exit(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
-device, device_type, dtype, autocast = setup(device, dtype, seed=1337, threads=threads)
+device, device_type, dtype, autocast = setup(device, dtype, seed=1337, threads=threads, training=False)
 if data_file and not os.path.isfile(data_file):  # before a model load
     sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
              f"({OFFICIAL_FILE})")

@@ -200,20 +200,25 @@ class Block(nn.Module):
         return x
 
 
-# dense (no sparsity) 16-bit tensor-core peaks in FLOP/s with fp32 accumulation, as PyTorch computes, from NVIDIA's
-# datasheets and architecture whitepapers (V100 and T4: fp16, having no bf16); matched against get_device_name()
-GPU_PEAK_FLOPS = {'H200': 989e12, 'H100 NVL': 835e12, 'H100 PCIe': 756e12, 'H100': 989e12, 'A100': 312e12,
-                  'L40S': 362e12, 'A10G': 70e12, 'A10': 125e12, 'L4': 121e12, 'V100': 125e12, 'T4': 65e12,
-                  '4090': 165e12, '3090': 71e12}  # GeForce: half their fp16-accumulate figures (330, 142)
+# dense (no sparsity) peaks in FLOP/s with fp32 accumulation, as PyTorch computes, from NVIDIA's datasheets and
+# architecture whitepapers: (16-bit tensor cores, float32 as TF32 tensor cores, on by setup, or plain FP32 on V100
+# and T4, which have neither bf16 nor TF32); matched against get_device_name()
+GPU_PEAK_FLOPS = {'H200': (989e12, 495e12), 'H100 NVL': (835e12, 418e12), 'H100 PCIe': (756e12, 378e12),
+                  'H100': (989e12, 495e12), 'A100': (312e12, 156e12), 'L40S': (362e12, 183e12), 'A10G': (70e12, 35e12),
+                  'A10': (125e12, 62.5e12), 'L4': (121e12, 60e12), 'V100': (125e12, 15.7e12), 'T4': (65e12, 8.1e12),
+                  '4090': (165e12, 82.6e12), '3090': (71e12, 35.6e12)}  # GeForce: half their fp16-accumulate figures
 
 
-def device_peak_flops(device_type):
-    """Peak FLOP/s of the device we run on, or None where we do not know it (CPU, MPS, unlisted GPUs)."""
+def device_peak_flops(device_type, dtype='bfloat16'):
+    """Peak FLOP/s of the device we run on in dtype, or None where we do not know it (CPU, MPS, unlisted GPUs)."""
     if device_type != 'cuda' or not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name()
     words = set(re.split(r'[\s-]+', name))  # whole words: 'L4' must not match 'L40', nor 'A100' 'A1000'
-    return next((peak for key, peak in GPU_PEAK_FLOPS.items() if set(key.split()) <= words), None)
+    if words & {'Laptop', 'Mobile', 'Max', 'D'}:  # the laptop 4090 and China's 4090 D are other, slower chips
+        return None
+    peaks = next((peaks for key, peaks in GPU_PEAK_FLOPS.items() if set(key.split()) <= words), None)
+    return peaks and peaks[dtype == 'float32']
 
 
 class GPT(nn.Module):
@@ -378,10 +383,10 @@ class GPT(nn.Module):
         L, H, Q = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head
         return 6 * N + 12 * L * H * Q * seq_len
 
-    def estimate_mfu(self, fwdbwd_per_iter, dt, seq_len=None, device_type='cuda'):
-        """Model FLOPs utilization: achieved FLOP/s over the device's peak; None where the peak is unknown.
-        seq_len is the length actually trained on (defaults to block_size)."""
-        peak = device_peak_flops(device_type)
+    def estimate_mfu(self, fwdbwd_per_iter, dt, seq_len=None, device_type='cuda', dtype='bfloat16'):
+        """Model FLOPs utilization: achieved FLOP/s over the device's peak in the dtype computed in; None where the
+        peak is unknown. seq_len is the length actually trained on (defaults to block_size)."""
+        peak = device_peak_flops(device_type, dtype)
         if peak is None or dt <= 0:
             return None
         T = seq_len or self.config.block_size
@@ -424,7 +429,7 @@ def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator
     whose probabilities add up to at least top_p (nucleus sampling)."""
     if temperature == 0 or top_k == 1:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    logits = logits.float() / temperature  # 16-bit logits over a small temperature overflow, and sum coarsely
     if top_k is not None:
         v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
         logits[logits < v[:, [-1]]] = -float('Inf')

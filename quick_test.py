@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import re
 import socket
 import subprocess
@@ -98,17 +99,6 @@ def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
     assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
     assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])
     assert opt.defaults['fused'] is True
-
-
-@pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12),
-                                        ('NVIDIA H100 NVL', 835e12),
-                                        ('NVIDIA A100-SXM4-80GB', 312e12), ('NVIDIA L4', 121e12), ('NVIDIA L40', None),
-                                        ('NVIDIA RTX A1000', None), ('NVIDIA GH200 480GB', None), ('Tesla T4', 65e12)])
-def test_gpu_peak_matches_whole_model_names(monkeypatch, name, peak):
-    from model import device_peak_flops
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: name)
-    assert device_peak_flops('cuda') == peak
 
 
 def test_generate_greedy_is_argmax_and_crops_context():
@@ -717,41 +707,6 @@ def test_an_uncompiled_muon_run_never_imports_dynamo_and_its_optimizer_works_the
     assert runs[0].stdout.split(' ', 2)[1] == 'None'  # zero_grad ran
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_setup_on_a_real_gpu():
-    device, device_type, dtype, ctx = setup('cuda', 'auto', 0)
-    native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # Ampere on; V100 and T4 only emulate it
-    assert device_type == 'cuda' and dtype == ('bfloat16' if native_bf16 else 'float16')
-    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
-    with torch.no_grad():
-        expected = model(idx, idx)[0]
-        with ctx:
-            logits = model.to(device)(idx.to(device), idx.to(device))[0]
-    assert (logits.float().cpu() - expected).abs().max().item() < 0.05
-
-
-def test_setup_under_torchrun_takes_this_process_gpu_before_probing_bf16(monkeypatch):
-    """CUDA's logic without a GPU: torch.cuda patched as GPUs of compute capability 8.0 (A100) and 7.0 (V100), and
-    torch's own is_bf16_supported asked. LOCAL_RANK picks the GPU, made current before anything asks 'the current
-    GPU'; bf16 that a V100 would only emulate does not count, so 'auto' is float16 there."""
-    current = []
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'set_device', lambda d: current.append(torch.device(d).index))
-    monkeypatch.setattr(torch.cuda, 'current_device', lambda: current[-1])
-    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
-    monkeypatch.setattr(torch.cuda, '_check_bf16_tensor_supported', lambda d: True)  # as a V100 emulates it
-    monkeypatch.setenv('LOCAL_RANK', '3')
-    for major, expected in ((8, 'bfloat16'), (7, 'float16')):
-        asked = []
-        monkeypatch.setattr(torch.cuda, 'get_device_properties', lambda d: asked.append(d) or mock.Mock(major=major))
-        with mock.patch('torch.autocast'):
-            device, device_type, dtype, _ = setup('cuda', 'auto', 0)
-        assert (device, device_type, dtype) == ('cuda:3', 'cuda', expected) and set(asked) == {3}
-    monkeypatch.delenv('LOCAL_RANK')  # one process on --device=cuda:2: GPU 2 becomes the current one, not GPU 0
-    with mock.patch('torch.autocast'):
-        assert setup('cuda:2', 'auto', 0)[:3] == ('cuda:2', 'cuda', 'float16') and current[-1] == 2
-
-
 # ---------------------------------------------------------------- checkpoints
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
@@ -784,28 +739,15 @@ def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, caps
     assert calls == [(8, True), (8, False), (4, True), (4, False)] and 'speed-up' in capsys.readouterr().out
 
 
-def test_init_distributed_gives_nccl_this_process_gpu(monkeypatch):
-    import distributed
-    calls = []
-    monkeypatch.setattr(distributed.dist, 'init_process_group', lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(distributed.dist, 'barrier', lambda: None)
-    monkeypatch.setenv('RANK', '3')
-    monkeypatch.setenv('LOCAL_RANK', '1')
-    monkeypatch.setenv('WORLD_SIZE', '4')
-    assert distributed.init_distributed('', 'cuda', 5) == (3, 1) and distributed.init_distributed('', 'cpu', 5) == (3, 1)
-    assert [(c['backend'], c['device_id']) for c in calls] == [('nccl', torch.device('cuda', 1)), ('gloo', None)]
-
-
 def test_random_states_include_the_mps_generator(monkeypatch):
     """On a Mac, dropout draws from the MPS generator: its state is saved and restored with the others."""
     from checkpoint import restore_rng_states, rng_states
     restored = []
-    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
     monkeypatch.setattr(torch.mps, 'get_rng_state', lambda: torch.tensor([7, 8], dtype=torch.uint8))
     monkeypatch.setattr(torch.mps, 'set_rng_state', lambda state: restored.append(state.tolist()))
-    states = [rng_states(torch.Generator().manual_seed(0))]
-    assert states[0]['mps'].tolist() == [7, 8]
-    restore_rng_states(states, 0, 1, torch.Generator(), 0, 0)
+    states = [rng_states(torch.Generator().manual_seed(0), 'mps')]
+    assert states[0]['mps'].tolist() == [7, 8] and 'mps' not in rng_states(torch.Generator(), 'cpu')
+    restore_rng_states(states, 0, 1, torch.Generator(), 0, 0, 'mps')
     assert restored == [[7, 8]]
 
 
@@ -989,17 +931,204 @@ def test_one_tokenizer_for_characters_and_gpt2(enc):
     assert bpe.encode(HELLO, allow_eot=True) == [15496, 995, 0, 220, 50256] and bpe.decode([15496, 995]) == "Hello world"
 
 
-def test_mfu_against_a_known_gpu_peak(monkeypatch):
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'NVIDIA A100-SXM4-40GB')
+# ---------------------------------------------------------------- CUDA, simulated below torch (conftest.fake_cuda)
+
+import runpy  # noqa: E402
+import traceback  # noqa: E402
+
+from conftest import real_gpus  # noqa: E402
+
+
+@pytest.mark.parametrize('capability, expected', [((7, 0), 'float16'), ((8, 0), 'bfloat16'), ((9, 0), 'bfloat16')])
+@pytest.mark.parametrize('device, local_rank, index', [('cuda', None, 0), ('cuda:1', None, 1), ('cuda', '1', 1)])
+def test_setup_makes_the_run_gpu_current_and_picks_its_dtype(fake_cuda, monkeypatch, capability, expected, device,
+                                                              local_rank, index):
+    """'cuda' alone is the current GPU, GPU 0, named with its index; 'cuda:1' and torchrun's LOCAL_RANK=1 GPU 1.
+    It is made current before torch's own is_bf16_supported asks the current GPU: bf16 that a V100 (7.0) would
+    only emulate does not count, so 'auto' is float16 there. TF32 is on for float32 matmuls."""
+    fake_cuda(capability, count=2)
+    if local_rank is not None:
+        monkeypatch.setenv('LOCAL_RANK', local_rank)
+    resolved, device_type, dtype, ctx = setup(device, 'auto', 0)
+    assert (resolved, device_type, dtype) == (f'cuda:{index}', 'cuda', expected)
+    assert torch.cuda.current_device() == index and torch.device(resolved).index == index
+    assert ctx.device == 'cuda' and ctx.fast_dtype == getattr(torch, expected)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.get_float32_matmul_precision() == 'high'
+
+
+def test_setup_refuses_a_gpu_this_machine_lacks_in_one_line(fake_cuda, monkeypatch):
+    fake_cuda((7, 0), count=2)
+    for device, message in (('cuda:2', "error: device 'cuda:2' requested but this machine has 2 CUDA GPUs (cuda:0 to "
+                                        "cuda:1); pick one of them"),
+                            ('cuda:x', "error: unknown device 'cuda:x'; use cpu, cuda, cuda:N or mps")):
+        with pytest.raises(SystemExit) as e:
+            setup(device, 'auto', 0)
+        assert e.value.code == message
+    with pytest.raises(SystemExit, match=r"^error: dtype 'bfloat16' requested but cuda:0 has no native bfloat16"):
+        setup('cuda', 'bfloat16', 0)
+    monkeypatch.setenv('LOCAL_RANK', '2')  # torchrun --nproc_per_node=3 on 2 GPUs: that process says so itself
+    with pytest.raises(SystemExit, match=r"^error: torchrun process LOCAL_RANK=2 has no GPU of its own: this machine "
+                                         r"has 2; use --nproc_per_node=2 or fewer$"):
+        setup('cuda', 'auto', 0)
+
+
+def test_simulated_gpus_leave_torch_as_they_found_it():
+    """The simulation restores what it and torch's CUDA code touched, so simulated tests pass alone and in any
+    order: a second machine starts uninitialised, and afterwards torch is a CPU build again."""
+    from conftest import simulated_cuda
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.cuda._queued_calls[:]
+    for capability, count in (((8, 0), 2), ((7, 0), 1)):
+        with simulated_cuda(capability, count):
+            assert not torch.cuda.is_initialized() and torch.cuda.default_generators == ()
+            setup('cuda', 'auto', 0)
+            assert torch.cuda.is_initialized() and len(torch.cuda.default_generators) == count
+            assert torch.cuda.get_device_capability() == capability and torch.cuda.device_count() == count
+    assert not torch.cuda.is_available() and not torch.cuda.is_initialized() and torch.cuda.device_count() == 0
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.cuda._queued_calls) == before
+    assert not torch.backends.cuda.matmul.allow_tf32 and not hasattr(torch.cuda, '_get_device_properties')
+    with pytest.raises(AssertionError, match="Torch not compiled with CUDA enabled"):
+        torch.cuda.get_rng_state()
+
+
+def test_random_states_are_the_run_gpus_and_a_cpu_run_leaves_cuda_alone(fake_cuda):
+    """A CUDA run saves and restores its own GPU's generator (made current by setup); a CPU run on a machine with
+    GPUs never touches CUDA, which would create a context on GPU 0 (and fail where GPUs are exclusive)."""
+    from checkpoint import restore_rng_states, rng_states
+    fake_cuda((8, 0), count=2)
+    setup('cpu', 'float32', 0)
+    assert 'cuda' not in rng_states(torch.Generator(), 'cpu') and not torch.cuda.is_initialized()
+    setup('cuda:1', 'auto', 0)
+    torch.cuda.manual_seed(5)  # the current GPU's generator only
+    states = [rng_states(torch.Generator(), 'cuda')]
+    assert torch.equal(states[0]['cuda'], torch.cuda.default_generators[1].get_state())
+    assert not torch.equal(states[0]['cuda'], torch.cuda.default_generators[0].get_state())
+    expected = torch.randn(3, generator=torch.cuda.default_generators[1])
+    torch.cuda.manual_seed(6)
+    restore_rng_states(states, 0, 1, torch.Generator(), 0, 0, 'cuda')
+    assert torch.equal(torch.randn(3, generator=torch.cuda.default_generators[1]), expected)
+
+
+@pytest.mark.parametrize('name, dtype, peak', [
+    ('NVIDIA H100 80GB HBM3', 'bfloat16', 989e12), ('NVIDIA H100 PCIe', 'bfloat16', 756e12),
+    ('NVIDIA H100 NVL', 'bfloat16', 835e12), ('NVIDIA A100-SXM4-80GB', 'bfloat16', 312e12),
+    ('NVIDIA A100-SXM4-80GB', 'float32', 156e12), ('Tesla V100-SXM2-16GB', 'float16', 125e12),
+    ('Tesla V100-SXM2-16GB', 'float32', 15.7e12), ('NVIDIA L4', 'bfloat16', 121e12), ('NVIDIA L40', 'bfloat16', None),
+    ('NVIDIA RTX A1000', 'bfloat16', None), ('NVIDIA GH200 480GB', 'bfloat16', None), ('Tesla T4', 'float16', 65e12),
+    ('NVIDIA GeForce RTX 4090', 'bfloat16', 165e12), ('NVIDIA GeForce RTX 4090 Laptop GPU', 'bfloat16', None),
+    ('NVIDIA GeForce RTX 4090 D', 'bfloat16', None)])
+def test_gpu_peak_matches_whole_model_names_and_the_dtype(fake_cuda, name, dtype, peak):
+    from model import device_peak_flops
+    fake_cuda(name=name)
+    assert device_peak_flops('cuda', dtype) == peak and device_peak_flops('cpu', dtype) is None
+
+
+def test_mfu_against_a_known_gpu_peak(fake_cuda):
+    fake_cuda(name='NVIDIA A100-SXM4-40GB')
     model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50304))
     # GPT-2 124M: 6N + 12 L H Q T FLOPs per token, N = 123.7M without the position embeddings
     N = model.get_num_params()
     assert N == 123_689_472 and model.estimate_flops_per_token(1024) == 6 * N + 12 * 12 * 12 * 64 * 1024
     flops = (6 * N + 12 * 12 * 12 * 64 * 1024) * 1024 * 480  # 480 sequences of 1024 tokens in 2.5 s
     assert model.estimate_mfu(480, 2.5, device_type='cuda') == pytest.approx(flops / 2.5 / 312e12, rel=1e-12)
+    # a float32 run computes in TF32, whose peak is half: the same step is twice the share of it
+    assert model.estimate_mfu(480, 2.5, device_type='cuda', dtype='float32') == pytest.approx(flops / 2.5 / 156e12)
     assert model.estimate_mfu(480, 2.5, 512, device_type='cuda') < model.estimate_mfu(480, 2.5, device_type='cuda')
     assert model.estimate_mfu(480, 2.5, device_type='cpu') is None
+
+
+def test_init_distributed_binds_this_process_gpu_and_asks_nccl(fake_cuda, monkeypatch):
+    """torch's own init_process_group on a simulated machine: the group is bound to LOCAL_RANK's GPU (NCCL
+    connects it at once), and its first collective runs there, which is where a CPU build stops."""
+    import distributed
+    fake_cuda((8, 0), count=2)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    for k, v in dict(RANK='0', LOCAL_RANK='1', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit, match=r"could not form the nccl process group .*\(RuntimeError\)"):
+        distributed.init_distributed('', 'cuda', 5)  # '' on CUDA is NCCL, which a CPU build lacks
+    try:
+        with pytest.raises(SystemExit, match=r"could not form the gloo process group .*\(NotImplementedError\)"):
+            distributed.init_distributed('gloo', 'cuda', 5)  # its barrier: a tensor on GPU 1
+        assert torch.distributed.distributed_c10d._get_default_group().bound_device_id == torch.device('cuda', 1)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def tiny_run_folder(root, vocab_size=65):
+    """root/data/tiny (65 tokens) and root/out/ckpt.pt of a tiny model, in train.py's format."""
+    (root / 'data' / 'tiny').mkdir(parents=True)
+    tokens = (np.arange(3000) * 7 % 65).astype(np.uint16)
+    tokens.tofile(root / 'data' / 'tiny' / 'train.bin')
+    tokens[:500].tofile(root / 'data' / 'tiny' / 'val.bin')
+    (root / 'data' / 'tiny' / 'meta.pkl').write_bytes(pickle.dumps({'vocab_size': 65}))
+    (root / 'out').mkdir()
+    model = tiny_model(vocab_size=vocab_size)
+    save_checkpoint(dict(model=model.state_dict(), model_args=vars(model.config), iter_num=0, best_val_loss=9.0,
+                         config={'dataset': 'tiny' if vocab_size == 65 else None}, rng_states=[]),
+                    str(root / 'out' / 'ckpt.pt'))
+
+
+def run_script(monkeypatch, script, *args):
+    """script run in this process, as python script args would run it (its globals, or what it raised)."""
+    monkeypatch.setattr(sys, 'argv', [script, *args])
+    return runpy.run_path(os.path.join(ROOT, script), run_name='__main__')
+
+
+STARTS = {'train.py': ['--dataset=tiny', '--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=16',
+                       '--compile=False', '--out_dir=out-new'],
+          'sample.py': ['--num_samples=1', '--max_new_tokens=3'],
+          'bench.py': ['--real_data=False', '--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=16',
+                       '--vocab_size=65', '--compile=False'],
+          'hellaswag.py': ['--data_file=hs.jsonl']}
+
+
+@pytest.mark.parametrize('script', STARTS)
+@pytest.mark.parametrize('device, local_rank, index', [('cuda', None, 0), ('cuda:1', None, 1), ('cuda', '1', 1)])
+def test_each_script_starts_on_a_simulated_gpu_up_to_its_first_tensor_op(fake_cuda, monkeypatch, tmp_path, capsys,
+                                                                        script, device, local_rank, index):
+    """What runs on a CUDA machine before the first tensor reaches the GPU: settings, setup (the device, the dtype,
+    seeding every GPU's generator), data, the model. On a CPU build of torch the first op on the GPU fails, and it
+    must be the script's move of the model to its device: nothing before it trips on the GPU."""
+    fake_cuda((8, 0), count=2)
+    tiny_run_folder(tmp_path, vocab_size=50304 if script == 'hellaswag.py' else 65)
+    (tmp_path / 'hs.jsonl').write_text(json.dumps({'ctx': 'A man', 'endings': ['a', 'b', 'c', 'd'], 'label': 0}))
+    monkeypatch.chdir(tmp_path)
+    if local_rank is not None:  # one process of a torchrun launch, before train.py joins the group: setup alone
+        monkeypatch.setenv('LOCAL_RANK', local_rank)
+    with pytest.raises(NotImplementedError, match="with arguments from the 'CUDA' backend") as e:
+        run_script(monkeypatch, script, f'--device={device}', *STARTS[script])
+    last = [frame for frame in traceback.extract_tb(e.value.__traceback__) if frame.filename.endswith(script)][-1]
+    assert last.line == 'model.to(device)', last
+    assert torch.cuda.current_device() == index
+    if script == 'train.py':
+        assert f"computed in bfloat16 on cuda:{index}" in capsys.readouterr().out
+
+
+def test_export_on_a_gpu_machine_never_touches_cuda(fake_cuda, monkeypatch, tmp_path):
+    """export.py computes on the CPU wherever it runs: on a CUDA machine it exports (and verifies) all the same."""
+    fake_cuda((8, 0), count=2)
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_script(monkeypatch, 'export.py', '--export_dir=hf')
+    assert (tmp_path / 'hf' / 'config.json').is_file() and not torch.cuda.is_initialized()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not real_gpus(), reason="needs a CUDA GPU")
+def test_setup_on_a_real_gpu():
+    device, device_type, dtype, ctx = setup('cuda', 'auto', 0)
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # Ampere on; V100 and T4 only emulate it
+    assert device == f'cuda:{torch.cuda.current_device()}'
+    assert device_type == 'cuda' and dtype == ('bfloat16' if native_bf16 else 'float16')
+    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
+    with torch.no_grad():
+        expected = model(idx, idx)[0]
+        with ctx:
+            logits = model.to(device)(idx.to(device), idx.to(device))[0]
+    assert (logits.float().cpu() - expected).abs().max().item() < 0.05
 
 
 # ---------------------------------------------------------------- docs: docs/validation/check_docs.py

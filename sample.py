@@ -43,7 +43,7 @@ if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or bat
              "top_p must be in (0, 1]")
 if any(s == '' for s in stop):
     sys.exit("error: an empty stop string would end every sample at once")
-device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True, threads=threads)
+device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True, threads=threads, training=False)
 
 # the prompt, read first: a missing prompt file should not cost a model load
 if start.startswith('FILE:'):
