@@ -49,6 +49,14 @@ def init_distributed(backend, device_type, timeout_seconds):
     return rank, local_rank
 
 
+def replicate_model(model, device_type, local_rank):
+    """DDP: a full copy of the model in every process, gradients averaged in the backward. CPU processes take no
+    device_ids. The only buffers, RoPE's cos and sin tables, never change: DDP syncs them once, at the start, and
+    not again at every forward."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    return DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None, forward_sync_buffers=False)
+
+
 def shard_model(model, compile=False):
     """FSDP2: every block's parameters, gradients and AdamW state are split across the processes and
     gathered only while that block computes. Blocks first, then the root (embeddings, tied head). With

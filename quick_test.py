@@ -101,6 +101,18 @@ def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
     assert opt.defaults['fused'] is True
 
 
+def test_sampling_computes_in_float32_whatever_the_logits_dtype():
+    """16-bit logits (a bf16 or fp16 run's) over a small temperature overflowed fp16 to inf, then NaN, and
+    multinomial failed; bf16's cumulative sum cut top-p coarsely. Sampling computes in float32: 16-bit logits
+    give the tokens their float32 values give, draw for draw."""
+    from model import sample_next_token
+    logits = torch.tensor([[60.0, 59.0, 0.0]], dtype=torch.float16)
+    assert sample_next_token(logits, temperature=0.001, generator=torch.Generator().manual_seed(0)).item() == 0
+    bf16 = (torch.randn(64, 500, generator=torch.Generator().manual_seed(0)) * 2).bfloat16()
+    draws = [sample_next_token(x, 1.0, None, 0.9, torch.Generator().manual_seed(1)) for x in (bf16, bf16.float())]
+    assert torch.equal(*draws)
+
+
 def test_generate_greedy_is_argmax_and_crops_context():
     model = tiny_model().eval()
     idx = torch.randint(65, (1, 20))  # longer than block_size 16
@@ -676,6 +688,8 @@ def test_setup_resolves_dtype_and_seeds():
                                    ('cpu', 'float16', "needs loss scaling")):
         with pytest.raises(SystemExit, match=message):
             setup(device, dtype, 0)
+    _, _, dtype, ctx = setup('cpu', 'float16', 0, training=False)  # inference needs no loss scaling
+    assert dtype == 'float16' and ctx.fast_dtype == torch.float16
 
 
 def test_setup_sets_the_cpu_threads_only_when_asked():
@@ -737,6 +751,42 @@ def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, caps
                                       '--new_tokens=4'])
     runpy.run_path(os.path.join(ROOT, 'bench.py'), run_name='__main__')
     assert calls == [(8, True), (8, False), (4, True), (4, False)] and 'speed-up' in capsys.readouterr().out
+
+
+def mapped_file(tensor):
+    """The file whose memory mapping holds tensor's data (from Linux's /proc/self/maps), or None."""
+    with open('/proc/self/maps') as f:
+        for line in f:
+            fields = line.split()
+            start, end = (int(address, 16) for address in fields[0].split('-'))
+            if start <= tensor.data_ptr() < end:
+                return fields[5] if len(fields) > 5 and fields[5].startswith('/') else None  # not [heap]
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/maps'), reason="reads Linux's /proc/self/maps")
+def test_checkpoints_are_read_mapped_and_the_optimizer_state_copied(tmp_path):
+    """A checkpoint is mapped, not read whole by every process; its optimizer state is copied into a CPU optimizer,
+    since the next save replaces the file. torch's legacy format, which cannot be mapped, is read whole."""
+    from distributed import full_state_dicts, load_optimizer
+    model = tiny_model()
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', verbose=False)
+    model(*torch.randint(65, (2, 2, 16), generator=torch.Generator().manual_seed(0)))[1].backward()
+    optimizer.step()
+    model_state, optimizer_state = full_state_dicts(model, optimizer, False)
+    checkpoint = dict(model=model_state, optimizer=optimizer_state, model_args=vars(model.config), iter_num=1,
+                      best_val_loss=1.0, config={}, rng_states=[])
+    save_checkpoint(checkpoint, str(tmp_path / 'ckpt.pt'))
+    loaded = load_checkpoint(str(tmp_path / 'ckpt.pt'))
+    assert mapped_file(loaded['model']['lm_head.weight']) == str(tmp_path / 'ckpt.pt')
+    fresh = tiny_model(n_layer=2)
+    fresh_optimizer = fresh.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', verbose=False)
+    load_optimizer(fresh, fresh_optimizer, loaded['optimizer'], fsdp=False)
+    exp_avg = fresh_optimizer.state[fresh.lm_head.weight]['exp_avg']
+    assert torch.equal(exp_avg, optimizer.state[model.lm_head.weight]['exp_avg']) and mapped_file(exp_avg) is None
+    torch.save(checkpoint, tmp_path / 'legacy.pt', _use_new_zipfile_serialization=False)
+    legacy = load_checkpoint(str(tmp_path / 'legacy.pt'))
+    assert torch.equal(legacy['model']['lm_head.weight'], model_state['lm_head.weight'])
+    assert mapped_file(legacy['model']['lm_head.weight']) is None
 
 
 def test_random_states_include_the_mps_generator(monkeypatch):
@@ -806,6 +856,37 @@ def train_functions(*names):
     namespace = {'math': math}
     exec(compile(ast.Module(body=body, type_ignores=[]), 'train.py', 'exec'), namespace)
     return [namespace[name] for name in names]
+
+
+TRAIN_TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2', '--n_embd=16',
+              '--dtype=float32', '--eval_at_start=False']
+
+
+def test_evaluation_reads_the_device_once_per_split(monkeypatch, tmp_path):
+    """An evaluation's losses are summed on the device and read once per split, not once per batch (a host sync
+    each on a GPU). Batches of 64 x 256 tokens go one to a forward, so 8 batches were 8 reads."""
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    reads, item = [], torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, 'item', lambda self: reads.append(self.shape) or item(self))
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=64', '--block_size=256', '--eval_iters=8',
+               '--eval_only=True', '--out_dir=out-eval')
+    assert reads == [(), ()]
+
+
+def test_a_step_after_an_evaluation_is_timed_without_it(monkeypatch, tmp_path, capsys):
+    """The step after an evaluation and a save reports its own time (and so tok/s and MFU), not theirs too."""
+    import checkpoint
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    save = checkpoint.save_checkpoint
+    monkeypatch.setattr(checkpoint, 'save_checkpoint', lambda *args: time.sleep(1) or save(*args))  # a slow disk
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=2', '--block_size=16', '--eval_iters=2',
+               '--eval_interval=2', '--max_iters=4', '--out_dir=out-timed')
+    out = capsys.readouterr().out
+    assert out.count('saved checkpoint') == 2  # at 2, which the step 2 follows, and at the end
+    times = [float(t) for t in re.findall(r'^iter \d+: .* time ([0-9.]+)ms', out, re.M)]
+    assert len(times) == 4 and max(times) < 500, times
 
 
 def test_learning_rate_schedule_values():
@@ -929,6 +1010,56 @@ def test_one_tokenizer_for_characters_and_gpt2(enc):
     assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('gpt2', 50257, 50256) and Tokenizer.from_meta(None).kind == 'gpt2'
     assert bpe.encode(HELLO) == [15496, 995, 0, 1279, 91, 437, 1659, 5239, 91, 29]  # plain text
     assert bpe.encode(HELLO, allow_eot=True) == [15496, 995, 0, 220, 50256] and bpe.decode([15496, 995]) == "Hello world"
+
+
+# ---------------------------------------------------------------- distributed: DDP and FSDP in one process of gloo
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of this process alone: DDP's and FSDP's wrapping as train.py does it, in-process."""
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path}/rendezvous', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_broadcasts_no_buffers_and_training_changes_none(one_process_group):
+    """DDP would broadcast the buffers at every forward; the model's only ones, RoPE's tables, never change."""
+    from distributed import replicate_model
+    model = tiny_model(pos_emb='rope')
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    assert len(buffers) == 2 * TINY['n_layer']  # cos and sin in each block
+    ddp = replicate_model(model, 'cpu', 0)
+    assert ddp.forward_sync_buffers is False
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), 'cpu', verbose=False)
+    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        ddp(idx, idx)[1].backward()
+        optimizer.step()
+    assert all(torch.equal(b, buffers[name]) for name, b in model.named_buffers())
+
+
+def test_fsdp_keeps_the_last_block_gathered_from_its_forward_to_its_backward(one_process_group):
+    """Every block is resharded (its parameters DTensor shards again) after its forward, except the last, whose
+    backward comes next; after the backward, all are sharded."""
+    from torch.distributed.tensor import DTensor
+    from distributed import shard_model
+    model = tiny_model(n_layer=3)
+    shard_model(model)
+    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
+    _, loss = model(idx, idx)
+    assert [isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h] == [True, True, False]
+    loss.backward()
+    assert all(isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h)
+
+
+def test_state_dicts_are_built_by_the_process_that_writes_them(one_process_group):
+    """Outside FSDP only the master builds the full model and optimizer state on the CPU; the others skip it."""
+    from distributed import full_state_dicts
+    model = tiny_model()
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', verbose=False)
+    assert full_state_dicts(model, optimizer, False, master_process=False) == (None, None)
+    model_state, optimizer_state = full_state_dicts(model, optimizer, False, master_process=True)
+    assert model_state.keys() == model.state_dict().keys() and len(optimizer_state['param_groups']) == 2
 
 
 # ---------------------------------------------------------------- CUDA, simulated below torch (conftest.fake_cuda)

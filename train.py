@@ -23,14 +23,13 @@ from dataclasses import fields
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import (check_architecture, checkpoint_reason, dataset_files, dataset_meta, existing_run, find_weights,
                         load_model, loss_scaler, open_run_log, open_tokens, read_tokens, record_settings,
                         restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
-                         resume_command, shard_model, sum_over_ranks)
+                         replicate_model, resume_command, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -213,8 +212,8 @@ if compile and master_process:
 if compile and not fsdp:  # (FSDP: shard_model compiled each block)
     model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
 train_model = model  # FSDP shards the model in place
-if ddp and not fsdp:  # CPU processes take no device_ids; the only buffers, RoPE's tables, never change: no broadcast
-    train_model = DDP(model, device_ids=[ddp_local_rank] if device_type == 'cuda' else None, broadcast_buffers=False)
+if ddp and not fsdp:
+    train_model = replicate_model(model, device_type, ddp_local_rank)
 
 
 @torch.no_grad()
