@@ -304,10 +304,11 @@ def request_stop(signum, frame):
     if stop_signal is not None and signum == signal.SIGINT:
         print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
         os._exit(130)
-    if stop_signal is None and master_process:
+    first = stop_signal is None  # torchrun follows a Ctrl-C with SIGTERM: not a second Ctrl-C
+    stop_signal = stop_signal or signal.Signals(signum).name  # set before the line that invites a second Ctrl-C
+    if first and master_process:
         print(f"{signal.Signals(signum).name} received: finishing this step, then saving a checkpoint"
               f"{' (Ctrl-C again to quit at once)' if signum == signal.SIGINT else ''}", flush=True)
-    stop_signal = stop_signal or signal.Signals(signum).name  # torchrun follows Ctrl-C with SIGTERM: not a second
 
 
 signal.signal(signal.SIGINT, request_stop)
