@@ -116,9 +116,10 @@ def load_optimizer(model, optimizer, state_dict, fsdp):
     if state_dict is None:
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    if next(model.parameters()).device.type == 'cpu':  # the optimizer would keep tensors mapped from ckpt.pt, which
-        state_dict = dict(state_dict, state={k: {n: v.clone() if torch.is_tensor(v) else v for n, v in s.items()}
-                                             for k, s in state_dict['state'].items()})  # the next save replaces
+    if next(model.parameters()).device.type == 'cpu':
+        # on the CPU the optimizer would keep the very tensors mapped from ckpt.pt, the file the next save replaces
+        copy = lambda state: {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+        state_dict = {**state_dict, 'state': {name: copy(state) for name, state in state_dict['state'].items()}}
     try:
         set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
     except (KeyError, ValueError, RuntimeError) as e:  # e.g. Muon's state for AdamW, or the other way round
