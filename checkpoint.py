@@ -11,14 +11,14 @@ and its wandb run.
 import glob
 import json
 import os
-import pickle
 import random
+import re
 
 import numpy as np
 import torch
 
 from configurator import said_once
-from data.common import Tokenizer, atomic_path, shorten
+from data.common import Tokenizer, atomic_path, read_meta, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
@@ -160,7 +160,7 @@ def load_model(init_from, out_dir, dropout=None):
     if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
     dataset = checkpoint['config'].get('dataset')
-    tokenizer = Tokenizer.from_meta(dataset_meta(dataset)[0])
+    tokenizer = Tokenizer.from_meta(dataset_meta(dataset, path)[0])
     return model_from_checkpoint(checkpoint, dropout), tokenizer, dataset, checkpoint
 
 
@@ -179,17 +179,27 @@ def check_architecture(model, asked, given, source, resuming):
                             f"setting, or pass --{k}={has!r}{hint}")
 
 
-def dataset_meta(dataset):
-    """(meta, path) of data/<dataset>/meta.pkl: vocab_size, and stoi/itos for character-level data.
-    meta is None when there is no such file (GPT-2 BPE data needs none)."""
-    path = os.path.join('data', dataset, 'meta.pkl') if dataset else None
+def dataset_folder(dataset, source=None):
+    """data/<dataset>, for a dataset name that is a plain folder name (from a setting, or from a checkpoint's
+    config: source names it), never a path that leads elsewhere."""
+    if not isinstance(dataset, str) or not re.fullmatch(r'[\w][\w.-]*', dataset) or set(dataset) == {'.'}:
+        what = f"{source} names its dataset {dataset!r}, which" if source else f"dataset={dataset!r}"
+        raise said_once(f"error: {what} is not a folder name under data/, so nothing was read from it -- a dataset "
+                        f"is data/<name>/, its name made of letters, digits, '_', '-' and '.'")
+    return os.path.join('data', dataset)
+
+
+def dataset_meta(dataset, source=None):
+    """(meta, path) of data/<dataset>/meta.pkl: vocab_size, and stoi/itos for character-level data, read as
+    plain values only (data.common.read_meta). meta is None when there is no such file (GPT-2 BPE data needs none).
+    source: the checkpoint the name comes from, for the error."""
+    path = os.path.join(dataset_folder(dataset, source), 'meta.pkl') if dataset else None
     if path is None or not os.path.exists(path):
         return None, path
     try:
-        with open(path, 'rb') as f:
-            return pickle.load(f), path
-    except Exception as e:  # a truncated or foreign file
-        raise said_once(f"error: cannot read {path} ({type(e).__name__}) -- run python data/{dataset}/prepare.py again")
+        return read_meta(path), path
+    except SystemExit as e:  # data/common.py stands alone in the prepare scripts: said once here
+        raise said_once(e.code)
 
 
 def rng_states(sampler, device_type='cpu'):
@@ -245,7 +255,7 @@ def loss_scaler(device_type, dtype, state=None, verbose=True):
 def dataset_files(dataset):
     """{'train': [path], 'val': [path]} of data/<dataset>/: train.bin and val.bin, or the shards of a big dataset
     (train_000000.bin, train_000001.bin, ...), read as one; or a one-line error that says what to run or pick."""
-    folder = os.path.join('data', dataset)
+    folder = dataset_folder(dataset)
     paths = {split: [os.path.join(folder, f'{split}.bin')] for split in ('train', 'val')}
     for split in paths:
         shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))

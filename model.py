@@ -12,6 +12,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import re
 from dataclasses import dataclass, fields
 
@@ -318,6 +319,11 @@ class GPT(nn.Module):
         from transformers import GPT2LMHeadModel
         try:
             model_hf = GPT2LMHeadModel.from_pretrained(name_or_dir)
+        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refused a pytorch_model.bin
+            named = re.search(r'GLOBAL (\S+)', str(e))
+            raise SystemExit(f"error: {os.path.join(name_or_dir, 'pytorch_model.bin')} holds more than weights"
+                             f"{f' (it names {named[1]})' if named else ''}, and loading it could run code, so it "
+                             f"was not loaded -- use a model.safetensors of it from a source you trust")
         except OSError as e:
             raise SystemExit(
                 f"error: cannot load GPT-2 weights '{name_or_dir}': {str(e).splitlines()[0]} -- offline with no "

@@ -1012,6 +1012,105 @@ def test_one_tokenizer_for_characters_and_gpt2(enc):
     assert bpe.encode(HELLO, allow_eot=True) == [15496, 995, 0, 220, 50256] and bpe.decode([15496, 995]) == "Hello world"
 
 
+# ---------------------------------------------------------------- files from elsewhere are data: meta.pkl, dataset names
+
+class RunsACommand:
+    """What a crafted pickle holds: unpickling it would run a shell command that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_meta_pkl_is_read_as_plain_values_only(tmp_path):
+    """Every meta.pkl nanoGPT and this project write loads as pickle would load it; one that would build anything
+    else (here: call os.system) is refused in one line, and nothing in it runs."""
+    from data.common import Tokenizer, read_meta
+    chars = sorted(set("First Citizen:\nBefore we proceed"))
+    formats = [{'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': {c: i for i, c in enumerate(chars)}},
+               Tokenizer.from_text("hello world\n").meta(), Tokenizer().meta(),  # nanoGPT's, ours: char, gpt2
+               {**Tokenizer.from_text("abc").meta(), 'prepared_by': 'data/text/prepare.py', 'source': 'x.txt',
+                'command': 'python data/text/prepare.py --input=x.txt', 'shape': (1, 2.5, None, True)}]
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        for meta in formats:
+            (tmp_path / 'meta.pkl').write_bytes(pickle.dumps(meta, protocol=protocol))
+            assert read_meta(str(tmp_path / 'meta.pkl')) == meta
+    marker = tmp_path / 'ran'
+    for crafted in ({'vocab_size': 65, 'stoi': RunsACommand(marker)}, [1, 2], b'garbage'):
+        (tmp_path / 'meta.pkl').write_bytes(crafted if isinstance(crafted, bytes) else pickle.dumps(crafted))
+        with pytest.raises(SystemExit, match=f"^error: (cannot read )?{re.escape(str(tmp_path / 'meta.pkl'))}"):
+            read_meta(str(tmp_path / 'meta.pkl'))
+    assert not marker.exists()
+
+
+def crafted_dataset(root, marker, name='tiny'):
+    """data/<name> with real tokens and a meta.pkl that would run a command if pickle.load read it."""
+    (root / 'data' / name).mkdir(parents=True, exist_ok=True)
+    (np.arange(3000) % 65).astype(np.uint16).tofile(root / 'data' / name / 'train.bin')
+    (np.arange(500) % 65).astype(np.uint16).tofile(root / 'data' / name / 'val.bin')
+    (root / 'data' / name / 'meta.pkl').write_bytes(pickle.dumps({'vocab_size': 65, 'stoi': RunsACommand(marker)}))
+
+
+@pytest.mark.parametrize('script, args', [
+    ('train.py', ['--dataset=tiny', '--device=cpu', '--compile=False', '--out_dir=out-new']),
+    ('sample.py', ['--device=cpu']), ('export.py', ['--export_dir=hf']),
+    ('bench.py', ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2', '--n_embd=16',
+                  '--block_size=16']),
+    ('data/text/prepare.py', ['--input=corpus.txt', '--name=tiny'])])
+def test_a_crafted_meta_pkl_runs_nothing_under_any_script(monkeypatch, tmp_path, script, args):
+    tiny_run_folder(tmp_path)  # out/ckpt.pt, trained on data/tiny...
+    marker = tmp_path / 'ran'
+    crafted_dataset(tmp_path, marker)  # ...whose meta.pkl is now a crafted one
+    (tmp_path / 'corpus.txt').write_text("To be, or not to be: that is the question.\n" * 300)
+    (tmp_path / 'data' / 'text').mkdir()
+    for name in ('configurator.py', 'data/common.py', 'data/text/prepare.py'):  # it writes beside itself: a copy
+        (tmp_path / name).write_text(open(os.path.join(ROOT, name)).read())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, script, *args, root=tmp_path if script.startswith('data') else ROOT)
+    expected = ("error: data/tiny/ exists and was not made by this script" if script.startswith('data') else
+                "error: data/tiny/meta.pkl is not a plain meta.pkl (it names posix.system); nothing in it was run")
+    assert str(e.value.code).startswith(expected) and not marker.exists()
+
+
+def test_a_checkpoint_cannot_send_a_script_outside_data(monkeypatch, tmp_path):
+    """A downloaded run folder whose clean ckpt.pt names its dataset '../out-downloaded', beside a crafted
+    meta.pkl: sample.py refuses the name and reads nothing; a setting gets the same answer."""
+    tiny_run_folder(tmp_path)
+    marker = tmp_path / 'ran'
+    (tmp_path / 'out-downloaded').mkdir()
+    (tmp_path / 'out-downloaded' / 'meta.pkl').write_bytes(pickle.dumps({'stoi': RunsACommand(marker)}))
+    checkpoint = load_checkpoint(str(tmp_path / 'out' / 'ckpt.pt'))
+    checkpoint['config']['dataset'] = '../out-downloaded'
+    save_checkpoint(checkpoint, str(tmp_path / 'out-downloaded' / 'ckpt.pt'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, 'sample.py', '--out_dir=out-downloaded', '--device=cpu')
+    assert e.value.code == ("error: out-downloaded/ckpt.pt names its dataset '../out-downloaded', which is not a folder "
+                            "name under data/, so nothing was read from it -- a dataset is data/<name>/, its name "
+                            "made of letters, digits, '_', '-' and '.'")
+    for dataset in ('../out-downloaded', '/tmp', '..', 'a/b'):
+        with pytest.raises(SystemExit, match=re.escape(f"error: dataset={dataset!r} is not a folder name under data/")):
+            run_script(monkeypatch, 'train.py', f'--dataset={dataset}', '--device=cpu', '--compile=False')
+    assert not marker.exists()
+
+
+def test_a_pytorch_model_bin_that_would_run_code_is_refused_in_one_line(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from checkpoint import load_model
+    GPT2LMHeadModel(GPT2Config(n_positions=16, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path / 'hf')
+    os.remove(tmp_path / 'hf' / 'model.safetensors')
+    marker = tmp_path / 'ran'
+    torch.save({'transformer.wte.weight': RunsACommand(marker)}, tmp_path / 'hf' / 'pytorch_model.bin')
+    with pytest.raises(SystemExit) as e:
+        load_model(str(tmp_path / 'hf'), 'out')
+    assert e.value.code == (f"error: {tmp_path / 'hf' / 'pytorch_model.bin'} holds more than weights (it names "
+                            f"posix.system), and loading it could run code, so it was not loaded -- use a "
+                            f"model.safetensors of it from a source you trust") and not marker.exists()
+
+
 # ---------------------------------------------------------------- distributed: DDP and FSDP in one process of gloo
 
 @pytest.fixture
@@ -1202,10 +1301,10 @@ def tiny_run_folder(root, vocab_size=65):
                     str(root / 'out' / 'ckpt.pt'))
 
 
-def run_script(monkeypatch, script, *args):
-    """script run in this process, as python script args would run it (its globals, or what it raised)."""
+def run_script(monkeypatch, script, *args, root=ROOT):
+    """root/script run in this process, as python script args would run it (its globals, or what it raised)."""
     monkeypatch.setattr(sys, 'argv', [script, *args])
-    return runpy.run_path(os.path.join(ROOT, script), run_name='__main__')
+    return runpy.run_path(os.path.join(root, script), run_name='__main__')
 
 
 STARTS = {'train.py': ['--dataset=tiny', '--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=16',

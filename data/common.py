@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -73,6 +74,30 @@ def atomic_path(path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+class PlainValues(pickle.Unpickler):
+    """Builds what meta.pkl files hold, plain values (dict, list, tuple, str, int, float, bool, None), which
+    pickle makes without naming any class or function; a pickle that names one is refused, and nothing is imported."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+
+def read_meta(path):
+    """A dataset's meta.pkl, read as data: a file that would build anything but plain values, or is not a dict,
+    is a one-line error naming it, and nothing in it runs. Every meta.pkl nanoGPT and this project wrote loads."""
+    try:
+        with open(path, 'rb') as f:
+            meta = PlainValues(f).load()
+    except pickle.UnpicklingError as e:
+        raise SystemExit(f"error: {path} is not a plain meta.pkl ({shorten(e)}); nothing in it was run -- delete "
+                         f"it, and prepare the dataset again with its prepare.py")
+    except Exception as e:  # truncated, or not a pickle at all
+        raise SystemExit(f"error: cannot read {path} ({why(e)}) -- prepare the dataset again with its prepare.py")
+    if not isinstance(meta, dict):
+        raise SystemExit(f"error: {path} holds a {type(meta).__name__}, not a dict -- prepare the dataset again")
+    return meta
 
 
 # -----------------------------------------------------------------------------

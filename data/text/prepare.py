@@ -24,7 +24,8 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
 from configurator import configure  # noqa: E402
-from common import PIECE_CHARS, Tokenizer, atomic_path, hf_documents, staged_folder, write_dataset  # noqa: E402
+from common import (PIECE_CHARS, Tokenizer, atomic_path, hf_documents, read_meta, staged_folder,  # noqa: E402
+                    write_dataset)
 
 # -----------------------------------------------------------------------------
 # the text
@@ -89,9 +90,8 @@ def check_folder(folder):
 def made_here(folder):
     """The meta.pkl of a dataset this script made in folder, else None."""
     try:
-        with open(os.path.join(folder, 'meta.pkl'), 'rb') as f:
-            meta = pickle.load(f)
-    except Exception:  # none, or not ours to read
+        meta = read_meta(os.path.join(folder, 'meta.pkl'))
+    except SystemExit:  # none, or not ours to read (and nothing in it runs)
         return None
     return meta if isinstance(meta, dict) and meta.get('prepared_by') == PREPARED_BY else None
 
