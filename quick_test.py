@@ -529,7 +529,7 @@ def test_staged_folder_replaces_only_on_success(tmp_path):
         (folder / name).write_text('old ' + name)
     with pytest.raises(SystemExit):
         with common.staged_folder(str(folder)) as stage:
-            (tmp_path / '.mine.partial' / 'train_000000.bin').write_text('new')
+            open(os.path.join(stage, 'train_000000.bin'), 'w').write('new')
             raise SystemExit('error: halfway')
     assert {p.name: p.read_text() for p in folder.iterdir()} == {n: 'old ' + n for n in ('train.bin', 'val.bin',
                                                                                        'prepare.py')}
@@ -1109,6 +1109,119 @@ def test_a_pytorch_model_bin_that_would_run_code_is_refused_in_one_line(tmp_path
     assert e.value.code == (f"error: {tmp_path / 'hf' / 'pytorch_model.bin'} holds more than weights (it names "
                             f"posix.system), and loading it could run code, so it was not loaded -- use a "
                             f"model.safetensors of it from a source you trust") and not marker.exists()
+
+
+# ---------------------------------------------------------------- no tool deletes or overwrites what it did not make
+
+def test_export_replaces_only_an_earlier_export_and_deletes_only_its_own_folders(monkeypatch, tmp_path):
+    """export.py stages in a hidden folder of its own: a user's hf.tmp/ and hf.old/ beside the target survive.
+    --overwrite=True replaces an earlier export, never a run folder or other files, each refused in one line."""
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in ('hf.tmp', 'hf.old', 'mine'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'notes.txt').write_text('mine')
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
+    (tmp_path / 'hf' / 'from-the-first-export').write_text('')
+    refusals = {'--export_dir=hf': "error: hf already holds an earlier export -- pass another --export_dir, or "
+                                   "--overwrite=True to replace it",
+                '--export_dir=out': "error: out holds a training run (its ckpt.pt, log.jsonl or config.json), which an "
+                                    "export never replaces -- pass another --export_dir",
+                '--export_dir=mine': "error: mine already holds files that are not an export, or is a file -- pass "
+                                     "another --export_dir"}
+    for target, message in refusals.items():
+        with pytest.raises(SystemExit) as e:
+            run_script(monkeypatch, 'export.py', target, '--verify=False', *['--overwrite=True'] * (target != '--export_dir=hf'))
+        assert e.value.code == message
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False', '--overwrite=True')
+    assert not (tmp_path / 'hf' / 'from-the-first-export').exists() and (tmp_path / 'hf' / 'config.json').is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'hf', 'hf.old', 'hf.tmp', 'mine', 'out']
+    assert all((tmp_path / name / 'notes.txt').read_text() == 'mine' for name in ('hf.tmp', 'hf.old', 'mine'))
+    assert (tmp_path / 'out' / 'ckpt.pt').is_file()
+
+
+def test_a_run_never_writes_into_an_export_folder(monkeypatch, tmp_path):
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
+    before = (tmp_path / 'hf' / 'config.json').read_bytes()
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--out_dir=hf')
+    assert e.value.code == ("error: hf holds a Hugging Face export (its config.json), not a run, and a run there would "
+                            "overwrite that config.json -- pass another --out_dir")
+    assert (tmp_path / 'hf' / 'config.json').read_bytes() == before
+
+
+def test_temporary_files_are_created_exclusively_and_a_quit_leaves_none(tmp_path):
+    """A link planted at a temporary name is never written through (the old names were fixed: ckpt.pt.tmp);
+    the checkpoint gets the user's usual permissions; a quit mid-save removes its temporary file."""
+    import checkpoint
+    victim = tmp_path / 'victim'
+    victim.write_text('precious')
+    (tmp_path / 'ckpt.pt.tmp').symlink_to(victim)
+    for pattern in ('.ckpt.pt.{}.tmp', '.ckpt.pt.tmp'):
+        (tmp_path / pattern.format('x')).symlink_to(victim)
+    save_checkpoint(dict(model={}, model_args={}, iter_num=0, best_val_loss=0.0, config={}), str(tmp_path / 'ckpt.pt'))
+    assert victim.read_text() == 'precious' and load_checkpoint(str(tmp_path / 'ckpt.pt'))['iter_num'] == 0
+    assert (tmp_path / 'ckpt.pt').stat().st_mode & 0o777 == 0o666 & ~common.umask()
+    with common.atomic_path(str(tmp_path / 'ckpt.pt')) as tmp:  # a save under way...
+        checkpoint.saving_to = tmp
+        checkpoint.abandon_save()  # ...that a second Ctrl-C ends
+        assert not os.path.exists(tmp)
+        open(tmp, 'w').close()  # (for atomic_path's own exit)
+    checkpoint.saving_to = None
+
+
+def test_two_runs_on_one_folder_one_stops_naming_the_other(monkeypatch, tmp_path):
+    """The first run holds out_dir/.lock until it ends: a second one, started meanwhile, stops in one line."""
+    import checkpoint
+    tiny_run_folder(tmp_path)
+    fd = checkpoint.lock_run_folder(str(tmp_path / 'out-busy'))  # as a run in another process holds it
+    try:
+        with open(tmp_path / 'out-busy' / '.lock') as f:
+            assert f.read() == f"{os.getpid()}\n"
+        monkeypatch.chdir(tmp_path)
+        child = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *TRAIN_TINY, '--block_size=16',
+                                '--out_dir=out-busy'], cwd=tmp_path, capture_output=True, text=True,
+                               env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        assert child.returncode == 1 and child.stderr == (f"error: another run (process {os.getpid()}) is training in "
+                                                          f"out-busy -- wait for it to end, or pass another --out_dir\n")
+        assert os.listdir(tmp_path / 'out-busy') == ['.lock']  # it wrote nothing
+    finally:
+        os.close(fd)
+    assert checkpoint.lock_run_folder(str(tmp_path / 'out-busy')) is not None  # released with its holder
+
+
+@pytest.mark.parametrize('kill_at', [1, 2, 3, 4])
+def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path, kill_at):
+    """data/text/prepare.py rebuilding a dataset, killed after kill_at of its files moved in: train.py refuses the
+    half-replaced folder in one line (it trained on the mix before); run again, the dataset is whole and new."""
+    from checkpoint import dataset_files
+    (tmp_path / 'data' / 'text').mkdir(parents=True)
+    for name in ('configurator.py', 'data/common.py', 'data/text/prepare.py'):  # it writes beside itself: a copy
+        (tmp_path / name).write_text(open(os.path.join(ROOT, name)).read())
+    monkeypatch.chdir(tmp_path)
+    prepare = lambda text: (tmp_path / 'notes.txt').write_text(text * 400) and run_script(
+        monkeypatch, 'data/text/prepare.py', '--input=notes.txt', root=tmp_path)
+    prepare("To be, or not to be: that is the question.\n")
+    replace, moved = os.replace, []
+
+    def killed_at_the_nth_move(src, dst):  # a kill: nothing after it runs, in this block or the caller's cleanup
+        if '.partial' in str(src) and os.path.dirname(os.path.abspath(dst)) == str(tmp_path / 'data' / 'notes'):
+            moved.append(dst)
+            if len(moved) == kill_at:
+                raise KeyboardInterrupt
+        return replace(src, dst)
+    monkeypatch.setattr(os, 'replace', killed_at_the_nth_move)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("Whether 'tis nobler in the mind to suffer\n")
+    monkeypatch.setattr(os, 'replace', replace)
+    with pytest.raises(SystemExit, match=r"^error: data/notes/ is half-replaced: a prepare.py writing it was stopped"):
+        dataset_files('notes')
+    prepare("Whether 'tis nobler in the mind to suffer\n")
+    paths = dataset_files('notes')
+    assert common.read_meta('data/notes/meta.pkl')['stoi'].keys() == set("Whether 'tis nobler in the mind to suffer\n")
+    assert all(os.path.isfile(p) for split in paths.values() for p in split)
 
 
 # ---------------------------------------------------------------- distributed: DDP and FSDP in one process of gloo

@@ -112,7 +112,7 @@ def same_weights(path_a, path_b):
                     zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()) for k in x))
 
 
-RECORDS = ['log.jsonl', 'config.json']  # what any run writes into out_dir when it starts, before it can fail
+RECORDS = ['log.jsonl', 'config.json', '.lock']  # what any run writes into out_dir when it starts, before it can fail
 
 
 def digest(folder, skip=()):
@@ -795,6 +795,22 @@ def test_a_new_run_never_replaces_a_run_in_its_out_dir_unless_asked(tmp_path):
     assert out.returncode == 0, out.stderr
     assert load_checkpoint(str(tmp_path / 'out-guard/ckpt.pt'))['iter_num'] == 2
     assert max(r['iter'] for r in read_run_log(tmp_path / 'out-guard/log.jsonl')) == 2
+
+
+def test_two_runs_started_together_on_one_folder_exactly_one_runs(tmp_path):
+    """Both pass the check for an earlier run (there is none yet); the lock on out_dir lets one through, and the
+    other stops at once naming it. Before, both ran and exited 0, and ckpt.pt held one of them."""
+    make_tiny_dataset(tmp_path)
+    args = [sys.executable, TRAIN, *TINY, '--out_dir=out-both', '--max_iters=40', '--eval_interval=20']
+    procs = [subprocess.Popen(args, cwd=tmp_path, env={**ENV, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [(p, *p.communicate(timeout=300)) for p in procs]
+    assert sorted(p.returncode for p, _, _ in outs) == [0, 1], [err for _, _, err in outs]
+    winner = next(p for p, _, _ in outs if p.returncode == 0)
+    err = next(err for p, _, err in outs if p.returncode == 1)
+    assert err == (f"error: another run (process {winner.pid}) is training in out-both -- wait for it to end, or pass "
+                   f"another --out_dir\n")
+    assert load_checkpoint(str(tmp_path / 'out-both/ckpt.pt'))['iter_num'] == 40
 
 
 def test_under_torchrun_a_one_line_error_is_said_once(tmp_path):

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from checkpoint import (check_architecture, checkpoint_reason, dataset_files, dataset_meta, existing_run, find_weights,
-                        load_model, loss_scaler, open_run_log, open_tokens, read_tokens, record_settings,
-                        restore_rng_states, rng_states, save_checkpoint, start_wandb)
+from checkpoint import (abandon_save, check_architecture, checkpoint_reason, dataset_files, dataset_meta, existing_run,
+                        find_weights, folder_kind, load_model, lock_run_folder, loss_scaler, open_run_log, open_tokens,
+                        read_tokens, record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          replicate_model, resume_command, shard_model, sum_over_ranks)
@@ -274,8 +274,12 @@ def stop(message, code):
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
 # log line and evaluation, which plot.py draws), and wandb
 run_log, last_logged = None, None
-if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):  # before anything is written
+if not eval_only and folder_kind(out_dir) == 'export':  # before anything is written
+    stop(f"error: {out_dir} holds a Hugging Face export (its config.json), not a run, and a run there would "
+         f"overwrite that config.json -- pass another --out_dir", 1)
+if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):
     stop(existing_run(out_dir), 1)
+run_lock = lock_run_folder(out_dir) if master_process and not eval_only else None  # one run per folder, till it ends
 if master_process and not eval_only:
     record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
     run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
@@ -302,6 +306,7 @@ stop_signal = None
 def request_stop(signum, frame):
     global stop_signal
     if stop_signal is not None and signum == signal.SIGINT:
+        abandon_save()  # a save in progress leaves no half-written temporary file
         print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
         os._exit(130)
     first = stop_signal is None  # torchrun follows a Ctrl-C with SIGTERM: not a second Ctrl-C

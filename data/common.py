@@ -19,6 +19,7 @@ import pickle
 import re
 import shutil
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -62,11 +63,24 @@ def package_dir(name):
     return list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
 
 
+@lru_cache(maxsize=None)
+def umask():
+    """The user's umask: what their new files' permissions leave out (read once: setting it is the only way)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path):
-    """A temporary name to write path's new content under. It replaces path only once the writing has
-    succeeded; after a failure it is removed and whatever was at path is untouched."""
-    tmp = path + '.tmp'
+    """A temporary name to write path's new content under: a new file beside path, created exclusively (never
+    through a link planted there, never one another process writes), with the user's usual permissions. It
+    replaces path only once the writing has succeeded; after a failure it is removed and path is untouched."""
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
+    if hasattr(os, 'fchmod'):  # mkstemp's mode 0600 would make path private
+        os.fchmod(fd, 0o666 & ~umask())
+    os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -408,23 +422,30 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
     return {**tokens, 'documents': n_documents, 'by_document': writers['val'].tokens > 0}
 
 
+INCOMPLETE = '.incomplete'  # in a dataset folder while its files are being replaced: readers refuse it
+
+
 @contextmanager
 def staged_folder(folder):
-    """A new empty folder beside folder to write a dataset in. When the block succeeds, its files replace
-    folder's files of the same names (folder is made if needed), and token files of an older layout (train.bin
-    against shards) go. After a failure it is removed, and folder is as it was."""
-    stage = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.partial')
-    shutil.rmtree(stage, ignore_errors=True)  # left by a run that was killed
-    os.makedirs(stage)
+    """A new empty folder beside folder, this process's alone, to write a dataset in. When the block succeeds,
+    its files replace folder's files of the same names (folder is made if needed), and token files of an older
+    layout (train.bin against shards) go; while they move, folder holds INCOMPLETE, so that a kill halfway leaves
+    a dataset that train.py refuses, never a mix of old and new files that it would train on. After a failure the
+    stage is removed, and folder is as it was."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=f'.{name}.', suffix='.partial', dir=parent)
     try:
         yield stage
         os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, INCOMPLETE), 'w').close()
         new = os.listdir(stage)
-        for name in new:
-            os.replace(os.path.join(stage, name), os.path.join(folder, name))
-        for name in set(os.listdir(folder)) - set(new):
-            if TOKEN_FILE.fullmatch(name):
-                os.remove(os.path.join(folder, name))
+        for file in new:
+            os.replace(os.path.join(stage, file), os.path.join(folder, file))
+        for file in set(os.listdir(folder)) - set(new):
+            if TOKEN_FILE.fullmatch(file):
+                os.remove(os.path.join(folder, file))
+        os.remove(os.path.join(folder, INCOMPLETE))  # the last step: the dataset is whole again
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
