@@ -8,11 +8,13 @@ Also the run's records: the run log, out_dir/log.jsonl, that train.py appends to
 and its wandb run.
 """
 
+import errno
 import glob
 import json
 import os
 import random
 import re
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -43,10 +45,19 @@ def save_checkpoint(checkpoint, path):
     except (OSError, RuntimeError) as e:  # torch.save reports some failed writes as RuntimeError
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
         reason = getattr(e, 'strerror', None) or shorten(e, 120)
-        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} -- free disk space or fix "
-                        f"out_dir, then resume")
+        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} -- {os_hint(e)}, then resume")
     finally:
         saving_to = None
+
+
+def os_hint(e):
+    """What to do about a failed write, from what the OS said (a RuntimeError of torch.save: most often a full disk)."""
+    code = getattr(e, 'errno', None)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make out_dir writable, or pass another --out_dir"
+    if code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return "out_dir must be a folder: pass another --out_dir"
+    return "free disk space" if code in (errno.ENOSPC, errno.EDQUOT, None) else "fix out_dir"
 
 
 saving_to = None  # the temporary file save_checkpoint is writing, if it is: a quit at once removes it
@@ -111,7 +122,8 @@ def folder_kind(folder):
 def lock_run_folder(out_dir):
     """Hold out_dir for this process's run until it ends: an exclusive lock on out_dir/.lock, which the kernel
     releases when the process ends, however it ends. A second run on the folder stops at once, in one line naming
-    the holder. Returns the lock's file descriptor, to keep open (None where there is no flock: Windows)."""
+    the holder. Holding it, removes what earlier runs killed mid-save left (their temporary files). Returns the
+    lock's file descriptor, to keep open (None where there is no flock: Windows)."""
     try:
         import fcntl
     except ImportError:
@@ -127,6 +139,10 @@ def lock_run_folder(out_dir):
                          f"or pass another --out_dir")
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
+    # the temporary files of this folder's runs killed mid-write (atomic_path's names): no one else writes here now
+    for left in glob.glob(os.path.join(glob.escape(out_dir), '.*.tmp')):
+        if re.fullmatch(r'\.(ckpt\.pt|log\.jsonl|config\.json)\.\w+\.tmp', os.path.basename(left)):
+            os.remove(left)
     return fd
 
 
@@ -140,6 +156,16 @@ def existing_run(out_dir):
         what = "a checkpoint that cannot be read"
     return (f"error: {out_dir} holds a run ({path}: {what}) that a new run would replace -- continue it with "
             f"--init_from=resume, start elsewhere with --out_dir=<another folder>, or replace it with --overwrite=True")
+
+
+def checkpoint_config(path):
+    """The settings a checkpoint was trained with (mapped: nothing else is read), {} if it cannot be read now
+    (load_checkpoint says why, later)."""
+    try:
+        config = torch.load(path, map_location='cpu', mmap=True, weights_only=True)['config']
+    except Exception:
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def load_checkpoint(path):
@@ -191,8 +217,17 @@ def named_optimizer_state(state, model_state):
 def model_from_checkpoint(checkpoint, dropout=None):
     """Rebuild the GPT stored in a checkpoint, in float32 on the CPU (with another dropout, for training)."""
     model_args = checkpoint['model_args'] if dropout is None else {**checkpoint['model_args'], 'dropout': dropout}
-    model = GPT(GPTConfig(**model_args))
-    model.load_state_dict(checkpoint['model'])
+    unknown = sorted(set(model_args) - {f.name for f in fields(GPTConfig)})
+    if unknown:
+        raise said_once(f"error: the checkpoint has model option{'s' * (len(unknown) > 1)} {', '.join(unknown)}, "
+                        f"which this version of model.py does not know (a newer version wrote it?) -- update "
+                        f"this project")
+    try:
+        model = GPT(GPTConfig(**model_args))
+        model.load_state_dict(checkpoint['model'])
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise said_once(f"error: the checkpoint's model_args do not fit its weights ({shorten(e, 150)}) -- it was "
+                        f"edited or damaged; use another checkpoint")
     return model
 
 
@@ -249,9 +284,15 @@ def dataset_meta(dataset, source=None):
     if path is None or not os.path.exists(path):
         return None, path
     try:
-        return read_meta(path), path
+        meta = read_meta(path)
     except SystemExit as e:  # data/common.py stands alone in the prepare scripts: said once here
         raise said_once(e.code)
+    vocab_size, stoi = meta.get('vocab_size', 1), meta.get('stoi', {})
+    if type(vocab_size) is not int or vocab_size < 1 or not isinstance(stoi, dict) or not all(
+            isinstance(c, str) and type(i) is int for c, i in stoi.items()):
+        raise said_once(f"error: {path} is not a dataset's meta.pkl (vocab_size must be a positive int, stoi a dict of "
+                        f"characters to ids) -- prepare the dataset again")
+    return meta, path
 
 
 def rng_states(sampler, device_type='cpu'):
@@ -336,7 +377,19 @@ def dataset_files(dataset):
 def open_tokens(paths):
     """(files, starts) of a split's uint16 token files, for read_tokens: starts[k] is where file k begins in
     the files read as one, starts[-1] the number of tokens."""
+    for p in paths:
+        if os.path.getsize(p) % 2:
+            raise said_once(f"error: {p} has an odd number of bytes ({os.path.getsize(p):,}), so it is not uint16 "
+                            f"tokens, or was cut short -- prepare the dataset again")
     return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
+
+
+def largest_token(files, starts, chunks=64, chunk=16384):
+    """The largest token id in a sample of a split: chunks evenly spread over it, up to 1M tokens in all (every
+    token of a small dataset)."""
+    n = int(starts[-1])
+    offsets = range(0, n, chunk) if n <= chunks * chunk else np.linspace(0, n - chunk, chunks).astype(int)
+    return max(int(read_tokens(files, starts, int(i), min(chunk, n - int(i))).max()) for i in offsets)
 
 
 def read_tokens(files, starts, start, n):
@@ -352,7 +405,7 @@ def read_tokens(files, starts, start, n):
 
 def read_run_log(path):
     """Yield the records of a log.jsonl, skipping a line cut short by a crash."""
-    with open(path) as f:
+    with open(path, encoding='utf-8', errors='replace') as f:  # a damaged (binary) line is skipped, not an error
         for line in f:
             try:
                 record = json.loads(line)

@@ -1224,6 +1224,110 @@ def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path
     assert all(os.path.isfile(p) for split in paths.values() for p in split)
 
 
+# ---------------------------------------------------------------- the promised one line: bad files and folders
+
+def test_learning_rate_with_nanogpts_lr_decay_iters_at_or_below_warmup():
+    """nanoGPT runs a command line with lr_decay_iters <= warmup_iters (warmup, then min_lr), so this does too."""
+    get_lr, = train_functions('get_lr')
+    for decay in (2, 4):
+        assert [get_lr(it, 1e-3, 1e-4, 4, decay) for it in (0, 3, 4, 5, 100)] == pytest.approx(
+            [2e-4, 8e-4, 1e-4, 1e-4, 1e-4], rel=1e-12)
+
+
+def test_resume_takes_the_dataset_from_the_checkpoint(monkeypatch, tmp_path, capsys):
+    """A resume without the config file used to look for the default, openwebtext."""
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=2', '--out_dir=out-r')
+    args = [a for a in TRAIN_TINY if not a.startswith('--dataset')]
+    run_script(monkeypatch, 'train.py', *args, '--max_iters=4', '--out_dir=out-r', '--init_from=resume')
+    assert load_checkpoint('out-r/ckpt.pt')['iter_num'] == 4 and 'iter 3: loss' in capsys.readouterr().out
+
+
+def bad_inputs(root):
+    """{case: (files to write, train.py's extra arguments, the one line)}: data and folders gone wrong."""
+    (root / 'a-file').write_text('')
+    (root / 'read-only').mkdir()
+    (root / 'read-only').chmod(0o555)
+    tokens = (np.arange(3000) % 65).astype(np.uint16)
+    return {
+        'an id beyond the vocabulary': ({'data/big/train.bin': np.append(tokens, 70).astype(np.uint16).tobytes(),
+                                         'data/big/val.bin': tokens.tobytes(),
+                                         'data/big/meta.pkl': pickle.dumps({'vocab_size': 65})}, ['--dataset=big'],
+                                        "error: data/big holds token id 70, outside the model's vocabulary of 65 (was it "
+                                        "tokenized for another model?) -- train on data of this model's tokenizer, or a "
+                                        "new model from scratch"),
+        'an odd byte count': ({'data/odd/train.bin': tokens.tobytes() + b'\0', 'data/odd/val.bin': tokens.tobytes()},
+                              ['--dataset=odd'], "error: data/odd/train.bin has an odd number of bytes (6,001), so it is "
+                                                 "not uint16 tokens, or was cut short -- prepare the dataset again"),
+        'a string vocab_size': ({'data/s/train.bin': tokens.tobytes(), 'data/s/val.bin': tokens.tobytes(),
+                                 'data/s/meta.pkl': pickle.dumps({'vocab_size': '65'})}, ['--dataset=s'],
+                                "error: data/s/meta.pkl is not a dataset's meta.pkl (vocab_size must be a positive int, "
+                                "stoi a dict of characters to ids) -- prepare the dataset again"),
+        'a list stoi': ({'data/l/train.bin': tokens.tobytes(), 'data/l/val.bin': tokens.tobytes(),
+                         'data/l/meta.pkl': pickle.dumps({'vocab_size': 65, 'stoi': ['a']})}, ['--dataset=l'],
+                        "error: data/l/meta.pkl is not a dataset's meta.pkl (vocab_size must be a positive int, stoi a "
+                        "dict of characters to ids) -- prepare the dataset again"),
+        'an out_dir that is a file': ({}, ['--out_dir=a-file'], "error: cannot write in out_dir a-file: File exists -- "
+                                                                "out_dir must be a folder: pass another --out_dir"),
+        'a read-only out_dir': ({}, ['--out_dir=read-only'], "error: cannot write in out_dir read-only: Permission "
+                                                             "denied -- make out_dir writable, or pass another --out_dir"),
+    }
+
+
+def test_bad_data_and_folders_are_one_line(monkeypatch, tmp_path):
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for case, (files, args, message) in bad_inputs(tmp_path).items():
+        if case == 'a read-only out_dir' and os.access(tmp_path / 'read-only', os.W_OK):
+            continue  # root writes anyway
+        for name, content in files.items():
+            os.makedirs(os.path.dirname(name), exist_ok=True)
+            open(name, 'wb').write(content)
+        with pytest.raises(SystemExit) as e:
+            run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=1', *args)
+        assert e.value.code == message, case
+
+
+def test_checkpoints_of_other_versions_and_damaged_ones_are_one_line(tmp_path):
+    from checkpoint import model_from_checkpoint
+    model = tiny_model()
+    checkpoint = dict(model=model.state_dict(), model_args={**vars(model.config), 'moe_experts': 8})
+    with pytest.raises(SystemExit) as e:
+        model_from_checkpoint(checkpoint)
+    assert e.value.code == ("error: the checkpoint has model option moe_experts, which this version of model.py does "
+                            "not know (a newer version wrote it?) -- update this project")
+    checkpoint['model_args'] = {**vars(model.config), 'n_embd': 64}
+    with pytest.raises(SystemExit, match=r"^error: the checkpoint's model_args do not fit its weights \(.*\) -- it was "
+                                         r"edited or damaged; use another checkpoint$"):
+        model_from_checkpoint(checkpoint)
+
+
+def test_a_binary_run_log_resumes_and_a_binary_prompt_is_one_line(monkeypatch, tmp_path, capsys):
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=2', '--out_dir=out-b')
+    with open('out-b/log.jsonl', 'ab') as f:
+        f.write(bytes(range(256)) + b'\n')
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=3', '--out_dir=out-b',
+               '--init_from=resume')
+    assert [r['iter'] for r in read_run_log('out-b/log.jsonl') if r['kind'] == 'train'] == [0, 1, 2]
+    assert sorted(os.listdir('out-b')) == ['.lock', 'ckpt.pt', 'config.json', 'log.jsonl']
+    assert len(json.load(open('out-b/config.json'))['resumes']) == 1
+    open('prompt.txt', 'wb').write(b'caf\xe9')
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, 'sample.py', '--out_dir=out-b', '--device=cpu', '--start=FILE:prompt.txt')
+    assert e.value.code == "error: prompt file 'prompt.txt' is not UTF-8 text (byte 3: 0xe9) -- save it as UTF-8"
+
+
+def test_a_failed_write_says_what_the_os_said_and_what_to_do():
+    import errno
+    from checkpoint import os_hint
+    assert os_hint(OSError(errno.ENOSPC, 'No space left on device')) == "free disk space"
+    assert os_hint(OSError(errno.EROFS, 'Read-only file system')) == "make out_dir writable, or pass another --out_dir"
+    assert os_hint(OSError(errno.EIO, 'Input/output error')) == "fix out_dir"
+
+
 # ---------------------------------------------------------------- distributed: DDP and FSDP in one process of gloo
 
 @pytest.fixture

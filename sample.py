@@ -50,8 +50,12 @@ if start.startswith('FILE:'):
     prompt_path = start[5:]
     if not os.path.isfile(prompt_path):
         sys.exit(f"error: prompt file '{prompt_path}' not found (start=FILE:path reads the prompt from path)")
-    with open(prompt_path, 'r', encoding='utf-8') as f:
-        start = f.read()
+    try:
+        with open(prompt_path, 'r', encoding='utf-8') as f:
+            start = f.read()
+    except UnicodeDecodeError as e:
+        sys.exit(f"error: prompt file '{prompt_path}' is not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x}) -- "
+                 f"save it as UTF-8")
 if not start:
     sys.exit("error: the prompt is empty; pass --start=text or --start=FILE:path")
 

@@ -891,23 +891,27 @@ def test_kill_9_while_writing_checkpoints_always_leaves_a_loadable_one(tmp_path)
     args = [sys.executable, TRAIN, *TINY, '--n_embd=256', '--n_layer=4', '--out_dir=out-kill', '--eval_interval=1',
             '--eval_iters=1', '--max_iters=100000', '--lr_decay_iters=100000']
     assert train(tmp_path, *args[2:-2], '--max_iters=1').returncode == 0
-    ckpt, tmp = tmp_path / 'out-kill/ckpt.pt', tmp_path / 'out-kill/ckpt.pt.tmp'
+    ckpt = tmp_path / 'out-kill/ckpt.pt'
+    writing = lambda: set((tmp_path / 'out-kill').glob('.ckpt.pt.*.tmp'))  # save_checkpoint's temporary files
     rng = random.Random(0)
-    last_iter, mid_write = 1, 0
+    last_iter, mid_write, left = 1, 0, set()
     for round in range(6):
         proc = subprocess.Popen([*args, '--init_from=resume'], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while not tmp.exists() and time.time() < deadline:  # wait until a write has begun...
+        while not writing() - left and time.time() < deadline:  # wait until a write of this run has begun...
             time.sleep(0.0005)
         time.sleep(rng.uniform(0, 0.03))  # ...then kill it at a different moment each round
         proc.kill()
         proc.wait()
-        mid_write += tmp.exists()
+        mid_write += bool(writing() - left)
+        left = writing()  # the next run removes them once it holds the folder
         iter_num = load_checkpoint(str(ckpt))['iter_num']
         assert iter_num >= last_iter
         last_iter = iter_num
     assert mid_write >= 1  # at least one kill landed in the middle of a write
+    out = train(tmp_path, *args[2:-2], '--max_iters=1', '--overwrite=True')
+    assert out.returncode == 0 and not writing(), out.stderr  # what the killed runs left is gone
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from checkpoint import (abandon_save, check_architecture, checkpoint_reason, dataset_files, dataset_meta, existing_run,
-                        find_weights, folder_kind, load_model, lock_run_folder, loss_scaler, open_run_log, open_tokens,
-                        read_tokens, record_settings, restore_rng_states, rng_states, save_checkpoint, start_wandb)
+from checkpoint import (abandon_save, check_architecture, checkpoint_config, checkpoint_reason, dataset_files, dataset_meta, existing_run,
+                        find_weights, folder_kind, largest_token, load_model, lock_run_folder, loss_scaler,
+                        open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states, rng_states,
+                        os_hint, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          replicate_model, resume_command, shard_model, sum_over_ranks)
@@ -97,10 +98,10 @@ require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_s
                  'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate', 'min_lr')
 if max_iters < 0 or warmup_iters < 0:
     raise said_once(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
-if decay_lr and lr_decay_iters <= warmup_iters:
-    raise said_once(f"error: lr_decay_iters ({lr_decay_iters}) must be larger than warmup_iters ({warmup_iters})")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
+if init_from == 'resume' and 'dataset' not in overridden:  # like the architecture: the checkpoint's, unless given
+    dataset = checkpoint_config(weights_path).get('dataset', dataset)
 device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)  # seeds alike
 
 # various inits, derived attributes, I/O setup
@@ -160,6 +161,11 @@ else:
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
     raise said_once(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
                     f"{model.config.vocab_size}; train this dataset from scratch")
+largest = max(largest_token(*data_files[split]) for split in data_files)  # a sample: cheap on any dataset
+if largest >= model.config.vocab_size:
+    raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
+                    f"{model.config.vocab_size} (was it tokenized for another model?) -- train on data of this "
+                    f"model's tokenizer, or a new model from scratch")
 config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
@@ -249,7 +255,7 @@ def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=Tru
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
+    if it > lr_decay_iters or lr_decay_iters <= warmup_iters:  # the latter as nanoGPT: warmup, then min_lr
         return min_lr
     if lr_schedule == 'wsd':
         decay_start = lr_decay_iters - decay_frac * (lr_decay_iters - warmup_iters)
@@ -273,16 +279,19 @@ def stop(message, code):
 
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
 # log line and evaluation, which plot.py draws), and wandb
-run_log, last_logged = None, None
+run_log, last_logged, run_lock = None, None, None
 if not eval_only and folder_kind(out_dir) == 'export':  # before anything is written
     stop(f"error: {out_dir} holds a Hugging Face export (its config.json), not a run, and a run there would "
          f"overwrite that config.json -- pass another --out_dir", 1)
 if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):
     stop(existing_run(out_dir), 1)
-run_lock = lock_run_folder(out_dir) if master_process and not eval_only else None  # one run per folder, till it ends
 if master_process and not eval_only:
-    record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
-    run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
+    try:
+        run_lock = lock_run_folder(out_dir)  # one run per folder, for as long as this process lives
+        run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
+        record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
+    except OSError as e:  # a read-only folder, a file in its place, a full disk
+        stop(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}", 1)
 wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
 wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
 
@@ -428,3 +437,5 @@ while True:
 
 if ddp:
     dist.destroy_process_group()
+if run_lock is not None:  # the folder is free for the next run (the kernel frees it too, at exit)
+    os.close(run_lock)
