@@ -388,6 +388,8 @@ def largest_token(files, starts, chunks=64, chunk=16384):
     """The largest token id in a sample of a split: chunks evenly spread over it, up to 1M tokens in all (every
     token of a small dataset)."""
     n = int(starts[-1])
+    if n == 0:
+        return -1
     offsets = range(0, n, chunk) if n <= chunks * chunk else np.linspace(0, n - chunk, chunks).astype(int)
     return max(int(read_tokens(files, starts, int(i), min(chunk, n - int(i))).max()) for i in offsets)
 

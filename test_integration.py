@@ -1449,9 +1449,9 @@ def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_p
     # an existing export is replaced only when asked to
     before = digest(folder)
     out = run([sys.executable, EXPORT, '--out_dir=out', '--verify=False'], tmp_path)
-    assert out.returncode == 1 and out.stderr == (f"error: {os.path.join('out', 'hf')} already exists and is not an "
-                                                  f"empty folder -- pass --overwrite=True to replace it, or another "
-                                                  f"--export_dir\n")
+    assert out.returncode == 1 and out.stderr == (f"error: {os.path.join('out', 'hf')} already holds an earlier "
+                                                  f"export -- pass another --export_dir, or --overwrite=True to "
+                                                  f"replace it\n")
     assert digest(folder) == before
     out = run([sys.executable, EXPORT, '--out_dir=out', '--overwrite=True', '--verify=False'], tmp_path)
     assert out.returncode == 0, out.stderr

@@ -161,11 +161,6 @@ else:
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
     raise said_once(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
                     f"{model.config.vocab_size}; train this dataset from scratch")
-largest = max(largest_token(*data_files[split]) for split in data_files)  # a sample: cheap on any dataset
-if largest >= model.config.vocab_size:
-    raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
-                    f"{model.config.vocab_size} (was it tokenized for another model?) -- train on data of this "
-                    f"model's tokenizer, or a new model from scratch")
 config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
@@ -177,6 +172,11 @@ for split in ('train', 'val'):  # the model's block_size is known now
         where = data_paths[split][0] if len(data_paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
         raise said_once(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} "
                         f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
+largest = max(largest_token(*data_files[split]) for split in data_files)  # a sample: cheap on any dataset
+if largest >= model.config.vocab_size:
+    raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
+                    f"{model.config.vocab_size} (was it tokenized for another model?) -- train on data of this "
+                    f"model's tokenizer, or a new model from scratch")
 
 
 def draw_offsets(split, generator, n):
