@@ -1787,19 +1787,23 @@ def test_gpu_hellaswag_scores_as_on_the_cpu(tmp_path):
 
 
 @needs_gpu
-def test_gpu_cached_generation_equals_uncached():
+def test_gpu_cached_and_compiled_generation_equal_uncached():
+    """Greedy, in full float32 (the paths' rounding must not flip a choice): with the KV cache as without it, 80
+    new tokens with block_size 64, so the window fills and slides; and compiled, as sample.py --compile=True."""
     from model import GPT, GPTConfig
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=100, n_layer=2, n_head=4, n_embd=64)).eval().to(ACCELERATOR)
     idx = torch.randint(100, (2, 5), device=ACCELERATOR)
     tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # full float32: the two paths' rounding must not flip a choice
-    try:  # 80 new tokens with block_size 64: the window fills, and slides
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
         cached = model.generate(idx, 80, temperature=0, use_cache=True)
         uncached = model.generate(idx, 80, temperature=0, use_cache=False)
+        model.compile()  # the prompt, each single token, the sliding window
+        compiled = model.generate(idx, 80, temperature=0, use_cache=True)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    assert cached.shape == (2, 85) and torch.equal(cached, uncached)
+    assert cached.shape == (2, 85) and torch.equal(cached, uncached) and torch.equal(compiled, cached)
 
 
 @needs_gpu
@@ -1825,23 +1829,6 @@ def test_gpu_16_bit_kv_cache_logits_and_top_p(dtype):
     assert set(sample_next_token(logits, 1.0, None, 0.7, generator).flatten().tolist()) == {7}
     draws = sample_next_token(logits, 1.0, None, 0.85, generator).flatten()
     assert set(draws.tolist()) == {7, 9} and 0.17 < (draws == 9).float().mean().item() < 0.23
-
-
-@needs_gpu
-def test_gpu_compiled_generation_with_the_kv_cache_equals_eager():
-    from model import GPT, GPTConfig
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=64, vocab_size=100, n_layer=2, n_head=4, n_embd=64)).eval().to(ACCELERATOR)
-    idx = torch.randint(100, (2, 5), device=ACCELERATOR)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        eager = model.generate(idx, 70, temperature=0, use_cache=True)
-        model.compile()  # as sample.py --compile=True does: the prompt, each single token, the sliding window
-        compiled = model.generate(idx, 70, temperature=0, use_cache=True)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    assert torch.equal(compiled, eager)
 
 
 @needs_gpu
