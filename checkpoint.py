@@ -384,6 +384,17 @@ def open_tokens(paths):
     return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
 
 
+def read_batch(files, starts, offsets, block_size, device):
+    """The (input, target) sequences of block_size tokens that start at offsets (a tensor of positions) in a split
+    opened by open_tokens, on device: pinned and copied asynchronously to a GPU, which keeps computing meanwhile."""
+    rows = [read_tokens(files, starts, i, block_size + 1) for i in offsets.tolist()]
+    tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    if torch.device(device).type == 'cuda':
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
 def largest_token(files, starts, chunks=64, chunk=16384):
     """The largest token id in a sample of a split: chunks evenly spread over it, up to 1M tokens in all (every
     token of a small dataset)."""

@@ -20,13 +20,12 @@ import time
 from contextlib import nullcontext
 from dataclasses import fields
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from checkpoint import (abandon_save, check_architecture, checkpoint_config, checkpoint_reason, dataset_files, dataset_meta, existing_run,
                         find_weights, folder_kind, largest_token, load_model, lock_run_folder, loss_scaler,
-                        open_run_log, open_tokens, read_tokens, record_settings, restore_rng_states, rng_states,
+                        open_run_log, open_tokens, read_batch, record_settings, restore_rng_states, rng_states,
                         os_hint, save_checkpoint, start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
@@ -185,14 +184,8 @@ def draw_offsets(split, generator, n):
 
 
 def get_batch(split, offsets):
-    """The (input, target) sequences that start at offsets."""
-    rows = [read_tokens(*data_files[split], i, block_size + 1) for i in offsets.tolist()]
-    tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
-    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    if device_type == 'cuda':
-        # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+    """The (input, target) sequences that start at offsets, on the device."""
+    return read_batch(*data_files[split], offsets, block_size, device)
 
 
 # every process draws the same global batches from this stream and trains on its own share of them,

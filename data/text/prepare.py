@@ -228,8 +228,8 @@ def readme(command, counts, vocab_size, source, how_split, next_commands):
     return (f"# {name}\n\nMade by `{PREPARED_BY}` on {datetime.date.today()}, with\n\n    {command}\n\n"
             f"- Source: {source}.\n- Tokenizer: {kind}.\n- Documents: {counts['documents']:,}; {how_split}.\n"
             f"- `train.bin`: {counts['train']:,} tokens; `val.bin`: {counts['val']:,} tokens (uint16).\n\n"
-            f"Train and sample, from the repository's root:\n\n" + ''.join(f"    {c}\n" for c in next_commands) +
-            f"\nRun the command above again to make it anew; the script replaces what it made.\n")
+            "Train and sample, from the repository's root:\n\n" + ''.join(f"    {c}\n" for c in next_commands) +
+            "\nRun the command above again to make it anew; the script replaces what it made.\n")
 
 
 if __name__ == '__main__':
