@@ -119,6 +119,28 @@ def folder_kind(folder):
     return 'export' if isinstance(config, dict) and 'model_type' in config else 'other'
 
 
+def run_folder_problem(out_dir, new_run):
+    """Why a run may not write into out_dir, or '': it holds a Hugging Face export (whose config.json a run would
+    overwrite), or, for a new run, an earlier run's ckpt.pt."""
+    if folder_kind(out_dir) == 'export':
+        return (f"error: {out_dir} holds a Hugging Face export (its config.json), not a run, and a run there would "
+                f"overwrite that config.json -- pass another --out_dir")
+    return existing_run(out_dir) if new_run and os.path.isfile(os.path.join(out_dir, 'ckpt.pt')) else ''
+
+
+def start_run_records(out_dir, config, previous_config, iter_num, resuming):
+    """A run's first writes into out_dir, on its master process: the lock (lock_run_folder), log.jsonl
+    (open_run_log) and config.json (record_settings). Returns (lock, run log, its last record); a folder that cannot
+    be written is one line."""
+    try:
+        lock = lock_run_folder(out_dir)
+        run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
+        record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
+    except OSError as e:  # a read-only folder, a file in its place, a full disk
+        raise said_once(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}")
+    return lock, run_log, last_logged
+
+
 def lock_run_folder(out_dir):
     """Hold out_dir for this process's run until it ends: an exclusive lock on out_dir/.lock, which the kernel
     releases when the process ends, however it ends. A second run on the folder stops at once, in one line naming
@@ -382,6 +404,21 @@ def open_tokens(paths):
             raise said_once(f"error: {p} has an odd number of bytes ({os.path.getsize(p):,}), so it is not uint16 "
                             f"tokens, or was cut short -- prepare the dataset again")
     return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
+
+
+def check_splits(dataset, paths, files, block_size, vocab_size):
+    """Every split longer than one context, and no token id outside the vocabulary in a sample of each (every token
+    of a small dataset, 64 evenly spread pieces of a big one), which would fail deep inside the embedding."""
+    for split, (_, starts) in files.items():
+        if starts[-1] <= block_size:
+            where = paths[split][0] if len(paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
+            raise said_once(f"error: {where} holds {starts[-1]} tokens, too few for block_size={block_size} "
+                            f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
+    largest = max(largest_token(*files[split]) for split in files)
+    if largest >= vocab_size:
+        raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
+                        f"{vocab_size} (was it tokenized for another model?) -- train on data of this model's "
+                        f"tokenizer, or a new model from scratch")
 
 
 def read_batch(files, starts, offsets, block_size, device):

@@ -23,10 +23,10 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from checkpoint import (abandon_save, check_architecture, checkpoint_config, checkpoint_reason, dataset_files, dataset_meta, existing_run,
-                        find_weights, folder_kind, largest_token, load_model, lock_run_folder, loss_scaler,
-                        open_run_log, open_tokens, read_batch, record_settings, restore_rng_states, rng_states,
-                        os_hint, save_checkpoint, start_wandb)
+from checkpoint import (abandon_save, check_architecture, check_splits, checkpoint_config, checkpoint_reason,
+                        dataset_files, dataset_meta, find_weights, load_model, loss_scaler, open_tokens, read_batch,
+                        restore_rng_states, rng_states, run_folder_problem, save_checkpoint, start_run_records,
+                        start_wandb)
 from configurator import config_keys, configure, default_device, require_positive, said_once, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          replicate_model, resume_command, shard_model, sum_over_ranks)
@@ -166,16 +166,7 @@ if master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device} with "
           f"{torch.get_num_threads()} CPU threads")
 
-for split in ('train', 'val'):  # the model's block_size is known now
-    if data_lengths[split] <= block_size:
-        where = data_paths[split][0] if len(data_paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
-        raise said_once(f"error: {where} holds {data_lengths[split]} tokens, too few for block_size={block_size} "
-                        f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
-largest = max(largest_token(*data_files[split]) for split in data_files)  # a sample: cheap on any dataset
-if largest >= model.config.vocab_size:
-    raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
-                    f"{model.config.vocab_size} (was it tokenized for another model?) -- train on data of this "
-                    f"model's tokenizer, or a new model from scratch")
+check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_size)  # the model is known now
 
 
 def draw_offsets(split, generator, n):
@@ -273,18 +264,11 @@ def stop(message, code):
 # the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
 # log line and evaluation, which plot.py draws), and wandb
 run_log, last_logged, run_lock = None, None, None
-if not eval_only and folder_kind(out_dir) == 'export':  # before anything is written
-    stop(f"error: {out_dir} holds a Hugging Face export (its config.json), not a run, and a run there would "
-         f"overwrite that config.json -- pass another --out_dir", 1)
-if not resuming and not eval_only and not overwrite and os.path.isfile(ckpt_path):
-    stop(existing_run(out_dir), 1)
-if master_process and not eval_only:
-    try:
-        run_lock = lock_run_folder(out_dir)  # one run per folder, for as long as this process lives
-        run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
-        record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
-    except OSError as e:  # a read-only folder, a file in its place, a full disk
-        stop(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}", 1)
+problem = '' if eval_only else run_folder_problem(out_dir, new_run=not resuming and not overwrite)  # before writing
+if problem:
+    stop(problem, 1)
+if master_process and not eval_only:  # the lock: one run per folder, for as long as this process lives
+    run_lock, run_log, last_logged = start_run_records(out_dir, config, previous_config, iter_num, resuming)
 wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
 wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
 
