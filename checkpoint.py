@@ -19,7 +19,7 @@ from dataclasses import fields
 import numpy as np
 import torch
 
-from configurator import said_once
+from configurator import fail
 from data.common import INCOMPLETE, Tokenizer, atomic_path, read_meta, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
@@ -45,7 +45,7 @@ def save_checkpoint(checkpoint, path):
     except (OSError, RuntimeError) as e:  # torch.save reports some failed writes as RuntimeError
         old = 'the previous checkpoint is intact' if os.path.exists(path) else 'no checkpoint was written'
         reason = getattr(e, 'strerror', None) or shorten(e, 120)
-        raise said_once(f"error: could not write checkpoint {path}: {reason}; {old} -- {os_hint(e)}, then resume")
+        fail(f"error: could not write checkpoint {path}: {reason}; {old} -- {os_hint(e)}, then resume")
     finally:
         saving_to = None
 
@@ -86,8 +86,8 @@ def find_weights(init_from, out_dir, training=None):
         return 'checkpoint', os.path.join(out_dir, 'ckpt.pt')
     lacking = options_gpt2_lacks(training or {})
     if init_from in GPT2_NAMES and lacking:
-        raise said_once(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} "
-                        f"-- drop those settings")
+        fail(f"error: init_from={init_from} loads GPT-2's architecture, which has no {', '.join(lacking)} "
+             f"-- drop those settings")
     if init_from in GPT2_NAMES:
         return 'pretrained', init_from
     if os.path.isfile(init_from):
@@ -97,7 +97,7 @@ def find_weights(init_from, out_dir, training=None):
     if any(os.path.isfile(os.path.join(init_from, f)) for f in ('model.safetensors', 'pytorch_model.bin')):
         return 'pretrained', init_from
     choices = "'scratch' (a new model), " + INIT_CHOICES if training is not None else INIT_CHOICES
-    raise said_once(f"error: init_from='{init_from}' is not {choices}")
+    fail(f"error: init_from='{init_from}' is not {choices}")
 
 
 def folder_kind(folder):
@@ -137,7 +137,7 @@ def start_run_records(out_dir, config, previous_config, iter_num, resuming):
         run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
         record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
     except OSError as e:  # a read-only folder, a file in its place, a full disk
-        raise said_once(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}")
+        fail(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}")
     return lock, run_log, last_logged
 
 
@@ -194,8 +194,8 @@ def load_checkpoint(path):
     """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error. One written by
     the original nanoGPT (no rng_states, scaler or mlp_act) is read as what it is: exact GELU, plain names."""
     if not os.path.isfile(path):
-        raise said_once(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
-                        f"holding ckpt.pt")
+        fail(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
+             f"holding ckpt.pt")
     try:  # mapped: a tensor is read from the file when it is used, so no process holds a second copy of it all
         try:
             checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
@@ -204,11 +204,11 @@ def load_checkpoint(path):
                 raise
             checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled code: all mean "not a usable checkpoint"
-        raise said_once(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
-                        f"be truncated or corrupt; restore a copy or train again")
+        fail(f"error: {path} is not a readable checkpoint ({type(e).__name__}: {shorten(e, 120)}) -- it may "
+             f"be truncated or corrupt; restore a copy or train again")
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
-        raise said_once(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
+        fail(f"error: {path} is not a checkpoint written by train.py (missing {', '.join(missing)})")
     # compiled models' weights carry this prefix (nanoGPT's, and this project's older ones); nanoGPT without
     # flash attention also saved its causal mask as attn.bias
     checkpoint['model'] = {k.removeprefix('_orig_mod.'): v for k, v in checkpoint['model'].items()
@@ -241,15 +241,15 @@ def model_from_checkpoint(checkpoint, dropout=None):
     model_args = checkpoint['model_args'] if dropout is None else {**checkpoint['model_args'], 'dropout': dropout}
     unknown = sorted(set(model_args) - {f.name for f in fields(GPTConfig)})
     if unknown:
-        raise said_once(f"error: the checkpoint has model option{'s' * (len(unknown) > 1)} {', '.join(unknown)}, "
-                        f"which this version of model.py does not know (a newer version wrote it?) -- update "
-                        f"this project")
+        fail(f"error: the checkpoint has model option{'s' * (len(unknown) > 1)} {', '.join(unknown)}, "
+             f"which this version of model.py does not know (a newer version wrote it?) -- update "
+             f"this project")
     try:
         model = GPT(GPTConfig(**model_args))
         model.load_state_dict(checkpoint['model'])
     except (ValueError, TypeError, RuntimeError) as e:
-        raise said_once(f"error: the checkpoint's model_args do not fit its weights ({shorten(e, 150)}) -- it was "
-                        f"edited or damaged; use another checkpoint")
+        fail(f"error: the checkpoint's model_args do not fit its weights ({shorten(e, 150)}) -- it was "
+             f"edited or damaged; use another checkpoint")
     return model
 
 
@@ -263,8 +263,8 @@ def load_model(init_from, out_dir, dropout=None):
         tokenizer = Tokenizer(json.load(open(chars, encoding='utf-8'))) if os.path.isfile(chars) else Tokenizer()
         try:
             return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), tokenizer, None, None
-        except SystemExit as e:  # model.py stands alone in exports, so its one-line errors are made said_once here
-            raise said_once(e.code)
+        except SystemExit as e:  # model.py stands alone in exports: its one-line errors go through fail here
+            fail(e.code)
     checkpoint = load_checkpoint(path)
     if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
@@ -284,8 +284,8 @@ def check_architecture(model, asked, given, source, resuming):
             model.crop_block_size(asks)  # e.g. finetuning GPT-2 with a shorter context
         else:
             hint = " (if the run was started with it)" if resuming else ""
-            raise said_once(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
-                            f"setting, or pass --{k}={has!r}{hint}")
+            fail(f"error: {source} has {k}={has!r} but this run asks for {k}={asks!r} -- drop that "
+                 f"setting, or pass --{k}={has!r}{hint}")
 
 
 def dataset_folder(dataset, source=None):
@@ -293,8 +293,8 @@ def dataset_folder(dataset, source=None):
     config: source names it), never a path that leads elsewhere."""
     if not isinstance(dataset, str) or not re.fullmatch(r'[\w][\w.-]*', dataset) or set(dataset) == {'.'}:
         what = f"{source} names its dataset {dataset!r}, which" if source else f"dataset={dataset!r}"
-        raise said_once(f"error: {what} is not a folder name under data/, so nothing was read from it -- a dataset "
-                        f"is data/<name>/, its name made of letters, digits, '_', '-' and '.'")
+        fail(f"error: {what} is not a folder name under data/, so nothing was read from it -- a dataset "
+             f"is data/<name>/, its name made of letters, digits, '_', '-' and '.'")
     return os.path.join('data', dataset)
 
 
@@ -305,15 +305,12 @@ def dataset_meta(dataset, source=None):
     path = os.path.join(dataset_folder(dataset, source), 'meta.pkl') if dataset else None
     if path is None or not os.path.exists(path):
         return None, path
-    try:
-        meta = read_meta(path)
-    except SystemExit as e:  # data/common.py stands alone in the prepare scripts: said once here
-        raise said_once(e.code)
+    meta = read_meta(path)
     vocab_size, stoi = meta.get('vocab_size', 1), meta.get('stoi', {})
     if type(vocab_size) is not int or vocab_size < 1 or not isinstance(stoi, dict) or not all(
             isinstance(c, str) and type(i) is int for c, i in stoi.items()):
-        raise said_once(f"error: {path} is not a dataset's meta.pkl (vocab_size must be a positive int, stoi a dict of "
-                        f"characters to ids) -- prepare the dataset again")
+        fail(f"error: {path} is not a dataset's meta.pkl (vocab_size must be a positive int, stoi a dict of "
+             f"characters to ids) -- prepare the dataset again")
     return meta, path
 
 
@@ -372,27 +369,27 @@ def dataset_files(dataset):
     (train_000000.bin, train_000001.bin, ...), read as one; or a one-line error that says what to run or pick."""
     folder = dataset_folder(dataset)
     if os.path.exists(os.path.join(folder, INCOMPLETE)):
-        raise said_once(f"error: {folder}/ is half-replaced: a prepare.py writing it was stopped before it finished, "
-                        f"and its files mix two versions -- run that prepare.py again")
+        fail(f"error: {folder}/ is half-replaced: a prepare.py writing it was stopped before it finished, "
+             f"and its files mix two versions -- run that prepare.py again")
     paths = {split: [os.path.join(folder, f'{split}.bin')] for split in ('train', 'val')}
     for split in paths:
         shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))
         paths[split] = paths[split] if os.path.isfile(paths[split][0]) or not shards else shards
     missing = next((p[0] for p in paths.values() if not os.path.isfile(p[0])), None)
     if missing and dataset == 'text':  # data/text/ holds the preparer of your own text, not a dataset
-        raise said_once("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
-                        "--input=<your text files> and train on the name it prints")
+        fail("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
+             "--input=<your text files> and train on the name it prints")
     if missing and os.path.isfile(os.path.join(folder, 'prepare.py')):
-        raise said_once(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
+        fail(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
     if missing and os.path.isdir(folder):
-        raise said_once(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
-                        f"(docs/guides/own_data.md shows how)")
+        fail(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
+             f"(docs/guides/own_data.md shows how)")
     if missing:
         there = sorted(d for d in os.listdir('data') if d != 'text' and (os.path.isfile(
             os.path.join('data', d, 'prepare.py')) or glob.glob(os.path.join('data', d, 'train*.bin')))) \
             if os.path.isdir('data') else []
-        raise said_once(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
-                        f"or add your own: docs/guides/own_data.md")
+        fail(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
+             f"or add your own: docs/guides/own_data.md")
     return paths
 
 
@@ -401,8 +398,8 @@ def open_tokens(paths):
     the files read as one, starts[-1] the number of tokens."""
     for p in paths:
         if os.path.getsize(p) % 2:
-            raise said_once(f"error: {p} has an odd number of bytes ({os.path.getsize(p):,}), so it is not uint16 "
-                            f"tokens, or was cut short -- prepare the dataset again")
+            fail(f"error: {p} has an odd number of bytes ({os.path.getsize(p):,}), so it is not uint16 "
+                 f"tokens, or was cut short -- prepare the dataset again")
     return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
 
 
@@ -412,13 +409,13 @@ def check_splits(dataset, paths, files, block_size, vocab_size):
     for split, (_, starts) in files.items():
         if starts[-1] <= block_size:
             where = paths[split][0] if len(paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
-            raise said_once(f"error: {where} holds {starts[-1]} tokens, too few for block_size={block_size} "
-                            f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
+            fail(f"error: {where} holds {starts[-1]} tokens, too few for block_size={block_size} "
+                 f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
     largest = max(largest_token(*files[split]) for split in files)
     if largest >= vocab_size:
-        raise said_once(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
-                        f"{vocab_size} (was it tokenized for another model?) -- train on data of this model's "
-                        f"tokenizer, or a new model from scratch")
+        fail(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
+             f"{vocab_size} (was it tokenized for another model?) -- train on data of this model's "
+             f"tokenizer, or a new model from scratch")
 
 
 def read_batch(files, starts, offsets, block_size, device):

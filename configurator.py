@@ -6,7 +6,7 @@ settings. A --key=value argument sets one of them. They apply in order, so the l
 Each script calls it on its own globals() after setting its defaults:
     from configurator import configure
     configure(globals())
-A mistake (unknown key, wrong type, missing file) stops the script with a one-line error (said_once).
+A mistake (unknown key, wrong type, missing file) stops the script with a one-line error (fail).
 `python <script>.py --help` lists a script's settings with their defaults and comments.
 Below it, `setup` is the one place where every script sets up its device, dtype, autocast and seeds.
 """
@@ -36,17 +36,18 @@ def command(script):
     return os.path.basename(script) if os.path.relpath(script).startswith('..') else os.path.relpath(script)
 
 
-def said_once(message):
-    """The SystemExit of a one-line error that every process of a torchrun launch meets alike (a setting, a file):
-    only the machine's first process (LOCAL_RANK 0) says it. The others leave quietly with status 0, so torchrun
-    waits for the one that speaks and names it as the failure, instead of killing it before it has printed."""
-    return SystemExit(message if int(os.environ.get('LOCAL_RANK', 0)) == 0 else 0)
+def fail(message):
+    """Stop with a one-line error: the one way every script and module stops on bad input (but model.py, which an
+    export carries alone, raises SystemExit itself). Under torchrun every process meets the same error (a setting,
+    a file): only the machine's first process (LOCAL_RANK 0) prints it, and the others leave quietly with status 0,
+    so torchrun waits for the one that speaks and names it as the failure, instead of killing it before it prints."""
+    raise SystemExit(message if int(os.environ.get('LOCAL_RANK', 0)) == 0 else 0)
 
 
-def unknown_key_error(key, known, script):
+def fail_unknown_key(key, known, script):
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"python {command(script)} --help lists the settings"
-    return said_once(f"error: unknown config key '{key}'; {hint}")
+    fail(f"error: unknown config key '{key}'; {hint}")
 
 
 def coerce(key, value, default, from_command_line):
@@ -60,7 +61,7 @@ def coerce(key, value, default, from_command_line):
                 parsed = None
             value = parsed if isinstance(parsed, list) else [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise said_once(f"error: {key} must be a list of strings like {key}=['a', 'b'], got {value!r}")
+            fail(f"error: {key} must be a list of strings like {key}=['a', 'b'], got {value!r}")
         return value
     if from_command_line and expected is not str:
         if expected is bool and value.lower() in ('true', 'false'):
@@ -68,12 +69,12 @@ def coerce(key, value, default, from_command_line):
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise said_once(f"error: --{key}={value}: expected {expected.__name__} like {key}={default!r}")
+            fail(f"error: --{key}={value}: expected {expected.__name__} like {key}={default!r}")
     if expected is float and type(value) is int:
         return float(value)  # an int is fine where a float is expected
     if type(value) is not expected:
-        raise said_once(f"error: {key}={value!r} is a {type(value).__name__}, expected {expected.__name__} "
-                        f"(default {default!r})")
+        fail(f"error: {key}={value!r} is a {type(value).__name__}, expected {expected.__name__} "
+             f"(default {default!r})")
     return value
 
 
@@ -118,7 +119,7 @@ def configure(namespace, argv=None):
     for arg in argv:
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
-                raise said_once(f"error: config file '{arg}' not found (settings are passed as --key=value)")
+                fail(f"error: config file '{arg}' not found (settings are passed as --key=value)")
             try:
                 with open(arg) as f:
                     source = f.read()
@@ -126,24 +127,24 @@ def configure(namespace, argv=None):
                 exec(compile(source, arg, 'exec'), scope)
             except Exception as e:  # a broken config file is the user's input, not our bug
                 line = getattr(e, 'lineno', None)
-                raise said_once(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
-                                f"{type(e).__name__}: {e}")
+                fail(f"error: cannot read config file '{arg}'{f' (line {line})' if line else ''}: "
+                     f"{type(e).__name__}: {e}")
             echo.append(f"Overriding config with {arg}:\n{source}")
             for key, value in scope.items():
                 if key.startswith('_') or key == '__builtins__' or type(value).__name__ == 'module':
                     continue
                 if key not in known:
-                    raise unknown_key_error(key, known, script)
+                    fail_unknown_key(key, known, script)
                 if value != new.get(key, namespace[key]) or key in new:  # only what the file changes counts as set
                     new[key] = coerce(key, value, namespace[key], False)
         else:
             if '=' not in arg:
-                raise said_once(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
+                fail(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
             key, value = arg[2:].split('=', 1)
             if '=' in value:
-                raise said_once(f"error: '{arg}': the value contains '='; put such a value in a config file")
+                fail(f"error: '{arg}': the value contains '='; put such a value in a config file")
             if key not in known:
-                raise unknown_key_error(key, known, script)
+                fail_unknown_key(key, known, script)
             new[key] = coerce(key, value, namespace[key], True)
             echo.append(f"Overriding: {key} = {new[key]!r}")
     if echo and int(os.environ.get('LOCAL_RANK', 0)) == 0:  # under torchrun, once per machine
@@ -157,7 +158,7 @@ def require_positive(namespace, *keys):
     for key in keys:
         if not namespace[key] > 0:
             kind = 'a positive integer' if type(namespace[key]) is int else 'positive'
-            raise said_once(f"error: {key} must be {kind}, got {namespace[key]}")
+            fail(f"error: {key} must be {kind}, got {namespace[key]}")
 
 
 def default_device():
@@ -186,7 +187,7 @@ def cuda_device(device):
     named, and for a bare 'cuda' the current one (GPU 0 unless the program chose another), as torch reads 'cuda'."""
     import torch
     if not re.fullmatch(r'cuda(:\d+)?', device):
-        raise said_once(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
+        fail(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
     count = torch.cuda.device_count()
     if 'LOCAL_RANK' in os.environ:
         index = int(os.environ['LOCAL_RANK'])
@@ -197,8 +198,8 @@ def cuda_device(device):
     index = int(device[5:]) if ':' in device else torch.cuda.current_device()
     if index >= count:
         which = 'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'
-        raise said_once(f"error: device '{device}' requested but this machine has {count} CUDA GPU"
-                        f"{'s' * (count > 1)} ({which}); pick one of them")
+        fail(f"error: device '{device}' requested but this machine has {count} CUDA GPU"
+             f"{'s' * (count > 1)} ({which}); pick one of them")
     return f'cuda:{index}'
 
 
@@ -226,19 +227,19 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True, trainin
     import torch
     device_type = device.split(':')[0]
     if device_type not in ('cpu', 'cuda', 'mps'):
-        raise said_once(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
+        fail(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
     if device_type == 'cuda' and not torch.cuda.is_available():
-        raise said_once(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
+        fail(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")
     if device_type == 'mps' and not torch.backends.mps.is_available():
-        raise said_once("error: device 'mps' requested but MPS is not available here; use --device=cpu")
+        fail("error: device 'mps' requested but MPS is not available here; use --device=cpu")
     if threads < 0:
-        raise said_once(f"error: threads must be >= 0 (0: torch's default), got {threads}")
+        fail(f"error: threads must be >= 0 (0: torch's default), got {threads}")
     if threads:
         torch.set_num_threads(threads)
     if not compiled:
         skip_dynamo_import()
     if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
-        raise said_once(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
+        fail(f"error: unknown dtype '{dtype}'; use auto, float32, bfloat16 or float16")
     if device_type == 'cuda':
         device = cuda_device(device)
         torch.cuda.set_device(device)  # before anything asks "the current GPU" (RNG states, names, bf16 probe)
@@ -251,11 +252,11 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True, trainin
             amx = device_type == 'cpu' and torch.cpu._is_amx_tile_supported()
             dtype = 'bfloat16' if amx and not generate else 'float32'
     if dtype == 'bfloat16' and not bf16_supported(device_type):
-        raise said_once(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
-                        f"use --dtype=float16 on CUDA or --dtype=float32")
+        fail(f"error: dtype 'bfloat16' requested but {device} has no native bfloat16; "
+             f"use --dtype=float16 on CUDA or --dtype=float32")
     if dtype == 'float16' and device_type != 'cuda' and training:  # inference needs no loss scaling
-        raise said_once(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
-                        f"or bfloat16 on {device}")
+        fail(f"error: dtype 'float16' needs loss scaling, which runs on CUDA only; use --dtype=float32 "
+             f"or bfloat16 on {device}")
     rank = int(os.environ.get('RANK', 0))
     torch.manual_seed(seed)  # the same initial weights in every process: FSDP shards them without a broadcast
     np.random.seed(seed + rank)

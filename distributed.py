@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from configurator import said_once
+from configurator import fail
 
 
 def launched_by_torchrun():
@@ -123,5 +123,5 @@ def load_optimizer(model, optimizer, state_dict, fsdp):
     try:
         set_optimizer_state_dict(model, optimizer, state_dict, options=StateDictOptions(full_state_dict=fsdp))
     except (KeyError, ValueError, RuntimeError) as e:  # e.g. Muon's state for AdamW, or the other way round
-        raise said_once(f"error: the checkpoint's optimizer state does not fit this run's optimizer "
-                        f"({type(e).__name__}) -- resume with the optimizer_name the run was started with")
+        fail(f"error: the checkpoint's optimizer state does not fit this run's optimizer "
+             f"({type(e).__name__}) -- resume with the optimizer_name the run was started with")

@@ -15,7 +15,6 @@ import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict
 
@@ -23,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import dataset_meta, find_weights, folder_kind, load_model
-from configurator import configure
+from configurator import configure, fail
 from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 
 # -----------------------------------------------------------------------------
@@ -37,18 +36,18 @@ configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
 kind, source = find_weights(init_from, out_dir)
 if not export_dir and kind != 'checkpoint':
-    sys.exit(f"error: init_from={init_from} is not a checkpoint of this project -- pass --export_dir=folder")
+    fail(f"error: init_from={init_from} is not a checkpoint of this project -- pass --export_dir=folder")
 export_dir = os.path.normpath(export_dir or os.path.join(os.path.dirname(source), 'hf'))
 kind_there = folder_kind(export_dir)
 if kind_there == 'run':
-    sys.exit(f"error: {export_dir} holds a training run (its ckpt.pt, log.jsonl or config.json), which an export "
-             f"never replaces -- pass another --export_dir")
+    fail(f"error: {export_dir} holds a training run (its ckpt.pt, log.jsonl or config.json), which an export "
+         f"never replaces -- pass another --export_dir")
 if kind_there == 'export' and not overwrite:
-    sys.exit(f"error: {export_dir} already holds an earlier export -- pass another --export_dir, or "
-             f"--overwrite=True to replace it")
+    fail(f"error: {export_dir} already holds an earlier export -- pass another --export_dir, or "
+         f"--overwrite=True to replace it")
 if kind_there == 'other':
-    sys.exit(f"error: {export_dir} already holds files that are not an export, or is a file -- pass another "
-             f"--export_dir")
+    fail(f"error: {export_dir} already holds files that are not an export, or is a file -- pass another "
+         f"--export_dir")
 parent, base = os.path.split(os.path.abspath(export_dir))
 for left in glob.glob(os.path.join(glob.escape(parent), f'.{glob.escape(base)}.*.old', base)):  # a kill mid-swap
     print(f"note: {left} holds an earlier export of {export_dir}, set aside by an export that was interrupted; "
@@ -147,7 +146,7 @@ try:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=parent)  # ours alone: no name to collide with
 except OSError as e:
-    sys.exit(f"error: could not write in {parent}: {e.strerror or e} -- choose another --export_dir")
+    fail(f"error: could not write in {parent}: {e.strerror or e} -- choose another --export_dir")
 try:
     write_gpt2(tmp) if gpt2_architecture else write_remote_code(tmp)
     if bpe:  # GPT-2's own files under the names transformers expects, then its tokenizer.json made from them
@@ -190,13 +189,13 @@ try:
               f"greedy generate() gives {'the same' if same else 'other'} {theirs.size(1)} tokens"
               + (f" (up to a tie of logits {tie:.1e} apart, which rounding decides)" if tie is not None else ''))
         if not diff <= 1e-4 * max(1.0, logits.abs().max().item()) or not same:
-            raise SystemExit(f"error: the exported model's logits or greedy tokens differ from the checkpoint's (by "
-                             f"{diff:.2e}); {export_dir} was not written -- please report this with the checkpoint's "
-                             f"model_args")
+            fail(f"error: the exported model's logits or greedy tokens differ from the checkpoint's (by "
+                 f"{diff:.2e}); {export_dir} was not written -- please report this with the checkpoint's "
+                 f"model_args")
 except OSError as e:
     shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(f"error: could not write {export_dir}: {e.strerror or e} -- free disk space or choose another "
-             f"--export_dir")
+    fail(f"error: could not write {export_dir}: {e.strerror or e} -- free disk space or choose another "
+         f"--export_dir")
 except BaseException:  # a one-line error, Ctrl-C, or a bug: the traceback then, but no half-written folder
     shutil.rmtree(tmp, ignore_errors=True)
     raise

@@ -11,14 +11,13 @@ example go through the model as one padded batch.
 import json
 import os
 import socket
-import sys
 
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from checkpoint import find_weights, load_model
-from configurator import configure, default_device, setup
+from configurator import configure, default_device, fail, setup
 from data.common import offline, why
 
 # -----------------------------------------------------------------------------
@@ -34,11 +33,11 @@ configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
 OFFICIAL_FILE = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl'
 if max_examples < 0:
-    sys.exit(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
+    fail(f"error: max_examples must be >= 0 (0 means all), got {max_examples}")
 device, device_type, dtype, autocast = setup(device, dtype, seed=1337, threads=threads, training=False)
 if data_file and not os.path.isfile(data_file):  # before a model load
-    sys.exit(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
-             f"({OFFICIAL_FILE})")
+    fail(f"error: data_file '{data_file}' not found -- pass the path of HellaSwag's hellaswag_val.jsonl "
+         f"({OFFICIAL_FILE})")
 
 
 def load_examples():
@@ -53,14 +52,14 @@ def load_examples():
             rows = load_dataset('Rowan/hellaswag', split='validation')
     except Exception as e:  # a moved dataset, a broken file
         if data_file:
-            sys.exit(f"error: cannot read {data_file} ({why(e)}) -- it should hold one JSON object per line")
+            fail(f"error: cannot read {data_file} ({why(e)}) -- it should hold one JSON object per line")
         no_hub(why(e))
     try:
         examples = [(row['ctx'], list(row['endings']), int(row['label'])) for row in rows]
     except (KeyError, TypeError, ValueError) as e:
-        sys.exit(f"error: {source} is not in HellaSwag's format ({why(e)}) -- each example needs ctx, endings, label")
+        fail(f"error: {source} is not in HellaSwag's format ({why(e)}) -- each example needs ctx, endings, label")
     if not examples or any(len(endings) != 4 or not 0 <= label < 4 for _, endings, label in examples):
-        sys.exit(f"error: {source} holds no examples, or one without 4 endings and a label 0..3")
+        fail(f"error: {source} holds no examples, or one without 4 endings and a label 0..3")
     return examples[:max_examples or None]
 
 
@@ -85,8 +84,8 @@ def cached_hellaswag():
 
 
 def no_hub(reason):
-    sys.exit(f"error: cannot load HellaSwag from the Hugging Face hub ({reason}) -- pass "
-             f"--data_file=path/to/hellaswag_val.jsonl (the official file: {OFFICIAL_FILE}), or go online")
+    fail(f"error: cannot load HellaSwag from the Hugging Face hub ({reason}) -- pass "
+         f"--data_file=path/to/hellaswag_val.jsonl (the official file: {OFFICIAL_FILE}), or go online")
 
 
 # what is known without the network comes first: whether the examples can be had at all, and the model's tokenizer
@@ -98,12 +97,12 @@ if unobtainable and find_weights(init_from, out_dir)[0] == 'pretrained':  # GPT-
     no_hub("offline, and no copy of Rowan/hellaswag in the Hugging Face caches")
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 if tokenizer.kind == 'char':
-    sys.exit(f"error: {os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else init_from} is a character-level "
-             f"model (trained on {dataset}), and HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained "
-             f"on GPT-2 tokens")
+    fail(f"error: {os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else init_from} is a character-level "
+         f"model (trained on {dataset}), and HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained "
+         f"on GPT-2 tokens")
 if model.config.vocab_size < 50257:
-    sys.exit(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
-             f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
+    fail(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
+         f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
 if unobtainable:
     no_hub("offline, and no copy of Rowan/hellaswag in the Hugging Face caches")
 model.eval()
@@ -120,8 +119,8 @@ def ending_losses(context, endings):
         ending_tokens = tokenizer.encode(' ' + ending)
         keep = model.config.block_size - len(ending_tokens)  # longer contexts lose their beginning
         if keep < 1:
-            sys.exit(f"error: a HellaSwag ending of {len(ending_tokens)} tokens does not fit the model's block_size "
-                     f"of {model.config.block_size}")
+            fail(f"error: a HellaSwag ending of {len(ending_tokens)} tokens does not fit the model's block_size "
+                 f"of {model.config.block_size}")
         rows.append(context_tokens[-keep:] + ending_tokens)
         n_scored.append(len(ending_tokens))
     # right-padded with token 0: causal attention keeps the padding out of every real position

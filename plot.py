@@ -6,7 +6,6 @@ Left: train and val loss against iterations; right: the same against training ti
 """
 
 import os
-import sys
 
 import matplotlib
 
@@ -14,7 +13,7 @@ matplotlib.use('Agg')  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from checkpoint import read_run_log  # noqa: E402
-from configurator import configure  # noqa: E402
+from configurator import configure, fail  # noqa: E402
 
 # -----------------------------------------------------------------------------
 out_dirs = ['out']  # the run folders to compare: --out_dirs=out-a or --out_dirs="['out-a', 'out-b']"
@@ -27,20 +26,20 @@ dpi = 100  # pixels per inch
 configure(globals())
 # -----------------------------------------------------------------------------
 if not out_dirs:
-    sys.exit("error: no runs to plot -- pass --out_dirs=<run folder> or --out_dirs=\"['out-a', 'out-b']\"")
+    fail("error: no runs to plot -- pass --out_dirs=<run folder> or --out_dirs=\"['out-a', 'out-b']\"")
 if not out_file.endswith('.png'):
-    sys.exit(f"error: out_file must be a .png file, got '{out_file}'")
+    fail(f"error: out_file must be a .png file, got '{out_file}'")
 
 runs = []
 for folder in out_dirs:
     path = os.path.join(folder, 'log.jsonl')
     if not os.path.isfile(path):
-        sys.exit(f"error: {path} not found -- train.py writes it into out_dir; check the folder or train first")
+        fail(f"error: {path} not found -- train.py writes it into out_dir; check the folder or train first")
     records = list(read_run_log(path))
     train = [r for r in records if r['kind'] == 'train' and r.get('train_loss') is not None]
     evals = [r for r in records if r['kind'] == 'eval' and r.get('val_loss') is not None]
     if not train and not evals:
-        sys.exit(f"error: {path} holds no losses yet -- let the run log a step first")
+        fail(f"error: {path} holds no losses yet -- let the run log a step first")
     runs.append((os.path.basename(os.path.normpath(folder)), train, evals))
 
 fig, (by_iter, by_time) = plt.subplots(1, 2, figsize=(width, height), dpi=dpi)

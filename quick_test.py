@@ -653,12 +653,16 @@ def test_configurator_errors(argv, message):
 
 
 def test_a_one_line_error_is_said_by_the_first_process_of_a_machine_only(monkeypatch):
-    from configurator import said_once
+    from configurator import fail
     monkeypatch.delenv('LOCAL_RANK', raising=False)
-    assert said_once("error: x").code == "error: x"  # no torchrun
+    with pytest.raises(SystemExit) as e:
+        fail("error: x")
+    assert e.value.code == "error: x"  # no torchrun
     for local_rank, code in (('0', "error: x"), ('1', 0), ('7', 0)):  # the others leave with status 0, silently
         monkeypatch.setenv('LOCAL_RANK', local_rank)
-        assert said_once("error: x").code == code
+        with pytest.raises(SystemExit) as e:
+            fail("error: x")
+        assert e.value.code == code
         with pytest.raises(SystemExit) as e:
             configure(defaults(), ['--batch_sise=3'])
         assert (e.value.code == 0) == (local_rank != '0')

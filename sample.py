@@ -15,7 +15,7 @@ import time
 import torch
 
 from checkpoint import load_model
-from configurator import configure, default_device, setup
+from configurator import configure, default_device, fail, setup
 
 # -----------------------------------------------------------------------------
 init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or its folder, 'gpt2'... or a save_pretrained folder
@@ -39,25 +39,25 @@ threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THRE
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
 if num_samples <= 0 or max_new_tokens < 0 or temperature < 0 or top_k < 0 or batch_size < 0 or not 0 < top_p <= 1:
-    sys.exit("error: num_samples must be positive; max_new_tokens, temperature, top_k and batch_size must be >= 0; "
-             "top_p must be in (0, 1]")
+    fail("error: num_samples must be positive; max_new_tokens, temperature, top_k and batch_size must be >= 0; "
+         "top_p must be in (0, 1]")
 if any(s == '' for s in stop):
-    sys.exit("error: an empty stop string would end every sample at once")
+    fail("error: an empty stop string would end every sample at once")
 device, device_type, dtype, ctx = setup(device, dtype, seed, generate=True, threads=threads, training=False)
 
 # the prompt, read first: a missing prompt file should not cost a model load
 if start.startswith('FILE:'):
     prompt_path = start[5:]
     if not os.path.isfile(prompt_path):
-        sys.exit(f"error: prompt file '{prompt_path}' not found (start=FILE:path reads the prompt from path)")
+        fail(f"error: prompt file '{prompt_path}' not found (start=FILE:path reads the prompt from path)")
     try:
         with open(prompt_path, 'r', encoding='utf-8') as f:
             start = f.read()
     except UnicodeDecodeError as e:
-        sys.exit(f"error: prompt file '{prompt_path}' is not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x}) -- "
-                 f"save it as UTF-8")
+        fail(f"error: prompt file '{prompt_path}' is not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x}) -- "
+             f"save it as UTF-8")
 if not start:
-    sys.exit("error: the prompt is empty; pass --start=text or --start=FILE:path")
+    fail("error: the prompt is empty; pass --start=text or --start=FILE:path")
 
 # model, and the tokenizer of the data it was trained on (a character vocabulary, or GPT-2 BPE)
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
@@ -72,11 +72,11 @@ else:
 try:
     start_ids = tokenizer.encode(start, allow_eot=True)
 except ValueError as e:
-    sys.exit(f"error: the prompt has characters that {dataset or init_from}'s vocabulary lacks: {e}; remove or "
-             f"replace them")
+    fail(f"error: the prompt has characters that {dataset or init_from}'s vocabulary lacks: {e}; remove or "
+         f"replace them")
 if max(start_ids) >= model.config.vocab_size:
-    sys.exit(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
-             f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
+    fail(f"error: the prompt encodes to token id {max(start_ids)}, outside the model's vocabulary of "
+         f"{model.config.vocab_size}; this model was not trained on GPT-2 tokens")
 
 
 def sample_batch(n):

