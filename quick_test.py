@@ -957,11 +957,21 @@ def test_help_lists_every_setting_with_its_default_and_comment(tmp_path, script)
     assert all(re.fullmatch(r"  --\w+=\S.*?  # \S.*", line) for line in settings), settings  # each has a comment
     names = [re.match(r"  --(\w+)=", line)[1] for line in settings]
     source = open(os.path.join(ROOT, script)).read()
-    assert names == sorted(names, key=lambda n: source.index(f"\n{n} = ") if f"\n{n} = " in source else
-                           source.index('fields(GPTConfig)'))  # in the order of the script
+    assert names == sorted(names, key=lambda n: source.index(f"\n{n} = "))  # in the order of the script
     if script == 'train.py':
         assert "  --block_size=1024" in out.stdout and "  --mlp_act='gelu'" in out.stdout and len(names) > 45
         assert re.search(r"\n  --mlp_act='gelu' +# 'gelu' \(tanh approximation, as GPT-2\)", out.stdout)
+
+
+def test_train_py_shows_every_model_option_at_gpt2s_default():
+    """Every GPTConfig option is a setting in train.py's settings block, where a reader sees it, at GPTConfig's
+    default (GPT-2's, which from_pretrained and old checkpoints rely on); bias=False as in nanoGPT's train.py."""
+    from dataclasses import fields
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    settings = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)}
+    options = {f.name: f.default for f in fields(GPTConfig) if f.name != 'vocab_size'}
+    assert {k: settings.get(k, 'missing') for k in options} == {**options, 'bias': False}
 
 
 def test_configure_checks_every_argument_before_printing_any(tmp_path, capsys):

@@ -3,12 +3,9 @@ Train a GPT on one device (a GPU, the CPU or MPS), or on several with distribute
 $ python train.py config/train_shakespeare_char_cpu.py
 $ torchrun --standalone --nproc_per_node=4 train.py                           # 4 GPUs on 1 node
 $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 train.py
-  (and --node_rank=1 on the second node; prepend NCCL_IB_DISABLE=1 without Infiniband)
-Add --fsdp=True to shard the model across the processes; see docs/guides/distributed.md.
-init_from: 'scratch', 'resume' (continue out_dir's run), a ckpt.pt or its folder (a new run from its weights:
-finetuning), 'gpt2'... or a save_pretrained folder. python train.py --help lists every setting.
-Ctrl-C or SIGTERM finishes the current step, saves ckpt.pt and stops; --init_from=resume continues
-exactly where it stopped. A second Ctrl-C quits at once and leaves ckpt.pt as it was.
+  (and --node_rank=1 on the second node; prepend NCCL_IB_DISABLE=1 without Infiniband; --fsdp=True shards)
+init_from: 'scratch', 'resume', a ckpt.pt or its folder (finetuning), 'gpt2'... or a save_pretrained folder.
+Ctrl-C or SIGTERM saves ckpt.pt after the current step; a second Ctrl-C quits at once. python train.py --help
 """
 
 import json
@@ -60,8 +57,13 @@ n_head = 12  # attention heads per block
 n_embd = 768  # width of the residual stream
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
-# every other GPTConfig field is a setting too, at GPT-2's default: pos_emb, norm, qk_norm, mlp_act, ...
-globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
+pos_emb = 'learned'  # 'learned' absolute positions, or 'rope': rotary, applied to queries and keys
+norm = 'layernorm'  # or 'rmsnorm'
+norm_params = True  # False: norms without a learned scale (and bias)
+qk_norm = False  # normalize each head's queries and keys, which keeps attention logits tame
+mlp_act = 'gelu'  # 'gelu' (tanh approximation, as GPT-2), 'gelu_exact' (erf, as nanoGPT) or 'relu2'
+tie_weights = True  # the output head is the token embedding
+zero_init_proj = False  # residual projections start at zero: every block starts as the identity
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps

@@ -162,12 +162,6 @@ def script_settings(path):
         calls = {getattr(n.func, 'id', ''): n for n in ast.walk(node) if isinstance(n, ast.Call)}
         if 'configure' in calls:
             return settings
-        if 'fields' in calls:  # train.py takes GPTConfig's fields as settings
-            found = module_of(path).get(calls['fields'].args[0].id)
-            fields = [f for f in getattr(found, '__dataclass_fields__', {}).values() if type(f.default) in CONFIG_TYPES]
-            excluded = {n.comparators[0].value for n in ast.walk(node) if isinstance(n, ast.Compare)
-                        and isinstance(n.ops[0], ast.NotEq) and isinstance(n.comparators[0], ast.Constant)}
-            settings.update({f.name: f.default for f in fields if f.name not in excluded and f.name not in settings})
         assign(node, settings)
     return {}
 
