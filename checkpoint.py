@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from configurator import fail
-from data.common import INCOMPLETE, Tokenizer, atomic_path, read_meta, shorten
+from data.common import Tokenizer, atomic_path, dataset_meta, shorten
 from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
@@ -288,32 +288,6 @@ def check_architecture(model, asked, given, source, resuming):
                  f"setting, or pass --{k}={has!r}{hint}")
 
 
-def dataset_folder(dataset, source=None):
-    """data/<dataset>, for a dataset name that is a plain folder name (from a setting, or from a checkpoint's
-    config: source names it), never a path that leads elsewhere."""
-    if not isinstance(dataset, str) or not re.fullmatch(r'[\w][\w.-]*', dataset) or set(dataset) == {'.'}:
-        what = f"{source} names its dataset {dataset!r}, which" if source else f"dataset={dataset!r}"
-        fail(f"error: {what} is not a folder name under data/, so nothing was read from it -- a dataset "
-             f"is data/<name>/, its name made of letters, digits, '_', '-' and '.'")
-    return os.path.join('data', dataset)
-
-
-def dataset_meta(dataset, source=None):
-    """(meta, path) of data/<dataset>/meta.pkl: vocab_size, and stoi/itos for character-level data, read as
-    plain values only (data.common.read_meta). meta is None when there is no such file (GPT-2 BPE data needs none).
-    source: the checkpoint the name comes from, for the error."""
-    path = os.path.join(dataset_folder(dataset, source), 'meta.pkl') if dataset else None
-    if path is None or not os.path.exists(path):
-        return None, path
-    meta = read_meta(path)
-    vocab_size, stoi = meta.get('vocab_size', 1), meta.get('stoi', {})
-    if type(vocab_size) is not int or vocab_size < 1 or not isinstance(stoi, dict) or not all(
-            isinstance(c, str) and type(i) is int for c, i in stoi.items()):
-        fail(f"error: {path} is not a dataset's meta.pkl (vocab_size must be a positive int, stoi a dict of "
-             f"characters to ids) -- prepare the dataset again")
-    return meta, path
-
-
 def rng_states(sampler, device_type='cpu'):
     """Everything random that decides this process's future: dropout (on the CPU, and on the run's GPU or MPS), the
     sampler, numpy, python. Another device's generator is left alone: a CPU run never creates a CUDA context."""
@@ -362,92 +336,6 @@ def loss_scaler(device_type, dtype, state=None, verbose=True):
     elif state is not None and scaler.is_enabled() and verbose:
         print(f"note: the checkpoint holds no float16 loss scale; it starts anew at {scaler.get_scale():.0f}")
     return scaler
-
-
-def dataset_files(dataset):
-    """{'train': [path], 'val': [path]} of data/<dataset>/: train.bin and val.bin, or the shards of a big dataset
-    (train_000000.bin, train_000001.bin, ...), read as one; or a one-line error that says what to run or pick."""
-    folder = dataset_folder(dataset)
-    if os.path.exists(os.path.join(folder, INCOMPLETE)):
-        fail(f"error: {folder}/ is half-replaced: a prepare.py writing it was stopped before it finished, "
-             f"and its files mix two versions -- run that prepare.py again")
-    paths = {split: [os.path.join(folder, f'{split}.bin')] for split in ('train', 'val')}
-    for split in paths:
-        shards = sorted(glob.glob(os.path.join(folder, f'{split}_[0-9]*.bin')))
-        paths[split] = paths[split] if os.path.isfile(paths[split][0]) or not shards else shards
-    missing = next((p[0] for p in paths.values() if not os.path.isfile(p[0])), None)
-    if missing and dataset == 'text':  # data/text/ holds the preparer of your own text, not a dataset
-        fail("error: data/text/ is not a dataset -- make one with python data/text/prepare.py "
-             "--input=<your text files> and train on the name it prints")
-    if missing and os.path.isfile(os.path.join(folder, 'prepare.py')):
-        fail(f"error: {missing} not found -- run python data/{dataset}/prepare.py first")
-    if missing and os.path.isdir(folder):
-        fail(f"error: {missing} not found -- write train.bin and val.bin into data/{dataset}/ "
-             f"(docs/guides/own_data.md shows how)")
-    if missing:
-        there = sorted(d for d in os.listdir('data') if d != 'text' and (os.path.isfile(
-            os.path.join('data', d, 'prepare.py')) or glob.glob(os.path.join('data', d, 'train*.bin')))) \
-            if os.path.isdir('data') else []
-        fail(f"error: no dataset '{dataset}' in data/ (there: {', '.join(there) or 'none'}) -- pick one, "
-             f"or add your own: docs/guides/own_data.md")
-    return paths
-
-
-def open_tokens(paths):
-    """(files, starts) of a split's uint16 token files, for read_tokens: starts[k] is where file k begins in
-    the files read as one, starts[-1] the number of tokens."""
-    for p in paths:
-        if os.path.getsize(p) % 2:
-            fail(f"error: {p} has an odd number of bytes ({os.path.getsize(p):,}), so it is not uint16 "
-                 f"tokens, or was cut short -- prepare the dataset again")
-    return [open(p, 'rb') for p in paths], np.cumsum([0] + [os.path.getsize(p) // 2 for p in paths])
-
-
-def check_splits(dataset, paths, files, block_size, vocab_size):
-    """Every split longer than one context, and no token id outside the vocabulary in a sample of each (every token
-    of a small dataset, 64 evenly spread pieces of a big one), which would fail deep inside the embedding."""
-    for split, (_, starts) in files.items():
-        if starts[-1] <= block_size:
-            where = paths[split][0] if len(paths[split]) == 1 else f"data/{dataset}/{split}_*.bin"  # or shards
-            fail(f"error: {where} holds {starts[-1]} tokens, too few for block_size={block_size} "
-                 f"(it needs at least {block_size + 1}); use a smaller block_size or more data")
-    largest = max(largest_token(*files[split]) for split in files)
-    if largest >= vocab_size:
-        fail(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
-             f"{vocab_size} (was it tokenized for another model?) -- train on data of this model's "
-             f"tokenizer, or a new model from scratch")
-
-
-def read_batch(files, starts, offsets, block_size, device):
-    """The (input, target) sequences of block_size tokens that start at offsets (a tensor of positions) in a split
-    opened by open_tokens, on device: pinned and copied asynchronously to a GPU, which keeps computing meanwhile."""
-    rows = [read_tokens(files, starts, i, block_size + 1) for i in offsets.tolist()]
-    tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
-    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    if torch.device(device).type == 'cuda':
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
-
-
-def largest_token(files, starts, chunks=64, chunk=16384):
-    """The largest token id in a sample of a split: chunks evenly spread over it, up to 1M tokens in all (every
-    token of a small dataset)."""
-    n = int(starts[-1])
-    if n == 0:
-        return -1
-    offsets = range(0, n, chunk) if n <= chunks * chunk else np.linspace(0, n - chunk, chunks).astype(int)
-    return max(int(read_tokens(files, starts, int(i), min(chunk, n - int(i))).max()) for i in offsets)
-
-
-def read_tokens(files, starts, start, n):
-    """n tokens from position start of the files read as one: a sequence may run on into the next shard.
-    Plain file reads: a memmap would count every page it ever touched as resident memory."""
-    parts, k = [], int(np.searchsorted(starts, start, side='right')) - 1
-    while n > 0:
-        files[k].seek(2 * (start - int(starts[k])))
-        parts.append(files[k].read(2 * n))
-        start, n, k = start + len(parts[-1]) // 2, n - len(parts[-1]) // 2, k + 1
-    return np.frombuffer(b''.join(parts), dtype=np.uint16)
 
 
 def read_run_log(path):

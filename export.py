@@ -21,7 +21,8 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from checkpoint import dataset_meta, find_weights, folder_kind, load_model
+from checkpoint import find_weights, folder_kind, load_model
+from data.common import dataset_meta
 from configurator import configure, fail
 from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
 

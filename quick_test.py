@@ -504,7 +504,7 @@ def test_write_dataset_shards_and_worker_processes_give_the_same_tokens(tmp_path
         shards = sorted((tmp_path / 'shards').glob(f'{split}_*.bin'))
         assert [os.path.getsize(p) // 2 for p in shards[:-1]] == [300] * (len(shards) - 1)
         assert np.concatenate([np.fromfile(p, dtype=np.uint16) for p in shards]).tolist() == one.tolist()
-        from checkpoint import open_tokens, read_tokens  # train.py's reader: the shards read as one
+        from data.common import open_tokens, read_tokens  # train.py's reader: the shards read as one
         files, starts = open_tokens([str(p) for p in shards])
         assert starts[-1] == len(one) and len(shards) > 1
         for start in range(0, len(one) - 17, 7):
@@ -512,7 +512,7 @@ def test_write_dataset_shards_and_worker_processes_give_the_same_tokens(tmp_path
 
 
 def test_read_tokens_skips_empty_shards(tmp_path):
-    from checkpoint import open_tokens, read_tokens
+    from data.common import open_tokens, read_tokens
     parts = [np.arange(5), np.arange(0), np.arange(5, 8), np.arange(8, 20)]
     for k, part in enumerate(parts):
         part.astype(np.uint16).tofile(tmp_path / f'train_{k:06d}.bin')
@@ -1210,7 +1210,7 @@ def test_two_runs_on_one_folder_one_stops_naming_the_other(monkeypatch, tmp_path
 def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path, kill_at):
     """data/text/prepare.py rebuilding a dataset, killed after kill_at of its files moved in: train.py refuses the
     half-replaced folder in one line (it trained on the mix before); run again, the dataset is whole and new."""
-    from checkpoint import dataset_files
+    from data.common import dataset_files
     (tmp_path / 'data' / 'text').mkdir(parents=True)
     for name in ('configurator.py', 'data/common.py', 'data/text/prepare.py'):  # it writes beside itself: a copy
         (tmp_path / name).write_text(open(os.path.join(ROOT, name)).read())

@@ -20,10 +20,10 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from checkpoint import (abandon_save, check_architecture, check_splits, checkpoint_config, checkpoint_reason,
-                        dataset_files, dataset_meta, find_weights, load_model, loss_scaler, open_tokens, read_batch,
-                        restore_rng_states, rng_states, run_folder_problem, save_checkpoint, start_run_records,
-                        start_wandb)
+from checkpoint import (abandon_save, check_architecture, checkpoint_config, checkpoint_reason, find_weights, load_model,
+                        loss_scaler, restore_rng_states, rng_states, run_folder_problem, save_checkpoint,
+                        start_run_records, start_wandb)
+from data.common import check_splits, dataset_files, dataset_meta, open_tokens, read_batch
 from configurator import config_keys, configure, default_device, fail, require_positive, setup
 from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
                          replicate_model, resume_command, shard_model, sum_over_ranks)
