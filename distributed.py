@@ -6,7 +6,6 @@ torchrun starts one process per GPU (or per CPU slot) and tells each its RANK, L
 
 import os
 import shlex
-import sys
 from datetime import timedelta
 
 import torch
@@ -43,9 +42,10 @@ def init_distributed(backend, device_type, timeout_seconds):
         dist.barrier()  # returns only once every process has joined
     except Exception as e:  # a node that never started, a wrong address or port, a firewall
         address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
-        sys.exit(f"error: process {rank} of {world_size} could not form the {backend} process group at {address} "
-                 f"within {timeout_seconds}s ({type(e).__name__}) -- start torchrun on every node with the same "
-                 f"--nnodes, --master_addr and --master_port, and check that the port is reachable")
+        raise SystemExit(f"error: process {rank} of {world_size} could not form the {backend} process group at "
+                         f"{address} within {timeout_seconds}s ({type(e).__name__}) -- start torchrun on every node "
+                         f"with the same --nnodes, --master_addr and --master_port, and check that the port is "
+                         f"reachable")  # each process says its own: not fail, which only the first process prints
     return rank, local_rank
 
 
