@@ -171,23 +171,23 @@ def lock_run_folder(out_dir):
 def existing_run(out_dir):
     """The one line that stops a new run pointed at a folder that holds a run's ckpt.pt: whose, and the ways on."""
     path = os.path.join(out_dir, 'ckpt.pt')
-    try:  # mmap: only the two numbers are read, however big the checkpoint
-        checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+    checkpoint = peek_checkpoint(path)
+    try:
         what = f"iteration {checkpoint['iter_num']:,}, best val loss {checkpoint['best_val_loss']:.4f}"
-    except Exception:  # unreadable, or not ours: still not to be replaced by accident
+    except (KeyError, TypeError, ValueError):  # unreadable, or not ours: still not to be replaced by accident
         what = "a checkpoint that cannot be read"
     return (f"error: {out_dir} holds a run ({path}: {what}) that a new run would replace -- continue it with "
             f"--init_from=resume, start elsewhere with --out_dir=<another folder>, or replace it with --overwrite=True")
 
 
-def checkpoint_config(path):
-    """The settings a checkpoint was trained with (mapped: nothing else is read), {} if it cannot be read now
-    (load_checkpoint says why, later)."""
+def peek_checkpoint(path):
+    """A checkpoint's dict, mapped (only what is then looked at is read, however big the file), or {} if it cannot be
+    read (load_checkpoint says why, where that matters)."""
     try:
-        config = torch.load(path, map_location='cpu', mmap=True, weights_only=True)['config']
+        checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
     except Exception:
         return {}
-    return config if isinstance(config, dict) else {}
+    return checkpoint if isinstance(checkpoint, dict) else {}
 
 
 def load_checkpoint(path):

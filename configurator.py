@@ -186,8 +186,6 @@ def cuda_device(device):
     """The GPU a CUDA run computes on, with its index: under torchrun this process's own (LOCAL_RANK), else the one
     named, and for a bare 'cuda' the current one (GPU 0 unless the program chose another), as torch reads 'cuda'."""
     import torch
-    if not re.fullmatch(r'cuda(:\d+)?', device):
-        fail(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
     count = torch.cuda.device_count()
     if 'LOCAL_RANK' in os.environ:
         index = int(os.environ['LOCAL_RANK'])
@@ -226,7 +224,7 @@ def setup(device, dtype, seed, generate=False, threads=0, compiled=True, trainin
     Returns (device, device_type, dtype, ctx), ctx being the autocast context for the forward pass."""
     import torch
     device_type = device.split(':')[0]
-    if device_type not in ('cpu', 'cuda', 'mps'):
+    if not re.fullmatch(r'(cpu|cuda|mps)(:\d+)?', device):
         fail(f"error: unknown device '{device}'; use cpu, cuda, cuda:N or mps")
     if device_type == 'cuda' and not torch.cuda.is_available():
         fail(f"error: device '{device}' requested but CUDA is not available here; use --device=cpu")

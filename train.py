@@ -20,8 +20,8 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from checkpoint import (abandon_save, check_architecture, checkpoint_config, checkpoint_reason, find_weights, load_model,
-                        loss_scaler, restore_rng_states, rng_states, run_folder_problem, save_checkpoint,
+from checkpoint import (abandon_save, check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
+                        peek_checkpoint, restore_rng_states, rng_states, run_folder_problem, save_checkpoint,
                         start_run_records, start_wandb)
 from data.common import check_splits, dataset_files, dataset_meta, open_tokens, read_batch
 from configurator import config_keys, configure, default_device, fail, require_positive, setup
@@ -102,7 +102,7 @@ if max_iters < 0 or warmup_iters < 0:
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
 if init_from == 'resume' and 'dataset' not in overridden:  # like the architecture: the checkpoint's, unless given
-    dataset = checkpoint_config(weights_path).get('dataset', dataset)
+    dataset = (peek_checkpoint(weights_path).get('config') or {}).get('dataset', dataset)
 device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)  # seeds alike
 
 # various inits, derived attributes, I/O setup
