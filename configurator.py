@@ -201,6 +201,28 @@ def cuda_device(device):
     return f'cuda:{index}'
 
 
+# dense (no sparsity) peaks in FLOP/s with fp32 accumulation, as PyTorch computes, from NVIDIA's datasheets
+# and architecture whitepapers: (16-bit tensor cores, float32 as TF32 tensor cores, on by setup, or plain FP32
+# on V100 and T4, which have neither bf16 nor TF32); matched against get_device_name()
+GPU_PEAK_FLOPS = {'H200': (989e12, 495e12), 'H100 NVL': (835e12, 418e12), 'H100 PCIe': (756e12, 378e12),
+                  'H100': (989e12, 495e12), 'A100': (312e12, 156e12), 'L40S': (362e12, 183e12),
+                  'A10G': (70e12, 35e12), 'A10': (125e12, 62.5e12), 'L4': (121e12, 60e12),
+                  'V100': (125e12, 15.7e12), 'T4': (65e12, 8.1e12),
+                  '4090': (165e12, 82.6e12), '3090': (71e12, 35.6e12)}  # GeForce: half their fp16-accumulate figures
+
+
+def device_peak_flops(device_type, dtype='bfloat16'):
+    """Peak FLOP/s of the device we run on in dtype, or None where we do not know it (CPU, MPS, unlisted GPUs)."""
+    import torch
+    if device_type != 'cuda' or not torch.cuda.is_available():
+        return None
+    words = set(re.split(r'[\s-]+', torch.cuda.get_device_name()))  # whole words: 'L4' is not 'L40'
+    if words & {'Laptop', 'Mobile', 'Max', 'D'}:  # the laptop 4090 and China's 4090 D are other, slower chips
+        return None
+    peaks = next((peaks for key, peaks in GPU_PEAK_FLOPS.items() if set(key.split()) <= words), None)
+    return peaks and peaks[dtype == 'float32']
+
+
 def skip_dynamo_import():
     """torch.optim's Optimizer imports torch._dynamo (~2 s on a small CPU, the longest part of a short run's start-up)
     at its first add_param_group, zero_grad or state_dict, only to keep torch.compile out of them. For a run that

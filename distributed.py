@@ -1,16 +1,20 @@
 """
 The multi-process parts of train.py: joining the process group with a clear error instead of a hang,
-FSDP2 sharding, sums over processes, and gathering a normal full ckpt.pt from any run.
+FSDP2 sharding, sums over processes, gathering a normal full ckpt.pt from any run, and the stop signals
+that every process must act on at the same step.
 torchrun starts one process per GPU (or per CPU slot) and tells each its RANK, LOCAL_RANK and WORLD_SIZE.
 """
 
 import os
 import shlex
+import signal
+import sys
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from checkpoint import abandon_save
 from configurator import fail
 
 
@@ -28,6 +32,34 @@ def resume_command(argv, environ):
     launch = (f"torchrun --nnodes={nodes} --nproc_per_node={per_node} <your rendezvous options>" if nodes > 1 else
               f"torchrun --standalone --nproc_per_node={per_node}")
     return f"{launch} {shlex.join([argv[0], *args])}"
+
+
+received = []  # the name of the first stop signal this process received, if any
+
+
+def catch_stop_signals(verbose):
+    """Ctrl-C and SIGTERM (preemption) ask for a clean stop after the current step: stop_requested()
+    names the signal, and train.py's loop shares it with every process, so all save and stop at the
+    same step. A second Ctrl-C quits at once, removing a save's half-written temporary file."""
+    def request_stop(signum, frame):
+        name = signal.Signals(signum).name
+        if received and signum == signal.SIGINT:
+            abandon_save()
+            print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
+            os._exit(130)
+        if received:  # torchrun follows a Ctrl-C with SIGTERM: not a second Ctrl-C
+            return
+        received.append(name)  # before the line that invites a second Ctrl-C
+        if verbose:
+            again = " (Ctrl-C again to quit at once)" if signum == signal.SIGINT else ""
+            print(f"{name} received: finishing this step, then saving a checkpoint{again}", flush=True)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+
+def stop_requested():
+    """The name of the stop signal this process received ('SIGINT', 'SIGTERM'), or None."""
+    return received[0] if received else None
 
 
 def init_distributed(backend, device_type, timeout_seconds):

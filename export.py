@@ -21,10 +21,10 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
-from checkpoint import find_weights, folder_kind, load_model
+from checkpoint import find_weights, folder_kind, load_model, options_gpt2_lacks
 from data.common import dataset_meta
 from configurator import configure, fail
-from model import HF_ACTIVATIONS, hf_config, hf_tensor, options_gpt2_lacks
+from model import HF_ACTIVATIONS, hf_tensor
 
 # -----------------------------------------------------------------------------
 init_from = 'resume'  # 'resume' (from out_dir), a ckpt.pt or its folder, 'gpt2'... or a save_pretrained folder
@@ -72,6 +72,14 @@ if vocab > config.vocab_size:
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
 
+
+def hf_config(config, vocab_size, eos=None):
+    """transformers' GPT2Config for a GPTConfig of GPT-2's architecture (the inverse of from_pretrained's)."""
+    from transformers import GPT2Config
+    c, p = config, config.dropout
+    return GPT2Config(vocab_size=vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                      n_head=c.n_head, activation_function=HF_ACTIVATIONS[c.mlp_act], layer_norm_epsilon=1e-5,
+                      resid_pdrop=p, embd_pdrop=p, attn_pdrop=p, bos_token_id=eos, eos_token_id=eos)
 
 
 def write_gpt2(folder):

@@ -1,17 +1,15 @@
 """
-Train a GPT on one device (a GPU, the CPU or MPS), or on several with distributed data parallel (DDP):
+Train a GPT on one device (a GPU, the CPU or MPS), or on several with distributed data parallel:
 $ python train.py config/train_shakespeare_char_cpu.py
-$ torchrun --standalone --nproc_per_node=4 train.py                           # 4 GPUs on 1 node
-$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 train.py
-  (and --node_rank=1 on the second node; prepend NCCL_IB_DISABLE=1 without Infiniband; --fsdp=True shards)
-init_from: 'scratch', 'resume', a ckpt.pt or its folder (finetuning), 'gpt2'... or a save_pretrained folder.
-Ctrl-C or SIGTERM saves ckpt.pt after the current step; a second Ctrl-C quits at once. python train.py --help
+$ torchrun --standalone --nproc_per_node=4 train.py                    # 4 GPUs on 1 node
+$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 \
+    --master_port=1234 train.py    # and --node_rank=1 on the second node; --fsdp=True shards
+Ctrl-C or SIGTERM saves ckpt.pt after the current step; a second Ctrl-C quits at once.
+python train.py --help lists every setting.
 """
 
-import json
 import math
 import os
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -20,13 +18,15 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from checkpoint import (abandon_save, check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
-                        peek_checkpoint, restore_rng_states, rng_states, run_folder_problem, save_checkpoint,
-                        start_run_records, start_wandb)
+from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model,
+                        loss_scaler, peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
+                        save_checkpoint, start_run_records, start_wandb, write_record)
 from data.common import check_splits, dataset_files, dataset_meta, open_tokens, read_batch
-from configurator import config_keys, configure, default_device, fail, require_positive, setup
-from distributed import (full_state_dicts, gather_objects, init_distributed, launched_by_torchrun, load_optimizer,
-                         replicate_model, resume_command, shard_model, sum_over_ranks)
+from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
+                          require_positive, setup)
+from distributed import (catch_stop_signals, full_state_dicts, gather_objects, init_distributed,
+                         launched_by_torchrun, load_optimizer, replicate_model, resume_command,
+                         shard_model, stop_requested, sum_over_ranks)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -37,18 +37,18 @@ eval_interval = 2000  # evaluate (and maybe save) every this many iterations
 log_interval = 1  # print and log the training loss every this many iterations
 eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # if True, evaluate once and exit
-eval_at_start = True  # False: no evaluation before the first step (saves its seconds in a short run)
-target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with a val loss at most this
-always_save_checkpoint = True  # if False, save only when val loss improves (and at the end if nothing was saved)
-init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder (a new run from it), 'gpt2'..., an HF folder
-overwrite = False  # let a new run replace the run already in out_dir (its checkpoint and run log)
+eval_at_start = True  # False: no evaluation before the first step (saves seconds in a short run)
+target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with val loss <= this
+always_save_checkpoint = True  # False: save only when val loss improves (and at the end if never)
+init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder, 'gpt2'..., an HF folder
+overwrite = False  # let a new run replace the run already in out_dir (checkpoint and run log)
 # wandb logging
 wandb_log = False  # log to Weights & Biases too (offline if it cannot reach it)
 wandb_project = 'owt'  # its project...
 wandb_run_name = 'gpt2'  # ...and run name
 # data
 dataset = 'openwebtext'  # the folder data/<dataset>/ with train.bin and val.bin
-gradient_accumulation_steps = 5 * 8  # used to simulate larger batch sizes; divided by the number of DDP processes
+gradient_accumulation_steps = 5 * 8  # simulates larger batches; shared by the DDP processes
 batch_size = 12  # micro-batch size per process
 block_size = 1024  # context length in tokens
 # model
@@ -57,13 +57,13 @@ n_head = 12  # attention heads per block
 n_embd = 768  # width of the residual stream
 dropout = 0.0  # for pretraining 0 is good, for finetuning try 0.1+
 bias = False  # do we use bias inside LayerNorm and Linear layers?
-pos_emb = 'learned'  # 'learned' absolute positions, or 'rope': rotary, applied to queries and keys
+pos_emb = 'learned'  # 'learned' absolute positions, or 'rope': rotary, on queries and keys
 norm = 'layernorm'  # or 'rmsnorm'
 norm_params = True  # False: norms without a learned scale (and bias)
-qk_norm = False  # normalize each head's queries and keys, which keeps attention logits tame
-mlp_act = 'gelu'  # 'gelu' (tanh approximation, as GPT-2), 'gelu_exact' (erf, as nanoGPT) or 'relu2'
+qk_norm = False  # normalize each head's queries and keys: tame attention logits
+mlp_act = 'gelu'  # 'gelu' (tanh, as GPT-2), 'gelu_exact' (erf, as nanoGPT) or 'relu2'
 tie_weights = True  # the output head is the token embedding
-zero_init_proj = False  # residual projections start at zero: every block starts as the identity
+zero_init_proj = False  # residual projections start at 0: blocks start as identity
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps
@@ -71,52 +71,55 @@ weight_decay = 1e-1  # on matrices and embeddings only
 beta1 = 0.9  # AdamW's momentum...
 beta2 = 0.95  # ...and its second-moment decay
 grad_clip = 1.0  # clip gradients at this norm, or disable if == 0.0
-optimizer_name = 'adamw'  # or 'muon': Muon for the blocks' weight matrices (at muon_lr), AdamW for the rest
+optimizer_name = 'adamw'  # or 'muon': Muon for the blocks' matrices (muon_lr), AdamW for the rest
 muon_lr = 0.02  # Muon's max learning rate (the schedule scales it like learning_rate)
 # learning rate decay settings
 decay_lr = True  # False: a constant learning_rate
-lr_schedule = 'cosine'  # or 'wsd': warmup, stable at learning_rate, linear decay over the last decay_frac
+lr_schedule = 'cosine'  # or 'wsd': warmup, stable, linear decay over the last decay_frac
 decay_frac = 0.2  # the share of the iterations after warmup that 'wsd' decays over
 warmup_iters = 2000  # linear warmup from near 0 to learning_rate
 lr_decay_iters = 600000  # should be ~= max_iters per Chinchilla
 min_lr = 6e-5  # should be ~= learning_rate/10 per Chinchilla
 # system
 backend = ''  # DDP backend: '' picks nccl on CUDA, gloo elsewhere
-fsdp = False  # shard parameters, gradients and optimizer state across processes (FSDP2) instead of replicating them
-ddp_timeout = 600  # seconds to wait for every process to join, and for any collective, before stopping with an error
+fsdp = False  # shard parameters, gradients and optimizer state across processes (FSDP2)
+ddp_timeout = 600  # seconds to wait for every process to join, and for any collective
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA (fp16 if older), AMX CPUs
 compile = True  # use PyTorch 2.0 to compile the model to be faster
 seed = 1337  # initial weights, data order and dropout all follow from it
-threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
+threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, or 1 per core)
 # -----------------------------------------------------------------------------
-overridden = configure(globals())  # overrides from the command line or a config file; the keys it set
-config = {k: globals()[k] for k in config_keys(globals())}  # saved in checkpoints, config.json and wandb
+overridden = configure(globals())  # overrides from the command line or a config file: the keys set
+config = {k: globals()[k] for k in config_keys(globals())}  # for checkpoints, config.json, wandb
 # -----------------------------------------------------------------------------
 
 # settings that would only fail later, deep inside torch, are refused here in one line
-require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_interval', 'eval_iters',
-                 'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate', 'min_lr')
+require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_iters',
+                 'eval_interval', 'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate',
+                 'min_lr')
 if max_iters < 0 or warmup_iters < 0:
     fail(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
-if init_from == 'resume' and 'dataset' not in overridden:  # like the architecture: the checkpoint's, unless given
+if init_from == 'resume' and 'dataset' not in overridden:  # the checkpoint's, unless given
     dataset = (peek_checkpoint(weights_path).get('config') or {}).get('dataset', dataset)
-device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)  # seeds alike
+# the same seed in every process: the same initial weights
+device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)
 
 # various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
 if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
-    fail("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is not "
-         "sharded) and AdamW (Muon needs whole matrices)")
-if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or not 0 < decay_frac <= 1:
-    fail(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in (0, 1]; "
-         f"got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
+    fail("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is "
+         "not sharded) and AdamW (Muon needs whole matrices)")
+if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or \
+        not 0 < decay_frac <= 1:
+    fail(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in "
+         f"(0, 1]; got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
 ddp_world_size = int(os.environ.get('WORLD_SIZE', 1))
 if gradient_accumulation_steps % ddp_world_size != 0:
-    fail(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
-         f"number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
+    fail(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by "
+         f"the number of processes ({ddp_world_size}); use a multiple of {ddp_world_size}")
 gradient_accumulation_steps //= ddp_world_size  # each process does its share of the micro-steps
 ddp_rank, ddp_local_rank = init_distributed(backend, device_type, ddp_timeout) if ddp else (0, 0)
 master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
@@ -132,15 +135,15 @@ meta_vocab_size = meta.get('vocab_size') if meta else None
 if master_process and meta_vocab_size is not None:
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
-# model init: new weights, or weights and architecture from a checkpoint or GPT-2; a setting given for the
-# architecture that disagrees with the weights is refused (except a shorter block_size for a new run: cropped)
+# model init: new weights, or weights and architecture from a checkpoint or GPT-2; an architecture
+# setting that disagrees with the weights is refused (but a shorter block_size for a new run crops)
 iter_num, best_val_loss, checkpoint = 0, 1e9, None
-elapsed, wandb_run_id = 0.0, None  # training seconds so far and the wandb run: a resumed run continues both
-resuming, previous_config = init_from == 'resume', None  # previous_config: the settings of the run resumed
+elapsed, wandb_run_id = 0.0, None  # seconds so far and the wandb run: a resumed run continues both
+resuming, previous_config = init_from == 'resume', None  # the settings of the run resumed
 model_args = {f.name: globals()[f.name] for f in fields(GPTConfig) if f.name != 'vocab_size'}
+starts = {'scratch': "Initializing a new model from scratch", 'resume': f"Resuming training from {out_dir}"}
 if master_process:
-    print({'scratch': "Initializing a new model from scratch", 'resume': f"Resuming training from {out_dir}"}.get(
-        init_from, f"Starting a new run from the weights of {init_from}"))
+    print(starts.get(init_from, f"Starting a new run from the weights of {init_from}"))
 if init_from == 'scratch':
     # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
     model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
@@ -152,23 +155,23 @@ else:
     model, _, _, checkpoint = load_model(init_from, out_dir, dropout)
     check_architecture(model, model_args, overridden, weights_path, resuming)
     model_args = dict(vars(model.config))
-    globals().update({k: v for k, v in model_args.items() if k != 'vocab_size'})  # the settings say what runs
-    if resuming:
+    globals().update({k: v for k, v in model_args.items() if k != 'vocab_size'})  # what runs
+    if resuming:  # (older runs saved the shape as given, not as run: model_args wins)
         iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
-        previous_config = {**checkpoint['config'], **checkpoint['model_args']}  # older runs saved the shape as given
+        previous_config = {**checkpoint['config'], **checkpoint['model_args']}
         elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
     fail(f"error: {meta_path} has vocab_size {meta_vocab_size}, larger than the model's "
          f"{model.config.vocab_size}; train this dataset from scratch")
-config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)  # as resolved
+config.update({k: v for k, v in model_args.items() if k in config}, device=device, dtype=dtype)
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 if master_process:
-    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device} with "
-          f"{torch.get_num_threads()} CPU threads")
+    print(f"tokens per iteration will be: {tokens_per_iter:,}, computed in {dtype} on {device} "
+          f"with {torch.get_num_threads()} CPU threads")
 
-check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_size)  # the model is known now
+check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_size)  # now it can
 
 
 def draw_offsets(split, generator, n):
@@ -190,13 +193,14 @@ if fsdp:
     shard_model(model, compile)
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer_name, muon_lr,
-                                       dtype, verbose=master_process)
-scaler = loss_scaler(device_type, dtype, checkpoint.get('scaler', {}) if checkpoint else None, master_process)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
+                                       optimizer_name, muon_lr, dtype, verbose=master_process)
+scaler_state = checkpoint.get('scaler', {}) if checkpoint else None
+scaler = loss_scaler(device_type, dtype, scaler_state, master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
-    restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator, seed, iter_num,
-                       device_type, master_process)
+    restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator,
+                       seed, iter_num, device_type, master_process)
     checkpoint = None  # free up memory
 
 if compile and master_process:
@@ -210,21 +214,22 @@ if ddp and not fsdp:
 
 @torch.no_grad()
 def estimate_loss():
-    """Mean loss over eval_iters batches per split, the same batches every time (so evals compare, and
-    leave the training stream alone); each process evaluates its share and the sums are combined."""
+    """Mean loss over eval_iters batches per split, the same batches every time (so evals compare,
+    and leave the training stream alone); each process evaluates its share, and the sums add up."""
     out = {}
     model.eval()
     share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
-    # small batches go several to a forward (fewer calls), within 16k tokens and 4M logits; compiled: one shape
-    group = 1 if compile else max(1, 2 ** 22 // (batch_size * block_size * max(256, model.config.vocab_size)))
+    # small batches go several to a forward, within 16k tokens and 4M logits; compiled: one shape
+    logits_per_batch = batch_size * block_size * max(256, model.config.vocab_size)
+    group = 1 if compile else max(1, 2 ** 22 // logits_per_batch)
     for split in ('train', 'val'):
         offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
-        total = torch.zeros((), dtype=torch.float64, device=device)  # on the device: one host sync per split
+        total = torch.zeros((), dtype=torch.float64, device=device)  # one host sync per split
         for i in range(0, len(share), group):
             ks = share[i:i + group]
             X, Y = get_batch(split, offsets[[min(k, eval_iters - 1) for k in ks]].flatten())
             real = sum(k < eval_iters for k in ks)
-            Y[real * batch_size:] = -1  # padding (FSDP needs equal forward counts everywhere) counts for nothing
+            Y[real * batch_size:] = -1  # padding (FSDP needs equal forward counts) counts for 0
             with ctx:
                 _, loss = model(X, Y)
             if real:
@@ -234,19 +239,21 @@ def estimate_loss():
     return out
 
 
-def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=True, lr_schedule='cosine', decay_frac=.2):
-    """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters (or, for 'wsd',
-    constant until the last decay_frac of the way, then linear)."""
+def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr=True,
+           lr_schedule='cosine', decay_frac=0.2):
+    """Linear warmup (non-zero at step 0), then cosine decay down to min_lr at lr_decay_iters (or,
+    for 'wsd', constant until the last decay_frac of the way, then linear)."""
     if not decay_lr:
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters or lr_decay_iters <= warmup_iters:  # the latter as nanoGPT: warmup, then min_lr
+    if it > lr_decay_iters or lr_decay_iters <= warmup_iters:  # the latter as nanoGPT: then min_lr
         return min_lr
     if lr_schedule == 'wsd':
         decay_start = lr_decay_iters - decay_frac * (lr_decay_iters - warmup_iters)
-        return learning_rate if it < decay_start else \
-            min_lr + (learning_rate - min_lr) * (lr_decay_iters - it) / (lr_decay_iters - decay_start)
+        if it < decay_start:
+            return learning_rate
+        return min_lr + (learning_rate - min_lr) * (lr_decay_iters - it) / (lr_decay_iters - decay_start)
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
@@ -263,94 +270,85 @@ def stop(message, code):
     sys.exit(0)
 
 
-# the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl (every
-# log line and evaluation, which plot.py draws), and wandb
-run_log, last_logged, run_lock = None, None, None
-problem = '' if eval_only else run_folder_problem(out_dir, new_run=not resuming and not overwrite)  # before writing
-if problem:
-    stop(problem, 1)
-if master_process and not eval_only:  # the lock: one run per folder, for as long as this process lives
-    run_lock, run_log, last_logged = start_run_records(out_dir, config, previous_config, iter_num, resuming)
-wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id) if wandb_log and master_process else None
-wandb_run_id = wandb_run.id if wandb_run else wandb_run_id
+# the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl
+# (every log line and evaluation, which plot.py draws), and wandb
+run_log, last_logged, run_lock, wandb_run = None, None, None, None
+if not eval_only and (problem := run_folder_problem(out_dir, new_run=not resuming and not overwrite)):
+    stop(problem, 1)  # before anything is written
+if master_process and not eval_only:  # the lock: one run per folder, for as long as this one lives
+    run_lock, run_log, last_logged = start_run_records(out_dir, config, previous_config, iter_num,
+                                                       resuming)
+if wandb_log and master_process:
+    wandb_run = start_wandb(wandb_project, wandb_run_name, config, wandb_run_id)
+    wandb_run_id = wandb_run.id
 
 
 def save(reason, iter_num, best_val_loss, elapsed):
-    """Every process hands in its random states (and, under FSDP, its shards); the master writes ckpt.pt."""
+    """Every process hands in its random states (and, under FSDP, its shards); the master writes."""
     states = gather_objects(ddp, rng_states(train_generator, device_type))
     model_state, optimizer_state = full_state_dicts(model, optimizer, fsdp, master_process)
     if master_process:
         os.makedirs(out_dir, exist_ok=True)
-        save_checkpoint(dict(model=model_state, optimizer=optimizer_state, scaler=scaler.state_dict(),
-                             model_args=model_args, iter_num=iter_num, best_val_loss=best_val_loss, config=config,
-                             rng_states=states, elapsed=elapsed, wandb_run_id=wandb_run_id), ckpt_path)
+        save_checkpoint(dict(model=model_state, optimizer=optimizer_state, model_args=model_args,
+                             scaler=scaler.state_dict(), iter_num=iter_num, best_val_loss=best_val_loss,
+                             config=config, rng_states=states, elapsed=elapsed,
+                             wandb_run_id=wandb_run_id), ckpt_path)
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
-# Ctrl-C and SIGTERM (preemption) ask for a clean stop after the current step; a second Ctrl-C quits at once
-stop_signal = None
+catch_stop_signals(verbose=master_process)  # Ctrl-C, SIGTERM: save after this step, then stop
 
 
-def request_stop(signum, frame):
-    global stop_signal
-    if stop_signal is not None and signum == signal.SIGINT:
-        abandon_save()  # a save in progress leaves no half-written temporary file
-        print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)
-        os._exit(130)
-    first = stop_signal is None  # torchrun follows a Ctrl-C with SIGTERM: not a second Ctrl-C
-    stop_signal = stop_signal or signal.Signals(signum).name  # set before the line that invites a second Ctrl-C
-    if first and master_process:
-        print(f"{signal.Signals(signum).name} received: finishing this step, then saving a checkpoint"
-              f"{' (Ctrl-C again to quit at once)' if signum == signal.SIGINT else ''}", flush=True)
-
-
-signal.signal(signal.SIGINT, request_stop)
-signal.signal(signal.SIGTERM, request_stop)
-
-
-def log(it, kind, train_loss, val_loss=None, grad_norm=None, tokens_per_sec=None, lr=None, mfu=None, elapsed=0.0):
-    """One line of log.jsonl (flushed: a crash leaves a valid log) and the same numbers to wandb."""
-    if not master_process or last_logged and (it, kind) == (last_logged['iter'], last_logged['kind']):
-        return  # a resumed run repeats the evaluation its log may end with
-    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
-                   mfu=mfu * 100 if mfu is not None else None, elapsed=round(elapsed, 3))
-    if run_log:
-        run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
-    if wandb_run:
-        wandb_run.log({'iter': it, **{f'{kind}/{k}': v for k, v in numbers.items() if v is not None}})
+def log(it, kind, **numbers):
+    """A record of log.jsonl and wandb, from rank 0 (once: a resumed run repeats the evaluation
+    that its log may end with)."""
+    repeated = last_logged is not None and (it, kind) == (last_logged['iter'], last_logged['kind'])
+    if master_process and not repeated:
+        write_record(run_log, wandb_run, it, kind, **numbers)
 
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
 saved_this_run, running_mfu = False, None
+peak_flops = device_peak_flops(device_type, dtype)  # None on CPUs: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
 while True:
-    lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr, lr_schedule, decay_frac)
+    lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr,
+                lr_schedule, decay_frac)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr * param_group.get('lr_scale', 1.0)
 
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
     final = iter_num >= max_iters
-    if iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start) or final or eval_only:
-        losses = estimate_loss()  # every process gets the same numbers, so all take the same decisions below
+    due = iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)
+    if due or final or eval_only:
+        losses = estimate_loss()  # every process gets the same numbers, so all decide alike below
         reached = not final and losses['val'] <= target_val_loss
         final = final or reached
+        line = f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+        if reached:
+            line += (f"; target_val_loss={target_val_loss} reached: stopping at iter {iter_num} "
+                     f"of {max_iters}")
         if master_process:
-            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}" + (
-                f"; target_val_loss={target_val_loss} reached: stopping at iter {iter_num} of {max_iters}" * reached))
+            print(line)
         if not math.isfinite(losses['val']):
-            stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, {ckpt_path} is as it "
-                 f"was -- lower learning_rate or check the data, then resume", 1)
-        log(iter_num, 'eval', losses['train'], losses['val'], lr=lr, mfu=running_mfu, elapsed=time.time() - run_start)
+            stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, "
+                 f"{ckpt_path} is as it was -- lower learning_rate or check the data, then "
+                 f"resume", 1)
+        log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
+            mfu=running_mfu, elapsed=time.time() - run_start)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
-        reason = checkpoint_reason(improved, always_save_checkpoint, final, new_state, saved_this_run, resuming)
-        if final and new_state and master_process and reason in ('', 'final; never improved'):
-            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the final model anyway so "
-                  f"that the run leaves a checkpoint" if reason else f"val loss {losses['val']:.4f} did not improve on "
-                  f"{best_val_loss:.4f}; {ckpt_path} keeps the best model")
+        reason = checkpoint_reason(improved, always_save_checkpoint, final, new_state,
+                                   saved_this_run, resuming)
+        if final and new_state and master_process and reason == 'final; never improved':
+            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the "
+                  f"final model anyway so that the run leaves a checkpoint")
+        elif final and new_state and master_process and reason == '':
+            print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; "
+                  f"{ckpt_path} keeps the best model")
         if reason:
             save(reason, iter_num, best_val_loss, time.time() - run_start)
             saved_this_run = True
@@ -359,8 +357,9 @@ while True:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    offsets = draw_offsets('train', train_generator, gradient_accumulation_steps * ddp_world_size)
-    offsets = offsets[ddp_rank * gradient_accumulation_steps:(ddp_rank + 1) * gradient_accumulation_steps]
+    micro_steps = gradient_accumulation_steps
+    offsets = draw_offsets('train', train_generator, micro_steps * ddp_world_size)
+    offsets = offsets[ddp_rank * micro_steps:(ddp_rank + 1) * micro_steps]  # this process's share
     X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
     for micro_step in range(gradient_accumulation_steps):
@@ -371,30 +370,32 @@ while True:
         with (train_model.no_sync() if ddp and not fsdp and not last else nullcontext()):
             with ctx:
                 logits, loss = train_model(X, Y)
-                loss = loss / gradient_accumulation_steps  # scale the loss to account for gradient accumulation
-            if not last:
-                X, Y = get_batch('train', offsets[micro_step + 1])  # fetch the next batch while the GPU works
+                loss = loss / gradient_accumulation_steps  # scale for gradient accumulation
+            if not last:  # fetch the next batch while the GPU works
+                X, Y = get_batch('train', offsets[micro_step + 1])
             scaler.scale(loss).backward()  # scaled for fp16, passed through otherwise
         loss_sum += loss.detach()
     scaler.unscale_(optimizer)
     # the norm before clipping is logged; with grad_clip 0 nothing is clipped
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
-    # one collective: the loss mean over every process's micro-batches (as one process would log it; a NaN anywhere
-    # makes it NaN) and the count of processes asked to stop; the gradient norm is the same everywhere already
-    stats = torch.stack([loss_sum / ddp_world_size, torch.tensor(float(stop_signal is not None), device=device)])
+    max_norm = grad_clip if grad_clip > 0 else float('inf')
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    # one collective: the loss mean over all processes' micro-batches (as one process would log it;
+    # a NaN anywhere makes it NaN) and the count of processes asked to stop (the norm is global)
+    asked = torch.tensor(float(stop_requested() is not None), device=device)
+    stats = torch.stack([loss_sum / ddp_world_size, asked])
     if ddp:
         dist.all_reduce(stats)
-    # one host sync per step buys a NaN check before the weights are touched; fp16's scaler skips inf steps itself.
-    # It idles the GPU from the backward's end to AdamW's first kernel, ~0.3 ms of Python: ~0.15% of GPT-2 124M's
-    # ~0.2 s step of 0.5M tokens on 8 H100s (nanoGPT's 0.58 s on 8 A100s); the next batch is read while AdamW runs
+    # one host sync per step buys a NaN check before the weights change: ~0.3 ms of idle GPU, ~0.15%
+    # of GPT-2 124M's ~0.2 s step on 8 H100s (fp16's scaler skips inf steps itself)
     (lossf, stops), normf = stats.tolist(), grad_norm.item()
-    nonfinite, stopping = not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)), stops > 0
-    if nonfinite:
-        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped before the "
-             f"update, {ckpt_path} is as it was -- lower learning_rate or check the data, then resume", 1)
+    stopping = stops > 0
+    if not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)):
+        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); "
+             f"stopped before the update, {ckpt_path} is as it was -- lower learning_rate or check "
+             f"the data, then resume", 1)
     scaler.step(optimizer)
     scaler.update()
-    optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can, no need for this memory anymore
+    optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
 
     # timing and logging
     t1 = time.time()
@@ -402,16 +403,17 @@ while True:
     iter_num += 1
     if (iter_num - 1) % log_interval == 0 and master_process:
         if iter_num - start_iter >= 5:  # let the training loop settle a bit
-            mfu = model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, block_size, device_type, dtype)
+            mfu = model.estimate_mfu(batch_size * micro_steps, dt, peak_flops, block_size)
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
-        log(iter_num - 1, 'train', lossf, grad_norm=normf, tokens_per_sec=tokens_per_iter / dt, lr=lr, mfu=running_mfu,
-            elapsed=t1 - run_start)
-        print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, time {dt * 1000:.2f}ms, "
-              f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
+        log(iter_num - 1, 'train', train_loss=lossf, grad_norm=normf, lr=lr, mfu=running_mfu,
+            tokens_per_sec=tokens_per_iter / dt, elapsed=t1 - run_start)
+        print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, "
+              f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:
-        save(f'stopped by {stop_signal or "another process"}', iter_num, best_val_loss, time.time() - run_start)
+        save(f'stopped by {stop_requested() or "another process"}', iter_num, best_val_loss,
+             time.time() - run_start)
         stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)
 
 if ddp:
