@@ -17,62 +17,26 @@ import keyword
 import os
 import re
 import shlex
-import shutil
-import signal
-import subprocess
 import symtable
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
-from configurator import CONFIG_TYPES, configure  # noqa: E402  (the rules the scripts apply)
+from project import (ROOT, assign, is_ignored, lookup, parse_python, project_copy, project_files, relative,
+                     run_shell, script_settings, setting_problem)
 
 RUNNABLE_TIMEOUT = 120  # seconds a runnable block may take, unless it says <!-- runnable timeout=N -->
-RUNNABLE_ENV = dict(NANOGPT_OFFLINE='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled',
-                    OMP_NUM_THREADS='1')  # on cores other processes are busy with, 2 threads can be 40x slower than 1
 COMMAND_LANGUAGES = ('', 'sh', 'bash', 'shell')  # fenced blocks whose commands are checked
 PATH_EXTENSIONS = ('.py', '.md', '.sh', '.txt', '.pkl', '.bin', '.json', '.png')  # a span ending so is a path
 FILE_EXTENSIONS = PATH_EXTENSIONS + ('.pt', '.tmp', '.parquet', '.jsonl', '.csv', '.toml', '.yaml', '.log')
 OTHER_ARGUMENTS = ('docs/validation/check_docs.py', 'docs/validation/check_guides.py')  # scripts that take arguments of their own, not --key=value
-MARKER = re.compile(r'<!--\s*(runnable|no-validate|guide:|source:|table:|validate:\s*ignore)(.*?)-->')
+MARKER = re.compile(r'<!--\s*(runnable|no-validate|guide:|source:|table:|settings:|validate:\s*ignore)(.*?)-->')
 CODE_SPAN = re.compile(r'(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)')
 IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?$')
 ANY = object()  # what a script's name is, known only from ast: any member of it passes
 
 
-def relative(path):
-    path = os.path.abspath(path)
-    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-
-
-def lookup(name, *folders):
-    return next((os.path.join(f, name) for f in folders if os.path.exists(os.path.join(f, name))), None)
-
-
 def code_spans(text):
     return [match[2].strip() for match in CODE_SPAN.finditer(text)]
-
-
-@functools.lru_cache(maxsize=None)
-def parse_python(path):
-    with open(path, encoding='utf-8') as f:
-        return ast.parse(f.read(), filename=path)
-
-
-@functools.lru_cache(maxsize=None)
-def project_files(root):
-    """The project's files relative to root, as git lists them: tracked or new, and not what .gitignore lists."""
-    listing = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=root,
-                             capture_output=True, text=True).stdout
-    return [rel for rel in listing.split('\0') if os.path.isfile(os.path.join(root, rel))]  # not deleted ones
-
-
-@functools.lru_cache(maxsize=None)
-def is_ignored(relpath, root):
-    """Whether .gitignore lists relpath, which need not exist: data, checkpoints, outputs."""
-    return subprocess.run(['git', 'check-ignore', '-q', '--no-index', relpath], cwd=root).returncode == 0
 
 
 # ----------------------------------------------------------------------------- reading markdown and Python
@@ -140,48 +104,6 @@ def shell_commands(block):
             for operator, command in itertools.groupby(list(lexer), lambda w: bool(re.fullmatch(r'[;&|()<>]+', w))):
                 if not operator:
                     yield first, list(command)
-
-
-def assign(node, settings):
-    """[(name, value)] of what an assignment sets, also recorded in settings if configure() takes it for a setting."""
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
-        and node.value else []
-    names = [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith('_')]
-    value = ''  # unless computed from literals and settings: default_device() gives any text
-    with contextlib.suppress(Exception):
-        value = eval(compile(ast.Expression(node.value), '<default>', 'eval'), {'__builtins__': {}}, dict(settings))
-    settings.update({name: value for name in names if type(value) in CONFIG_TYPES})  # not None, a tuple, a dict
-    return [(name, value) for name in names]
-
-
-@functools.lru_cache(maxsize=None)
-def script_settings(path):
-    """A script's settings {name: default}: what it assigns before configure(globals()); {} if it never calls it."""
-    settings = {}
-    for node in parse_python(path).body:
-        calls = {getattr(n.func, 'id', ''): n for n in ast.walk(node) if isinstance(n, ast.Call)}
-        if 'configure' in calls:
-            return settings
-        assign(node, settings)
-    return {}
-
-
-def setting_problem(script, settings, argument, root):
-    """(kind, message) if the script's configure(globals()) refuses an argument (--key=value, a config file)."""
-    try:
-        with contextlib.chdir(root), contextlib.redirect_stdout(None):  # print() then writes nothing
-            configure({'__file__': script, **settings}, [argument])
-    except SystemExit as e:
-        key, error = argument[2:].partition('=')[0], str(e.code).removeprefix('error: ')
-        if not e.code or not argument.startswith('--'):
-            return ('config', f"{argument}: {error}") if e.code else None  # a config file, or --help
-        if not re.fullmatch(r'--[^=]+=[^=]*', argument):
-            return 'command', error  # --key without a value
-        if key not in settings:
-            return 'setting', f"{script} has no setting '{key}': {error}"
-        kind = type(settings[key]).__name__
-        return 'type', f"{argument}: {script}'s {key} is {'an' if kind == 'int' else 'a'} {kind} ({error})"
-    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -257,31 +179,6 @@ def error_patterns(root):
     return [re.compile(p, re.DOTALL) for p in patterns]
 
 
-# ----------------------------------------------------------------------------- running blocks
-@contextlib.contextmanager
-def project_copy(root):
-    """A temporary copy of the project's files as git lists them (no .git, datasets or checkpoints), then deleted."""
-    with tempfile.TemporaryDirectory(prefix='check_docs_') as copy:
-        for rel in project_files(root):
-            os.makedirs(os.path.dirname(os.path.join(copy, rel)), exist_ok=True)
-            shutil.copy2(os.path.join(root, rel), os.path.join(copy, rel))
-        yield copy
-
-
-def run_shell(script, cwd, timeout):
-    """Run script with bash -e -o pipefail, offline; None if it succeeds, else why it failed and its last line."""
-    proc = subprocess.Popen(['bash', '-e', '-o', 'pipefail', '-c', script], cwd=cwd, env=os.environ | RUNNABLE_ENV,
-                            stdin=subprocess.DEVNULL, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        output, why = proc.communicate(timeout=timeout)[0], f"exited with status {proc.returncode}"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own process group, so its children stop too
-        output, why = proc.communicate()[0], f"timed out after {timeout} s"
-    last = next((t.strip() for t in reversed(output.splitlines()) if t.strip()), '(no output)')
-    return f"{why}: {last}" if proc.returncode else None
-
-
 # ----------------------------------------------------------------------------- the rules of README.md
 class Doc:
     """One markdown file and the problems found in it; counts (a Counter) receives how many items were checked."""
@@ -300,8 +197,9 @@ class Doc:
         ignored = {word for _, kind, words in self.markers if kind == 'validate' for word in words}
         explained = os.path.basename(os.path.dirname(self.path)) in ('concepts', 'code-analysis')
         sources = [(n, words) for n, kind, words in self.markers if kind == 'source' and explained]
-        for number, words in ((n, words) for n, kind, words in self.markers if kind == 'table'):
-            self.check_table(number, words)
+        for number, kind, words in self.markers:
+            if kind in ('table', 'settings'):
+                (self.check_table if kind == 'table' else self.check_settings_table)(number, words)
         for number, text in self.prose:
             self.check_links(number, text)
             current = ([[]] + [words for n, words in sources if n < number])[-1]  # the files of the last source:
@@ -409,11 +307,8 @@ class Doc:
             with contextlib.suppress(ValueError, SyntaxError, TypeError):
                 return ast.literal_eval(cell) == value or cell == str(value)
             return cell == str(value)
-        rows = []
-        for line, text in ((n, text) for n, text in self.prose if n > number):
-            if not text.lstrip().startswith('|') or rows and line != rows[-1][0] + 1:
-                break
-            rows.append((line, [cell.strip(' `') for cell in text.strip().strip('|').split('|')]))
+        rows = [(line, [cell.strip(' `') for cell in text.strip().strip('|').split('|')])
+                for line, text in self.table_after(number)]
         file = os.path.join(self.root, words[0]) if len(words) == 2 else ''
         values = [dict(assign(node, {})) for node in parse_python(file).body] if os.path.isfile(file) else []
         code = next((v[words[1]] for v in values if words[1] in v), None)
@@ -427,6 +322,34 @@ class Doc:
                 return self.report(line, 'fact', f"the table says {' | '.join(cells[:2])}; {has} {key!r}, {value!r}")
         if len(rows) - 2 != len(code):
             self.report(rows[-1][0], 'fact', f"the table has {len(rows) - 2} rows; {has} {len(code)}")
+
+
+    def check_settings_table(self, number, words):
+        """7. The table after <!-- settings: script.py --> names every setting of the script (its first column
+        only settings, as `name`)."""
+        script = os.path.join(self.root, words[0]) if len(words) == 1 else ''
+        settings = script_settings(script) if os.path.isfile(script) else {}
+        rows = self.table_after(number)
+        if not settings or len(rows) < 3:
+            return self.report(number, 'settings', f"<!-- settings: {' '.join(words)} -->: no script with settings, "
+                                                   f"or no table after it")
+        named = {span for _, text in rows[2:] for span in code_spans(text)}
+        firsts = [(line, code_spans(text.strip().strip('|').split('|')[0])) for line, text in rows[2:]]
+        self.counts['settings'] += len(settings)
+        for line, span in ((line, span) for line, spans in firsts for span in spans if span not in settings):
+            self.report(line, 'settings', f"`{span}` is not a setting of {words[0]}")
+        missing = [name for name in settings if name not in named]
+        if missing:
+            self.report(number, 'settings', f"the table lacks {', '.join(missing)}, settings of {words[0]}")
+
+    def table_after(self, number):
+        """[(line, text)] of the markdown table that follows line number."""
+        rows = []
+        for line, text in ((n, text) for n, text in self.prose if n > number):
+            if not text.lstrip().startswith('|') or rows and line != rows[-1][0] + 1:
+                break
+            rows.append((line, text))
+        return rows
 
 
 def check(paths=None, root=ROOT, run=True, counts=None):

@@ -12,7 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_docs import COMMAND_LANGUAGES, ROOT, parse_markdown, project_copy, relative, run_shell  # noqa: E402
+from check_docs import COMMAND_LANGUAGES, parse_markdown  # noqa: E402
+from project import ROOT, project_copy, relative, run_shell  # noqa: E402
 
 GUIDE_TIMEOUT = 600  # seconds a block of a guide may take
 
