@@ -138,15 +138,15 @@ def run_folder_problem(out_dir, new_run):
 
 def start_run_records(out_dir, config, previous_config, iter_num, resuming):
     """A run's first writes into out_dir, on its master process: the lock (lock_run_folder), log.jsonl
-    (open_run_log) and config.json (record_settings). Returns (lock, run log, its last record); a folder that cannot
-    be written is one line."""
+    (open_run_log) and config.json (record_settings). Returns (lock, run log, (iter, kind) of its last record, or
+    None); a folder that cannot be written is one line."""
     try:
         lock = lock_run_folder(out_dir)
         run_log, last_logged = open_run_log(os.path.join(out_dir, 'log.jsonl'), iter_num if resuming else None)
         record_settings(os.path.join(out_dir, 'config.json'), config, previous_config, iter_num)
     except OSError as e:  # a read-only folder, a file in its place, a full disk
         fail(f"error: cannot write in out_dir {out_dir}: {e.strerror or e} -- {os_hint(e)}")
-    return lock, run_log, last_logged
+    return lock, run_log, last_logged and (last_logged['iter'], last_logged['kind'])
 
 
 def lock_run_folder(out_dir):
@@ -366,11 +366,12 @@ def read_run_log(path):
 
 
 def write_record(run_log, wandb_run, it, kind, train_loss, val_loss=None, lr=None, grad_norm=None,
-                 tokens_per_sec=None, mfu=None, elapsed=0.0):
+                 tokens_per_sec=None, mfu=None, elapsed=0.0, train_time=0.0):
     """One record of log.jsonl (line-buffered: a crash leaves a valid log), and its numbers to wandb;
-    mfu comes as a fraction and is logged in percent."""
+    mfu comes as a fraction and is logged in percent. elapsed: the run's seconds; train_time: of them,
+    the seconds of training steps (what time_budget counts)."""
     numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
-                   mfu=None if mfu is None else mfu * 100, elapsed=round(elapsed, 3))
+                   mfu=None if mfu is None else mfu * 100, elapsed=round(elapsed, 3), train_time=round(train_time, 3))
     if run_log:
         run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
     if wandb_run:

@@ -26,7 +26,7 @@ out_dir = 'out'  # ignored if init_from is not 'resume'
 data_file = ''  # HellaSwag's official hellaswag_val.jsonl (or a file in its format); '' = Rowan/hellaswag from the hub
 max_examples = 0  # score only the first max_examples; 0 = all (the validation split has 10,042)
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA if supported (else fp16) and on CPUs with AMX
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 where native, else fp16 (CUDA) or fp32
 threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, else one per core)
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file

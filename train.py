@@ -2,10 +2,8 @@
 Train a GPT on one device (a GPU, the CPU or MPS), or on several with distributed data parallel:
 $ python train.py config/train_shakespeare_char_cpu.py
 $ torchrun --standalone --nproc_per_node=4 train.py                    # 4 GPUs on 1 node
-$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 \
-    --master_port=1234 train.py    # and --node_rank=1 on the second node; --fsdp=True shards
-Ctrl-C or SIGTERM saves ckpt.pt after the current step; a second Ctrl-C quits at once.
-python train.py --help lists every setting.
+$ torchrun --nnodes=2 --nproc_per_node=8 ... train.py   # 2 nodes: docs/guides/distributed.md; FSDP: --fsdp=True
+Ctrl-C or SIGTERM saves ckpt.pt after this step; a second Ctrl-C quits at once. --help: settings
 """
 
 import math
@@ -18,8 +16,8 @@ from dataclasses import fields
 import torch
 import torch.distributed as dist
 
-from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model,
-                        loss_scaler, peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
+from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
+                        peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
                         save_checkpoint, start_run_records, start_wandb, write_record)
 from data.common import check_splits, dataset_files, dataset_meta, open_tokens, read_batch
 from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
@@ -67,6 +65,7 @@ zero_init_proj = False  # residual projections start at 0: blocks start as ident
 # adamw optimizer
 learning_rate = 6e-4  # max learning rate
 max_iters = 600000  # total number of optimizer steps
+time_budget = 0.0  # > 0: train for this many seconds of steps; follows the clock: not bit-reproducible
 weight_decay = 1e-1  # on matrices and embeddings only
 beta1 = 0.9  # AdamW's momentum...
 beta2 = 0.95  # ...and its second-moment decay
@@ -85,7 +84,7 @@ backend = ''  # DDP backend: '' picks nccl on CUDA, gloo elsewhere
 fsdp = False  # shard parameters, gradients and optimizer state across processes (FSDP2)
 ddp_timeout = 600  # seconds to wait for every process to join, and for any collective
 device = default_device()  # 'cpu', 'cuda', 'cuda:1', 'mps'; the best available by default
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 on CUDA (fp16 if older), AMX CPUs
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bf16 where native, else fp16 (CUDA) or fp32
 compile = True  # use PyTorch 2.0 to compile the model to be faster
 seed = 1337  # initial weights, data order and dropout all follow from it
 threads = 0  # CPU threads torch computes with; 0: torch's default (OMP_NUM_THREADS, or 1 per core)
@@ -98,16 +97,15 @@ config = {k: globals()[k] for k in config_keys(globals())}  # for checkpoints, c
 require_positive(globals(), 'batch_size', 'block_size', 'gradient_accumulation_steps', 'eval_iters',
                  'eval_interval', 'log_interval', 'n_layer', 'n_head', 'n_embd', 'learning_rate',
                  'min_lr')
-if max_iters < 0 or warmup_iters < 0:
-    fail(f"error: max_iters and warmup_iters must be >= 0, got {max_iters} and {warmup_iters}")
+if min(max_iters, warmup_iters, time_budget) < 0:
+    fail(f"error: max_iters, warmup_iters and time_budget must be >= 0, got {max_iters}, "
+         f"{warmup_iters} and {time_budget}")
 if init_from != 'scratch':  # a mistyped init_from, or an option GPT-2's weights lack, stops here
     _, weights_path = find_weights(init_from, out_dir, {k: globals()[k] for k in overridden})
 if init_from == 'resume' and 'dataset' not in overridden:  # the checkpoint's, unless given
     dataset = (peek_checkpoint(weights_path).get('config') or {}).get('dataset', dataset)
-# the same seed in every process: the same initial weights
 device, device_type, dtype, ctx = setup(device, dtype, seed, threads=threads, compiled=compile)
 
-# various inits, derived attributes, I/O setup
 ddp = launched_by_torchrun()
 if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
     fail("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is "
@@ -127,7 +125,7 @@ ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 
 # data: each split's uint16 token files (one, or a big dataset's shards), read as one
 data_paths = dataset_files(dataset)
-data_files = {split: open_tokens(paths) for split, paths in data_paths.items()}
+data_files = {split: open_tokens(paths) for split, paths in data_paths.items()}  # (files, starts)
 data_lengths = {split: int(starts[-1]) for split, (_, starts) in data_files.items()}
 # the vocab size from the dataset's meta.pkl, if it has one (character-level datasets do)
 meta, meta_path = dataset_meta(dataset)
@@ -135,15 +133,14 @@ meta_vocab_size = meta.get('vocab_size') if meta else None
 if master_process and meta_vocab_size is not None:
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
-# model init: new weights, or weights and architecture from a checkpoint or GPT-2; an architecture
-# setting that disagrees with the weights is refused (but a shorter block_size for a new run crops)
+# model init: new weights, or weights and architecture (settings may not contradict) from a file
 iter_num, best_val_loss, checkpoint = 0, 1e9, None
-elapsed, wandb_run_id = 0.0, None  # seconds so far and the wandb run: a resumed run continues both
+elapsed, train_time, wandb_run_id = 0.0, 0.0, None  # clocks and wandb run, continued by a resume
 resuming, previous_config = init_from == 'resume', None  # the settings of the run resumed
 model_args = {f.name: globals()[f.name] for f in fields(GPTConfig) if f.name != 'vocab_size'}
-starts = {'scratch': "Initializing a new model from scratch", 'resume': f"Resuming training from {out_dir}"}
 if master_process:
-    print(starts.get(init_from, f"Starting a new run from the weights of {init_from}"))
+    print({'scratch': "Initializing a new model from scratch", 'resume': f"Resuming training from {out_dir}"}
+          .get(init_from, f"Starting a new run from the weights of {init_from}"))
 if init_from == 'scratch':
     # GPT-2's 50257 tokens padded up to 50304 for efficiency, unless the dataset says otherwise
     model_args['vocab_size'] = meta_vocab_size if meta_vocab_size is not None else 50304
@@ -160,6 +157,7 @@ else:
         iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
         previous_config = {**checkpoint['config'], **checkpoint['model_args']}
         elapsed, wandb_run_id = checkpoint.get('elapsed', 0.0), checkpoint.get('wandb_run_id')
+        train_time = checkpoint.get('train_time', 0.0)
     else:
         checkpoint = None  # only the weights: a new run, with a fresh optimizer, from iteration 0
 if meta_vocab_size is not None and meta_vocab_size > model.config.vocab_size:
@@ -184,8 +182,7 @@ def get_batch(split, offsets):
     return read_batch(*data_files[split], offsets, block_size, device)
 
 
-# every process draws the same global batches from this stream and trains on its own share of them,
-# so processes never overlap and the run sees the same data whatever the number of processes
+# every process draws the same global batches from it and trains on its share: any process count
 train_generator = torch.Generator().manual_seed(seed)
 
 model.to(device)
@@ -195,8 +192,7 @@ torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
                                        optimizer_name, muon_lr, dtype, verbose=master_process)
-scaler_state = checkpoint.get('scaler', {}) if checkpoint else None
-scaler = loss_scaler(device_type, dtype, scaler_state, master_process)
+scaler = loss_scaler(device_type, dtype, checkpoint and checkpoint.get('scaler', {}), master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator,
@@ -207,9 +203,8 @@ if compile and master_process:
     print("compiling the model... (takes a ~minute)")
 if compile and not fsdp:  # (FSDP: shard_model compiled each block)
     model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
-train_model = model  # FSDP shards the model in place
-if ddp and not fsdp:
-    train_model = replicate_model(model, device_type, ddp_local_rank)
+# DDP wraps the model; FSDP shards it in place
+train_model = replicate_model(model, device_type, ddp_local_rank) if ddp and not fsdp else model
 
 
 @torch.no_grad()
@@ -220,8 +215,8 @@ def estimate_loss():
     model.eval()
     share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
     # small batches go several to a forward, within 16k tokens and 4M logits; compiled: one shape
-    logits_per_batch = batch_size * block_size * max(256, model.config.vocab_size)
-    group = 1 if compile else max(1, 2 ** 22 // logits_per_batch)
+    logits = batch_size * block_size * max(256, model.config.vocab_size)
+    group = 1 if compile else max(1, 2 ** 22 // logits)
     for split in ('train', 'val'):
         offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
         total = torch.zeros((), dtype=torch.float64, device=device)  # one host sync per split
@@ -270,10 +265,9 @@ def stop(message, code):
     sys.exit(0)
 
 
-# the run's records in out_dir: config.json (its settings, and what each resume changed), log.jsonl
-# (every log line and evaluation, which plot.py draws), and wandb
+# the run's records: out_dir/config.json (its settings), log.jsonl (every line, for plot.py), wandb
 run_log, last_logged, run_lock, wandb_run = None, None, None, None
-if not eval_only and (problem := run_folder_problem(out_dir, new_run=not resuming and not overwrite)):
+if not eval_only and (problem := run_folder_problem(out_dir, not resuming and not overwrite)):
     stop(problem, 1)  # before anything is written
 if master_process and not eval_only:  # the lock: one run per folder, for as long as this one lives
     run_lock, run_log, last_logged = start_run_records(out_dir, config, previous_config, iter_num,
@@ -290,9 +284,9 @@ def save(reason, iter_num, best_val_loss, elapsed):
     if master_process:
         os.makedirs(out_dir, exist_ok=True)
         save_checkpoint(dict(model=model_state, optimizer=optimizer_state, model_args=model_args,
-                             scaler=scaler.state_dict(), iter_num=iter_num, best_val_loss=best_val_loss,
-                             config=config, rng_states=states, elapsed=elapsed,
-                             wandb_run_id=wandb_run_id), ckpt_path)
+                             scaler=scaler.state_dict(), iter_num=iter_num, config=config,
+                             best_val_loss=best_val_loss, rng_states=states, elapsed=elapsed,
+                             train_time=train_time, wandb_run_id=wandb_run_id), ckpt_path)
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
@@ -300,27 +294,28 @@ catch_stop_signals(verbose=master_process)  # Ctrl-C, SIGTERM: save after this s
 
 
 def log(it, kind, **numbers):
-    """A record of log.jsonl and wandb, from rank 0 (once: a resumed run repeats the evaluation
-    that its log may end with)."""
-    repeated = last_logged is not None and (it, kind) == (last_logged['iter'], last_logged['kind'])
-    if master_process and not repeated:
+    """A record of log.jsonl and wandb, from rank 0, once (a resume repeats its log's last eval)."""
+    if master_process and (it, kind) != last_logged:
         write_record(run_log, wandb_run, it, kind, **numbers)
 
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
 saved_this_run, running_mfu = False, None
-peak_flops = device_peak_flops(device_type, dtype)  # None on CPUs: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
+clock = train_time  # rank 0's seconds of training steps, shared with every process: the budget's
 while True:
-    lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr,
+    # with a time budget, the schedule runs over the share of it used, as if over lr_decay_iters
+    progress = clock / time_budget * lr_decay_iters if time_budget > 0 else iter_num
+    lr = get_lr(progress, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr,
                 lr_schedule, decay_frac)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr * param_group.get('lr_scale', 1.0)
 
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
-    final = iter_num >= max_iters
+    spent = 0 < time_budget <= clock
+    final = iter_num >= max_iters or spent
     due = iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)
     if due or final or eval_only:
         losses = estimate_loss()  # every process gets the same numbers, so all decide alike below
@@ -330,6 +325,8 @@ while True:
         if reached:
             line += (f"; target_val_loss={target_val_loss} reached: stopping at iter {iter_num} "
                      f"of {max_iters}")
+        if time_budget > 0:  # the run's clock, and how many steps it bought
+            line += f" ({clock:.1f}s of time_budget={time_budget:g}s, {iter_num - start_iter} steps this run)"
         if master_process:
             print(line)
         if not math.isfinite(losses['val']):
@@ -337,7 +334,7 @@ while True:
                  f"{ckpt_path} is as it was -- lower learning_rate or check the data, then "
                  f"resume", 1)
         log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
-            mfu=running_mfu, elapsed=time.time() - run_start)
+            mfu=running_mfu, elapsed=time.time() - run_start, train_time=clock)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
@@ -357,9 +354,9 @@ while True:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    micro_steps = gradient_accumulation_steps
+    micro_steps = gradient_accumulation_steps  # this process's share of the step's batches, at:
     offsets = draw_offsets('train', train_generator, micro_steps * ddp_world_size)
-    offsets = offsets[ddp_rank * micro_steps:(ddp_rank + 1) * micro_steps]  # this process's share
+    offsets = offsets[ddp_rank * micro_steps:(ddp_rank + 1) * micro_steps]
     X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
     for micro_step in range(gradient_accumulation_steps):
@@ -381,13 +378,12 @@ while True:
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     # one collective: the loss mean over all processes' micro-batches (as one process would log it;
     # a NaN anywhere makes it NaN) and the count of processes asked to stop (the norm is global)
-    asked = torch.tensor(float(stop_requested() is not None), device=device)
-    stats = torch.stack([loss_sum / ddp_world_size, asked])
+    flags = torch.tensor([stop_requested() is not None, train_time * master_process], device=device)
+    stats = torch.cat([(loss_sum / ddp_world_size).view(1), flags])
     if ddp:
         dist.all_reduce(stats)
-    # one host sync per step buys a NaN check before the weights change: ~0.3 ms of idle GPU, ~0.15%
-    # of GPT-2 124M's ~0.2 s step on 8 H100s (fp16's scaler skips inf steps itself)
-    (lossf, stops), normf = stats.tolist(), grad_norm.item()
+    # one host sync per step buys a NaN check before the update: ~0.15% of GPT-2's step on 8 H100s
+    (lossf, stops, clock), normf = stats.tolist(), grad_norm.item()
     stopping = stops > 0
     if not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)):
         stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); "
@@ -401,14 +397,16 @@ while True:
     t1 = time.time()
     dt, t0 = t1 - t0, t1
     iter_num += 1
+    if iter_num > start_iter + 1:  # a run's first step is warm-up: kernels chosen, or compilation
+        train_time += dt
     if (iter_num - 1) % log_interval == 0 and master_process:
         if iter_num - start_iter >= 5:  # let the training loop settle a bit
-            mfu = model.estimate_mfu(batch_size * micro_steps, dt, peak_flops, block_size)
+            mfu = model.estimate_mfu(batch_size * micro_steps, dt, device_peak_flops(device_type, dtype))
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
         log(iter_num - 1, 'train', train_loss=lossf, grad_norm=normf, lr=lr, mfu=running_mfu,
-            tokens_per_sec=tokens_per_iter / dt, elapsed=t1 - run_start)
+            tokens_per_sec=tokens_per_iter / dt, elapsed=t1 - run_start, train_time=train_time)
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, "
               f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:
