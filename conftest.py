@@ -1,6 +1,7 @@
 """
-Shared by quick_test.py and test_integration.py: the `gpu` marker, and a CUDA machine simulated on a CPU build
-of torch (the fake_cuda fixture).
+Shared by quick_test.py and test_integration.py: the `gpu` marker, a script run in the test's own process
+(run_script, and the script_here fixture), a folder's fingerprint (tree_digest), and a CUDA machine simulated
+on a CPU build of torch (the fake_cuda fixture).
 
 The simulation patches only what torch's Python layer calls into its C++ core (torch._C's CUDA entry points,
 and what torch._C._cuda_init installs), so torch's own Python code runs unchanged above it: argument checks
@@ -10,6 +11,12 @@ get_device_properties, the RNG state functions. A tensor op on such a device fai
 """
 
 import contextlib
+import hashlib
+import os
+import runpy
+import signal
+import subprocess
+import sys
 import types
 
 import pytest
@@ -22,11 +29,64 @@ FP32_PRECISION_KEYS = [('generic', 'all'), ('cuda', 'matmul'), ('cuda', 'conv'),
                        ('mkldnn', 'matmul'), ('mkldnn', 'conv'), ('mkldnn', 'rnn')]
 GPU_NAMES = {(7, 0): 'Tesla V100-SXM2-16GB', (7, 5): 'Tesla T4', (8, 0): 'NVIDIA A100-SXM4-80GB',
              (8, 6): 'NVIDIA GeForce RTX 3090', (8, 9): 'NVIDIA L4', (9, 0): 'NVIDIA H100 80GB HBM3'}
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', "gpu: needs a CUDA GPU; python -m pytest -m gpu quick_test.py "
                                        "test_integration.py runs them all, and they skip where there is none")
+
+
+def run_script(monkeypatch, script, *args, root=ROOT):
+    """root/script run in this process, as `python script args` would run it: returns its globals, and what it
+    raises (SystemExit for an error) reaches the caller. The Ctrl-C and SIGTERM handlers it installs are put back."""
+    monkeypatch.setattr(sys, 'argv', [script, *args])
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # the data/ scripts add their folders to it
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return runpy.run_path(os.path.join(root, script), run_name='__main__')
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+@pytest.fixture
+def script_here(monkeypatch, capsys):
+    """script_here(cwd, script, *args, env=None, root=ROOT): run_script in folder cwd with env added to the
+    environment, answered as a subprocess would be: a CompletedProcess whose returncode is python's (SystemExit's
+    code; 1 for a message, which goes to stderr), with the stdout and stderr it printed. For the runs whose
+    process itself is not under test: no signals, no torchrun, no limits of the process."""
+    def run_here(cwd, script, *args, env=None, root=ROOT):
+        capsys.readouterr()  # what came before is not this run's
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            try:
+                run_script(patch, script, *args, root=root)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) or e.code is None else 1
+                if code == 1 and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *args], code or 0, out, err)
+    return run_here
+
+
+def sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def tree_digest(folder, skip=()):
+    """Relative path -> sha256 of every file under folder but those in skip (None if there is no such folder),
+    to prove that a failed run changed nothing on disk."""
+    if not os.path.isdir(folder):
+        return None
+    paths = {os.path.relpath(os.path.join(d, n), folder): os.path.join(d, n) for d, _, names in os.walk(folder)
+             for n in names if '__pycache__' not in d}
+    return {name: sha256(path) for name, path in sorted(paths.items()) if name not in skip}
 
 
 def real_gpus():
