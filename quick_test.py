@@ -1895,4 +1895,4 @@ def test_a_time_budgeted_run_stops_at_its_budget_at_min_lr_and_a_resume_spends_w
     first = ckpt['iter_num']
     out, ckpt, log = budgeted_run(monkeypatch, capsys, 3, '--init_from=resume', '--eval_at_start=False')
     assert 3 <= ckpt['train_time'] <= 3 + 2 * longest + 0.2 and ckpt['iter_num'] > first  # the 1.5 s left, spent
-    assert re.search(rf"steps this run\)\n", out) and f"{ckpt['iter_num'] - first} steps this run" in out
+    assert re.search(r"steps this run\)\n", out) and f"{ckpt['iter_num'] - first} steps this run" in out
