@@ -1,7 +1,7 @@
 """
 Shared by quick_test.py and test_integration.py: the `gpu` marker, a script run in the test's own process
-(run_script, and the script_here fixture), a folder's fingerprint (tree_digest), and a CUDA machine simulated
-on a CPU build of torch (the fake_cuda fixture).
+(run_script, and the script_here fixture), a folder's fingerprint (tree_digest), the characters of a character
+dataset (CHARS), and a CUDA machine simulated on a CPU build of torch (the fake_cuda fixture).
 
 The simulation patches only what torch's Python layer calls into its C++ core (torch._C's CUDA entry points,
 and what torch._C._cuda_init installs), so torch's own Python code runs unchanged above it: argument checks
@@ -30,6 +30,7 @@ FP32_PRECISION_KEYS = [('generic', 'all'), ('cuda', 'matmul'), ('cuda', 'conv'),
 GPU_NAMES = {(7, 0): 'Tesla V100-SXM2-16GB', (7, 5): 'Tesla T4', (8, 0): 'NVIDIA A100-SXM4-80GB',
              (8, 6): 'NVIDIA GeForce RTX 3090', (8, 9): 'NVIDIA L4', (9, 0): 'NVIDIA H100 80GB HBM3'}
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only: a character dataset's vocabulary
 
 
 def pytest_configure(config):
@@ -62,13 +63,14 @@ def script_here(monkeypatch, capsys):
             patch.chdir(cwd)
             for key, value in (env or {}).items():
                 patch.setenv(key, value)
+            code = None
             try:
                 run_script(patch, script, *args, root=root)
-                code = 0
             except SystemExit as e:
-                code = e.code if isinstance(e.code, int) or e.code is None else 1
-                if code == 1 and not isinstance(e.code, int):
-                    print(e.code, file=sys.stderr)
+                code = e.code
+            if not isinstance(code, (int, type(None))):  # as python ends on SystemExit('error: ...')
+                print(code, file=sys.stderr)
+                code = 1
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess([script, *args], code or 0, out, err)
     return run_here

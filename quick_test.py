@@ -892,9 +892,6 @@ def test_bench_generate_warms_up_both_paths_before_timing_them(monkeypatch, caps
 
 # ------------------------ troubleshooting: bad input gets one line and changes nothing
 
-CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
-
-
 def no_bf16(monkeypatch):
     """An x86 CPU without native bf16 (neither AVX512-BF16 nor AMX), whatever this one has."""
     import platform

