@@ -1217,13 +1217,17 @@ def test_learning_rate_with_nanogpts_lr_decay_iters_at_or_below_warmup():
 
 # ------------------------ mixed precision: the dtype, bf16 attention on CPUs (concepts/mixed_precision.md)
 
-def test_setup_resolves_dtype_and_seeds():
-    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=True):
-        assert setup('cpu', 'auto', 1)[:3] == ('cpu', 'cpu', 'bfloat16')
+@pytest.mark.parametrize('avx512_bf16, amx, trains_in', [(True, False, 'bfloat16'), (False, True, 'bfloat16'),
+                                                        (True, True, 'bfloat16'), (False, False, 'float32')])
+def test_setup_resolves_dtype_and_seeds(avx512_bf16, amx, trains_in):
+    """'auto' trains in bf16 on CPUs with native bf16 dot products (AVX512-BF16, as AMD Zen 4 on, or AMX), else in
+    float32 (AVX2 only: emulated bf16, ~10x slower); generation stays float32."""
+    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=amx), \
+            mock.patch('torch.cpu._is_avx512_bf16_supported', return_value=avx512_bf16):
         assert setup('cpu', 'auto', 1, generate=True)[:3] == ('cpu', 'cpu', 'float32')
-    with mock.patch('torch.cpu._is_amx_tile_supported', return_value=False):
         device, device_type, dtype, ctx = setup('cpu', 'auto', 7)
-        assert (device, device_type, dtype) == ('cpu', 'cpu', 'float32') and not isinstance(ctx, torch.autocast)
+        assert (device, device_type, dtype) == ('cpu', 'cpu', trains_in)
+        assert isinstance(ctx, torch.autocast) == (trains_in == 'bfloat16')
     a = torch.rand(3)
     setup('cpu', 'float32', 7)
     assert torch.equal(torch.rand(3), a) and np.random.rand() == np.random.RandomState(7).rand()

@@ -277,7 +277,7 @@ if wandb_log and master_process:
     wandb_run_id = wandb_run.id
 
 
-def save(reason, iter_num, best_val_loss, elapsed):
+def save(reason, iter_num, best_val_loss, elapsed, train_time):
     """Every process hands in its random states (and, under FSDP, its shards); the master writes."""
     states = gather_objects(ddp, rng_states(train_generator, device_type))
     model_state, optimizer_state = full_state_dicts(model, optimizer, fsdp, master_process)
@@ -347,7 +347,7 @@ while True:
             print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; "
                   f"{ckpt_path} keeps the best model")
         if reason:
-            save(reason, iter_num, best_val_loss, time.time() - run_start)
+            save(reason, iter_num, best_val_loss, time.time() - run_start, train_time)
             saved_this_run = True
         t0 = time.time()  # the next step's time, tok/s and MFU leave out this evaluation and save
     if final or eval_only:
@@ -411,7 +411,7 @@ while True:
               f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
     if stopping:
         save(f'stopped by {stop_requested() or "another process"}', iter_num, best_val_loss,
-             time.time() - run_start)
+             time.time() - run_start, train_time)
         stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)
 
 if ddp:
