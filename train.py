@@ -192,7 +192,8 @@ torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
                                        optimizer_name, muon_lr, dtype, verbose=master_process)
-scaler = loss_scaler(device_type, dtype, checkpoint and checkpoint.get('scaler', {}), master_process)
+scaler_state = checkpoint.get('scaler', {}) if checkpoint else None  # None: a new run, a fresh scale
+scaler = loss_scaler(device_type, dtype, scaler_state, master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
     load_optimizer(model, optimizer, checkpoint['optimizer'], fsdp)
     restore_rng_states(checkpoint.get('rng_states'), ddp_rank, ddp_world_size, train_generator,
@@ -203,8 +204,7 @@ if compile and master_process:
     print("compiling the model... (takes a ~minute)")
 if compile and not fsdp:  # (FSDP: shard_model compiled each block)
     model.compile()  # in place, so its state_dict keeps plain names (no _orig_mod. prefix)
-# DDP wraps the model; FSDP shards it in place
-train_model = replicate_model(model, device_type, ddp_local_rank) if ddp and not fsdp else model
+train_model = replicate_model(model, device_type, ddp_local_rank) if ddp and not fsdp else model  # FSDP: in place
 
 
 @torch.no_grad()
@@ -378,7 +378,7 @@ while True:
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     # one collective: the loss mean over all processes' micro-batches (as one process would log it;
     # a NaN anywhere makes it NaN) and the count of processes asked to stop (the norm is global)
-    flags = torch.tensor([stop_requested() is not None, train_time * master_process], device=device)
+    flags = torch.tensor([stop_requested() is not None, train_time if master_process else 0.0], device=device)
     stats = torch.cat([(loss_sum / ddp_world_size).view(1), flags])
     if ddp:
         dist.all_reduce(stats)
