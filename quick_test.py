@@ -1909,3 +1909,17 @@ def test_guide_check_reports_the_failing_process_own_error_line():
     assert last_error_line(torchrun) == "error: process 1 of 2 could not form the gloo process group"
     assert last_error_line("x\nRuntimeError: boom\n  at y\n=====\n") == "RuntimeError: boom"
     assert last_error_line("one\ntwo\n=====\n") == "two" and last_error_line("") == "(no output)"
+
+
+def test_gitignore_keeps_what_the_guides_make_out_of_the_repo():
+    """The README's set-up makes .venv/; runs write out-*/ (and out/, out_*/); prepare scripts write .bin and .pkl
+    files into data/<name>/: git must not offer any of them for a commit, and must offer the code."""
+    from project import ignore_rules
+    rules = ignore_rules(ROOT)
+    made = ['.venv/bin/python', 'venv/lib/x.py', 'out/ckpt.pt', 'out-shakespeare-char/log.jsonl', 'out_test/config.json',
+            'data/shakespeare_char/train.bin', 'data/shakespeare_char/meta.pkl', 'data/shakespeare_char/input.txt',
+            'wandb/run-1/files/x.yaml', '__pycache__/model.cpython-311.pyc']
+    assert [p for p in made if not rules.match_file(p)] == []
+    code = ['train.py', 'data/shakespeare_char/prepare.py', 'config/train_shakespeare_char_fast.py', 'docs/benchmarks.md',
+            'docs/validation/project.py', '.ci/run']
+    assert [p for p in code if rules.match_file(p)] == []
