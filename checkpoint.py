@@ -72,6 +72,8 @@ def abandon_save():
 
 
 GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+
+
 def options_gpt2_lacks(args):
     """'name=value' of each option in args (some GPTConfig fields by name) away from GPT-2's architecture, which
     OpenAI's weights and transformers' GPT2LMHeadModel cannot hold (sizes, dropout and bias they can)."""

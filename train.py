@@ -301,7 +301,7 @@ def log(it, kind, **numbers):
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
-saved_this_run, running_mfu = False, None
+saved_this_run, running_mfu, peak_flops = False, None, device_peak_flops(device_type, dtype)  # None: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
 clock = train_time  # rank 0's seconds of training steps, shared with every process: the budget's
@@ -401,7 +401,7 @@ while True:
         train_time += dt
     if (iter_num - 1) % log_interval == 0 and master_process:
         if iter_num - start_iter >= 5:  # let the training loop settle a bit
-            mfu = model.estimate_mfu(batch_size * micro_steps, dt, device_peak_flops(device_type, dtype))
+            mfu = model.estimate_mfu(batch_size * micro_steps, dt, peak_flops)
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"

@@ -22,6 +22,7 @@ from configurator import CONFIG_TYPES, configure  # noqa: E402  (the rules the s
 RUNNABLE_ENV = dict(NANOGPT_OFFLINE='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', WANDB_MODE='disabled',
                     OMP_NUM_THREADS='1')  # on cores other processes are busy with, 2 threads can be 40x slower than 1
 
+
 def relative(path):
     path = os.path.abspath(path)
     return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
