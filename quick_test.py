@@ -1182,6 +1182,98 @@ def test_one_tokenizer_for_characters_and_gpt2(enc):
     assert bpe.decode(enc.encode_ordinary("Hello world")) == "Hello world"
 
 
+
+BPE_TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 + "Le café naïve, 日本語 ✓\r\n" * 20) * 3
+
+
+@pytest.fixture(scope='module')
+def trained_bpe():
+    return common.train_bpe(iter([BPE_TEXT[:4000], BPE_TEXT[4000:]]), 300)
+
+
+@pytest.mark.parametrize('text', ["", "plain ASCII", "Café naïve 日本語 ✓", "emoji 😀👍🏽 and 🇫🇷", "line\r\nends\rand\n",
+                                  "\x00\x01\x7f bytes", "never seen: Ελληνικά, עברית, 한국어", "  spaces   \t tabs"])
+def test_a_trained_bpe_round_trips_any_text_and_counts_its_bytes(trained_bpe, text):
+    bpe = trained_bpe
+    ids = bpe.encode(text)
+    assert bpe.decode(ids) == text and all(0 <= i < 300 for i in ids)  # every byte is a token: none unknown
+    assert bpe.byte_lengths()[ids].sum() == len(text.encode('utf-8'))  # what bits per byte counts
+
+
+def test_a_trained_bpe_learns_merges_and_keeps_end_of_text_apart(trained_bpe, tmp_path):
+    bpe = trained_bpe
+    assert (bpe.kind, bpe.vocab_size, bpe.eot, bpe.meta()) == ('bpe', 300, 0, {'tokenizer': 'bpe', 'vocab_size': 300})
+    assert len(bpe.encode(" quick brown fox")) <= 4 < len(" quick brown fox")  # merged: fewer tokens than bytes
+    assert bpe.encode("a <|endoftext|> b", allow_eot=True).count(0) == 1  # the separator, as in prepared data
+    assert 0 not in bpe.encode("a <|endoftext|> b") and bpe.decode(bpe.encode("a <|endoftext|> b")) == "a <|endoftext|> b"
+    assert bpe.decode(bpe.encode("a\ud800b")) == "a\ufffdb"  # a lone surrogate (no UTF-8 has it) as U+FFFD
+    assert bpe.byte_lengths()[0] == 0 and bpe.byte_lengths().shape == (300,)  # <|endoftext|> is no text
+    bpe.bpe.save(str(tmp_path / 'tokenizer.json'))
+    again = common.Tokenizer.from_meta(bpe.meta(), str(tmp_path))  # what a dataset's folder holds
+    assert again.encode(BPE_TEXT) == bpe.encode(BPE_TEXT) and again.vocab_size == 300
+    assert common.train_bpe(iter(["abc abd"]), 300).vocab_size < 300  # too little text: prepare.py says so
+    (tmp_path / 'tokenizer.json').write_text('{"not": "a tokenizer"}')
+    with pytest.raises(SystemExit, match=r"^error: .*tokenizer.json is not a tokenizer.json \(.*\) -- prepare the "
+                                         r"dataset again$"):
+        common.Tokenizer.from_meta(bpe.meta(), str(tmp_path))
+
+
+def write_dataset_folder(root, name, ids, meta=None, val=None):
+    """data/<name>/ in root with train.bin (and val.bin: the same ids unless given) and meta.pkl, if any."""
+    folder = root / 'data' / name
+    folder.mkdir(parents=True)
+    common.write_tokens(folder / 'train.bin', ids)
+    common.write_tokens(folder / 'val.bin', ids if val is None else val)
+    if meta is not None:
+        pickle.dump(meta, open(folder / 'meta.pkl', 'wb'))
+    return {s: [str(folder / f'{s}.bin')] for s in ('train', 'val')}
+
+
+def test_bits_per_byte_against_an_independent_count_of_bytes(monkeypatch, tmp_path, trained_bpe, enc):
+    monkeypatch.chdir(tmp_path)
+    text = "ROMEO: wherefore art thou? Café ✓\n" * 50
+    # characters: ASCII has one byte a token, so bits per byte is loss / ln 2; others count their UTF-8 bytes
+    chars = common.Tokenizer.from_text(text)
+    paths = write_dataset_folder(tmp_path, 'chars', chars.encode(text), chars.meta())
+    assert common.bpb_scales('chars', chars.meta(), paths)['val'] == pytest.approx(
+        len(text) / len(text.encode()) / math.log(2), rel=1e-12)
+    paths = write_dataset_folder(tmp_path, 'ascii', chars.encode("ROMEO: art thou\n" * 9), chars.meta())
+    assert common.bpb_scales('ascii', chars.meta(), paths) == {'train': 1 / math.log(2), 'val': 1 / math.log(2)}
+    # BPE, GPT-2's and one trained here: decode val.bin and count the UTF-8 bytes of its text (<|endoftext|> none)
+    for name, tokenizer in (('gpt2', common.Tokenizer()), ('bpe', trained_bpe)):
+        ids = tokenizer.encode(text + '<|endoftext|>' + text[:500], allow_eot=True)
+        meta = tokenizer.meta() if name == 'bpe' else None  # GPT-2 BPE data has no meta.pkl (nanoGPT's layout)
+        paths = write_dataset_folder(tmp_path, name, ids, meta, val=ids[:700])
+        if name == 'bpe':
+            tokenizer.bpe.save(str(tmp_path / 'data/bpe/tokenizer.json'))
+        scales = common.bpb_scales(name, meta, paths)  # an older dataset: measured now
+        for split, part in (('train', ids), ('val', ids[:700])):
+            text_bytes = len(tokenizer.decode([i for i in part if i != tokenizer.eot]).encode())
+            assert scales[split] == pytest.approx(len(part) / text_bytes / math.log(2), rel=1e-12), (name, split)
+    # what prepare.py stores is used as it is; a dataset of its own ids has no text to count
+    stored = {'bytes_per_token': {'train': 2.0, 'val': 4.0}}
+    assert common.bpb_scales('bpe', {**trained_bpe.meta(), **stored}, paths)['val'] == 1 / (4 * math.log(2))
+    own = {'vocab_size': 500}
+    paths = write_dataset_folder(tmp_path, 'own', [1, 2, 499] * 9, own)
+    assert common.bpb_scales('own', own, paths) is None
+    with pytest.raises(SystemExit, match=r"^error: target_val_bpb needs the text of data/own's tokens, which its "
+                                         r"tokenizer cannot tell .* -- use target_val_loss instead$"):
+        common.bpb_scales('own', own, paths, needed=True)
+
+
+def test_a_few_documents_split_where_a_trained_bpe_stopped_reading(tmp_path, trained_bpe):
+    """With too few documents to hold one out, val is the last val_fraction of the text's bytes, cut at the first
+    token that starts there: the BPE was learned from the bytes before it (prepare.py), so it never saw val."""
+    text = "The café ✓ " * 400
+    counts = common.write_dataset([[text]], str(tmp_path), trained_bpe, 0.1)
+    train, val = (np.fromfile(tmp_path / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    assert not counts['by_document'] and trained_bpe.decode(train + val) == text + '<|endoftext|>'
+    lengths = trained_bpe.byte_lengths()
+    before = int(lengths[train].sum())  # the bytes of train: where val starts
+    boundary = len(text.encode()) * 0.9
+    assert before >= boundary and before - int(lengths[train[-1]]) < boundary  # train's last token starts before it
+
+
 # ------------------------ the learning-rate schedule (concepts/lr_schedule.md)
 
 def train_functions(*names):

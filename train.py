@@ -19,7 +19,7 @@ import torch.distributed as dist
 from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
                         peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
                         save_checkpoint, start_run_records, start_wandb, write_record)
-from data.common import check_splits, dataset_files, dataset_meta, open_tokens, read_batch
+from data.common import bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens, read_batch
 from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
                           require_positive, setup)
 from distributed import (catch_stop_signals, full_state_dicts, gather_objects, init_distributed,
@@ -37,6 +37,7 @@ eval_iters = 200  # batches per split in each evaluation
 eval_only = False  # if True, evaluate once and exit
 eval_at_start = True  # False: no evaluation before the first step (saves seconds in a short run)
 target_val_loss = 0.0  # if > 0, stop (and save) at the first evaluation with val loss <= this
+target_val_bpb = 0.0  # the same in val bits per byte, which compare across tokenizers
 always_save_checkpoint = True  # False: save only when val loss improves (and at the end if never)
 init_from = 'scratch'  # or 'resume' (out_dir), a ckpt.pt or its folder, 'gpt2'..., an HF folder
 overwrite = False  # let a new run replace the run already in out_dir (checkpoint and run log)
@@ -170,6 +171,7 @@ if master_process:
           f"with {torch.get_num_threads()} CPU threads")
 
 check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_size)  # now it can
+bpb = bpb_scales(dataset, meta, data_paths, needed=target_val_bpb > 0)  # loss x bpb: bits per byte
 
 
 def draw_offsets(split, generator, n):
@@ -314,27 +316,27 @@ while True:
         param_group['lr'] = lr * param_group.get('lr_scale', 1.0)
 
     # evaluate the loss on train/val sets and write checkpoints; also once more at the very end
-    spent = 0 < time_budget <= clock
-    final = iter_num >= max_iters or spent
+    final = iter_num >= max_iters or 0 < time_budget <= clock  # the last step, or the budget spent
     due = iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)
     if due or final or eval_only:
         losses = estimate_loss()  # every process gets the same numbers, so all decide alike below
-        reached = not final and losses['val'] <= target_val_loss
+        val_bpb = losses['val'] * bpb['val'] if bpb else math.inf  # bits per byte: any tokenizer's
+        reached = not final and (losses['val'] <= target_val_loss or val_bpb <= target_val_bpb)
         final = final or reached
         line = f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+        if bpb:
+            line += f", val_bpb {val_bpb:.4f}"
         if reached:
-            line += (f"; target_val_loss={target_val_loss} reached: stopping at iter {iter_num} "
-                     f"of {max_iters}")
+            line += f"; target reached: stopping at iter {iter_num} of {max_iters}"
         if time_budget > 0:  # the run's clock, and how many steps it bought
             line += f" ({clock:.1f}s of time_budget={time_budget:g}s, {iter_num - start_iter} steps this run)"
         if master_process:
             print(line)
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, "
-                 f"{ckpt_path} is as it was -- lower learning_rate or check the data, then "
-                 f"resume", 1)
+                 f"{ckpt_path} is unchanged -- lower learning_rate or check the data, then resume", 1)
         log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
-            mfu=running_mfu, elapsed=time.time() - run_start, train_time=clock)
+            val_bpb=val_bpb, mfu=running_mfu, elapsed=time.time() - run_start, train_time=clock)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
@@ -384,11 +386,9 @@ while True:
         dist.all_reduce(stats)
     # one host sync per step buys a NaN check before the update: ~0.15% of GPT-2's step on 8 H100s
     (lossf, stops, clock), normf = stats.tolist(), grad_norm.item()
-    stopping = stops > 0
     if not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)):
-        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); "
-             f"stopped before the update, {ckpt_path} is as it was -- lower learning_rate or check "
-             f"the data, then resume", 1)
+        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped "
+             f"before the update, {ckpt_path} is unchanged -- lower learning_rate or check the data", 1)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
@@ -409,7 +409,7 @@ while True:
             tokens_per_sec=tokens_per_iter / dt, elapsed=t1 - run_start, train_time=train_time)
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, "
               f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
-    if stopping:
+    if stops > 0:
         save(f'stopped by {stop_requested() or "another process"}', iter_num, best_val_loss,
              time.time() - run_start, train_time)
         stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)

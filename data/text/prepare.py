@@ -19,13 +19,14 @@ import re
 import shlex
 import sys
 
+import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
 from configurator import configure, fail  # noqa: E402
-from common import (PIECE_CHARS, Tokenizer, atomic_path, hf_documents, read_meta, staged_folder,  # noqa: E402
-                    write_dataset)
+from common import (BPE_VOCAB, PIECE_CHARS, Tokenizer, atomic_path, bytes_per_token, cut_pieces,  # noqa: E402
+                    goes_to_val, hf_documents, read_meta, staged_folder, train_bpe, write_dataset)
 
 # -----------------------------------------------------------------------------
 # the text
@@ -38,7 +39,8 @@ split = 'train'  # the Hugging Face dataset's split to read
 errors = 'strict'  # a file that is not UTF-8: 'strict' stops and names the byte; 'replace' reads it as U+FFFD
 # the dataset
 name = ''  # it goes to data/<name>/ and trains with --dataset=<name>; by default the input's name
-tokenizer = 'char'  # 'char': each character a token, the vocabulary from the text; 'gpt2': GPT-2's BPE
+tokenizer = 'char'  # 'char': each character a token; 'bpe': a byte-level BPE learned from the train split; 'gpt2'
+vocab_size = 2048  # with tokenizer='bpe': its tokens, from 257 (the 256 bytes and <|endoftext|>) to 65,536
 val_fraction = 0.1  # held out for validation: 1 document in 1/val_fraction, or the text's end if too few
 overwrite = False  # replace data/<name>/ even if this script did not make it
 num_proc = max(1, (os.cpu_count() or 2) // 2)  # processes that tokenize
@@ -53,6 +55,10 @@ RECIPES = {'char': [(20e6, 'python train.py', 'config/train_shakespeare_char_fas
                      "the fast CPU recipe (minutes on a laptop)"),
                     (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256,
                      "the baby GPT, for a GPU")],
+           'bpe': [(20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
+                    "the fast CPU recipe (minutes on a laptop)"),
+                   (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256,
+                    "the baby GPT, for a GPU")],
            'gpt2': [(100e6, 'python train.py', 'config/train_text_gpt2_small.py', 256,
                      "a small BPE model, for a GPU (on a CPU, --tokenizer=char trains in minutes)"),
                     (float('inf'), 'torchrun --standalone --nproc_per_node=8 train.py', 'config/train_gpt2_fineweb.py',
@@ -193,6 +199,39 @@ def char_tokenizer(files):
     return Tokenizer.from_text(''.join(chars))
 
 
+def bpe_tokenizer(files):
+    """A BPE of vocab_size tokens learned from the train split alone: the documents that write_dataset will not
+    put in val, or, with too few documents for that, the text before its last val_fraction of bytes (which
+    write_dataset then cuts off as val at the first token after it). A first pass counts documents and bytes."""
+    n_documents, text_bytes = 0, 0
+    with progress(files, 'counting the documents') as bar:
+        for document in documents(files, bar):
+            sizes = [len(block.encode('utf-8', 'surrogatepass')) for block in document]
+            n_documents, text_bytes = n_documents + (sum(sizes) > 0), text_bytes + sum(sizes)
+    by_document = np.floor(n_documents * val_fraction) >= 1  # as goes_to_val: some document goes to val
+
+    def train_text(bar):
+        index, left = 0, int(text_bytes * (1 - val_fraction))
+        for document in documents(files, bar):
+            seen = False
+            for piece in cut_pieces(document):
+                seen = True
+                if by_document and not goes_to_val(index, val_fraction):
+                    yield piece
+                elif not by_document and left > 0:
+                    data = piece.encode('utf-8', 'surrogatepass')[:left]
+                    left -= len(data)
+                    yield data.decode('utf-8', 'ignore')
+            index += seen
+    with progress(files, f'learning a BPE of {vocab_size:,} tokens') as bar:
+        bpe = train_bpe(train_text(bar), vocab_size)
+    if bpe.vocab_size < vocab_size:
+        fail(f"error: the train split has too few distinct byte pairs for a BPE of {vocab_size:,} tokens: "
+             f"it learned {bpe.vocab_size:,}; nothing was written -- use --vocab_size={bpe.vocab_size} or "
+             f"less, or add text")
+    return bpe
+
+
 def recipe(train_tokens):
     """(launch, config, block_size, what) to train on this data."""
     return next(r[1:] for r in RECIPES[tokenizer] if train_tokens <= r[0])
@@ -223,8 +262,10 @@ def describe_source(files, binary):
 
 
 def readme(command, counts, vocab_size, source, how_split, next_commands):
-    kind = (f"characters, a vocabulary of {vocab_size:,}; a newline ends each document" if tokenizer == 'char'
-            else "GPT-2's BPE (50,257 tokens), `<|endoftext|>` (50256) after each document")
+    kind = {'char': f"characters, a vocabulary of {vocab_size:,}; a newline ends each document",
+            'bpe': f"a byte-level BPE of {vocab_size:,} tokens learned from the train split (`tokenizer.json`), "
+                   "`<|endoftext|>` (0) after each document",
+            'gpt2': "GPT-2's BPE (50,257 tokens), `<|endoftext|>` (50256) after each document"}[tokenizer]
     return (f"# {name}\n\nMade by `{PREPARED_BY}` on {datetime.date.today()}, with\n\n    {command}\n\n"
             f"- Source: {source}.\n- Tokenizer: {kind}.\n- Documents: {counts['documents']:,}; {how_split}.\n"
             f"- `train.bin`: {counts['train']:,} tokens; `val.bin`: {counts['val']:,} tokens (uint16).\n\n"
@@ -240,9 +281,15 @@ if __name__ == '__main__':
              "with --data_files>")
     if data_files and hf_dataset not in ('parquet', 'json', 'text'):
         fail(f"error: --data_files takes --hf_dataset=parquet, json or text, got {hf_dataset!r}")
-    if tokenizer not in RECIPES or errors not in ('strict', 'replace') or not 0 < val_fraction < 1:
-        fail("error: tokenizer must be char or gpt2, errors strict or replace, val_fraction between 0 "
-             f"and 1; got {tokenizer!r}, {errors!r}, {val_fraction}")
+    if tokenizer not in RECIPES:
+        fail(f"error: --tokenizer={tokenizer!r}: use char, bpe or gpt2")
+    if errors not in ('strict', 'replace'):
+        fail(f"error: --errors={errors!r}: use strict (stop at a byte that is not UTF-8) or replace")
+    if not 0 < val_fraction < 1:
+        fail(f"error: --val_fraction={val_fraction}: use a fraction between 0 and 1, such as 0.1")
+    if tokenizer == 'bpe' and not BPE_VOCAB[0] <= vocab_size <= BPE_VOCAB[1]:
+        fail(f"error: --vocab_size={vocab_size}: a BPE needs {BPE_VOCAB[0]} (the 256 bytes and <|endoftext|>) "
+             f"to {BPE_VOCAB[1]:,} (the uint16 .bin format's ids) tokens")
     name = name or default_name()
     if not name:
         fail("error: cannot make a dataset name from the input -- pass --name=<name>")
@@ -252,7 +299,7 @@ if __name__ == '__main__':
     if binary:
         print(f"skipped {len(binary)} binary file(s) (a NUL byte in the first 8 KB): "
               f"{', '.join(binary[:10])}{' ...' if len(binary) > 10 else ''}", file=sys.stderr)
-    TOKENS = char_tokenizer(files) if tokenizer == 'char' else Tokenizer()
+    TOKENS = {'char': char_tokenizer, 'bpe': bpe_tokenizer}.get(tokenizer, lambda _: Tokenizer())(files)
     new_folder = not os.path.isdir(folder)
     with staged_folder(folder) as stage:
         with progress(files, f'tokenizing into data/{name}') as bar:
@@ -275,8 +322,13 @@ if __name__ == '__main__':
         next_commands = [f"{launch} {config} --dataset={name} --out_dir=out-{name}",
                          f"python sample.py --out_dir=out-{name}"]
         source = describe_source(files, binary)
+        if TOKENS.kind == 'bpe':
+            TOKENS.bpe.save(os.path.join(stage, 'tokenizer.json'))
+        lengths = TOKENS.byte_lengths()  # for val_bpb: bits per byte, comparable across tokenizers
+        text_bytes = {s: bytes_per_token([os.path.join(stage, f'{s}.bin')], lengths) for s in ('train', 'val')}
         with atomic_path(os.path.join(stage, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
-            pickle.dump({**TOKENS.meta(), 'prepared_by': PREPARED_BY, 'source': source, 'command': command}, f)
+            pickle.dump({**TOKENS.meta(), 'prepared_by': PREPARED_BY, 'source': source, 'command': command,
+                         'bytes_per_token': text_bytes}, f)
         with open(os.path.join(stage, 'readme.md'), 'w') as f:
             f.write(readme(command, counts, TOKENS.vocab_size, source, how_split, next_commands))
     print(f"data/{name}/: train.bin {counts['train']:,} tokens, val.bin {counts['val']:,} tokens, "
