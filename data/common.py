@@ -501,7 +501,8 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
     """Tokenize documents (each a stream of text blocks) into uint16 files in folder: train.bin and val.bin, or
     shards of shard_size tokens. Each document ends with <|endoftext|> (BPE) or a newline (characters). The split
     is by document, in order: one of every 1/val_fraction documents goes to val. With fewer documents than that
-    (one text file, say), val is the last val_fraction of the tokens instead. Stops at max_tokens if > 0.
+    (one text file, say), val is the text's end instead: its last val_fraction of characters, or for a BPE, of
+    bytes, from the first token that starts there (tail_tokens). Stops at max_tokens if > 0.
     Returns {'train': tokens, 'val': tokens, 'documents': count, 'by_document': whether the split was by document}."""
     if tokenizer.kind == 'gpt2':
         get_gpt2_encoding()  # here, once: forked workers inherit it, and an offline notice shows once
@@ -518,9 +519,9 @@ def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_
             break
     for writer in writers.values():
         writer.close()
-    if writers['val'].tokens == 0 and not shard_size:  # a trained BPE saw the text before the last val_fraction
-        tail = (tail_tokens(writers['train'].paths[0], tokenizer.byte_lengths(), val_fraction)
-                if tokenizer.kind == 'bpe' else int(writers['train'].tokens * val_fraction))
+    if writers['val'].tokens == 0 and not shard_size:  # val: the text's last val_fraction (of bytes, for a BPE)
+        tail = (int(writers['train'].tokens * val_fraction) if tokenizer.kind == 'char' else
+                tail_tokens(writers['train'].paths[0], tokenizer.byte_lengths(), val_fraction))
         move_tail(writers['train'].paths[0], writers['val'].paths[0], tail)
     elif writers['val'].tokens == 0 and writers['train'].tokens:
         fail(f"error: {n_documents:,} documents are too few to hold any out for validation at "

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configurator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
 from configurator import configure  # noqa: E402
-from common import Tokenizer, atomic_path, fetch_tiny_shakespeare, write_splits  # noqa: E402
+from common import Tokenizer, atomic_path, bytes_per_token, fetch_tiny_shakespeare, write_splits  # noqa: E402
 
 configure(globals())  # no settings: --help says so, and a stray --key=value is an error, not ignored
 
@@ -35,9 +35,12 @@ print(f"train has {len(train_ids):,} tokens")
 print(f"val has {len(val_ids):,} tokens")
 
 # export to bin files (both checked to fit uint16 before either is written), then the meta information
-write_splits({os.path.join(folder, 'train.bin'): train_ids, os.path.join(folder, 'val.bin'): val_ids})
+paths = {split: os.path.join(folder, f'{split}.bin') for split in ('train', 'val')}
+write_splits({paths['train']: train_ids, paths['val']: val_ids})
+# the UTF-8 bytes per token of each split, for bits per byte (val_bpb): 1.0 for ASCII text
+text_bytes = {split: bytes_per_token([path], tokenizer.byte_lengths()) for split, path in paths.items()}
 with atomic_path(os.path.join(folder, 'meta.pkl')) as tmp, open(tmp, 'wb') as f:
-    pickle.dump({**tokenizer.meta(), 'source': source}, f)
+    pickle.dump({**tokenizer.meta(), 'source': source, 'bytes_per_token': text_bytes}, f)
 
 # on the real tiny Shakespeare:
 # length of dataset in characters: 1,115,394
