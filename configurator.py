@@ -118,6 +118,10 @@ def configure(namespace, argv=None):
     new, echo = {}, []  # nothing is applied or printed until every argument has passed
     for arg in argv:
         if not arg.startswith('--'):
+            if os.path.isdir(arg) or os.path.isfile(arg) and not arg.endswith('.py'):  # data, not settings
+                example = f", e.g. --input={arg}" if 'input' in namespace else ''
+                fail(f"error: '{arg}' is not a config file (a .py file of settings); give it to a setting as "
+                     f"--key={arg}{example}")
             if not os.path.isfile(arg):
                 fail(f"error: config file '{arg}' not found (settings are passed as --key=value)")
             try:
@@ -138,8 +142,8 @@ def configure(namespace, argv=None):
                 if value != new.get(key, namespace[key]) or key in new:  # only what the file changes counts as set
                     new[key] = coerce(key, value, namespace[key], False)
         else:
-            if '=' not in arg:
-                fail(f"error: '{arg}' has no value; write --key=value, e.g. --batch_size=32")
+            if '=' not in arg:  # (the next argument, if any, would be read as a config file)
+                fail(f"error: '{arg}' has no value; write {arg}=<value>, with '=' and no space")
             key, value = arg[2:].split('=', 1)
             if '=' in value:
                 fail(f"error: '{arg}': the value contains '='; put such a value in a config file")

@@ -1753,13 +1753,28 @@ def test_configurator_applies_files_and_args_in_order(tmp_path):
     (['--compile=yes'], "--compile=yes: expected bool like compile=True"),
     (['--learning_rate=True'], "learning_rate=True is a bool, expected float"),
     (['--out_dir=a=b'], "the value contains '='"),
-    (['--batch_size'], "has no value; write --key=value"),
+    (['--batch_size'], "error: '--batch_size' has no value; write --batch_size=<value>, with '=' and no space"),
     (['no_such_config.py'], "config file 'no_such_config.py' not found"),
 ])
 def test_configurator_errors(argv, message):
     with pytest.raises(SystemExit) as e:
         configure(defaults(), argv)
     assert message in str(e.value) and str(e.value).startswith('error: ') and '\n' not in str(e.value)
+
+
+def test_a_folder_or_data_file_given_bare_is_named_as_such(tmp_path, monkeypatch):
+    """A bare argument is a config file; a folder or a text file there is data meant for a setting."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'notes').mkdir()
+    (tmp_path / 'book.txt').write_text('text')
+    for arg, namespace, message in (
+            ('notes', {'input': ''}, "error: 'notes' is not a config file (a .py file of settings); give it to a "
+                                     "setting as --key=notes, e.g. --input=notes"),
+            ('book.txt', defaults(), "error: 'book.txt' is not a config file (a .py file of settings); give it to "
+                                     "a setting as --key=book.txt")):
+        with pytest.raises(SystemExit) as e:
+            configure(namespace, [arg])
+        assert e.value.code == message
 
 
 def test_configurator_errors_in_config_files(tmp_path):

@@ -501,6 +501,32 @@ def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_trans
     assert out.returncode == 0 and out.stdout.split('hf...\n', 1)[1].split('\n---------------')[0] == ours
 
 
+
+def test_text_prepare_reads_each_file_once_whatever_links_point_at_it(tmp_path, script_here):
+    """GPL -> GPL-3: a link to a file that is read anyway would put the same text in train and val; a dangling
+    link is skipped. Both are said on stderr; a link to a file outside the folder is read once, by its target."""
+    root = make_project(tmp_path)
+    notes = root / 'notes'
+    (notes / 'sub').mkdir(parents=True)
+    texts = {'a.txt': make_text(30_000, seed=1), 'sub/b.txt': make_text(30_000, seed=2)}
+    for name, text in texts.items():
+        (notes / name).write_text(text)
+    (root / 'outside.txt').write_text(make_text(30_000, seed=3))
+    os.symlink('a.txt', notes / 'A-link.txt')
+    os.symlink('../a.txt', notes / 'sub' / 'again.txt')
+    os.symlink('nowhere.txt', notes / 'dead.txt')
+    os.symlink(root / 'outside.txt', notes / 'c.txt')
+    out = script_here(root, TEXT, '--input=notes', '--val_fraction=0.3', root=root)
+    assert out.returncode == 0, out.stderr
+    assert "skipped 2 link(s) to a file read anyway, and 1 dangling link(s): notes/dead.txt\n" in out.stderr
+    assert "3 documents" in out.stdout and "3 file(s) from `notes`: `a.txt`, `c.txt`, `sub/b.txt`" in (
+        root / 'data/notes/readme.md').read_text()
+    itos = pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))['itos']
+    ids = [np.fromfile(root / f'data/notes/{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val')]
+    assert ''.join(itos[i] for i in ids[0] + ids[1]) == ''.join(  # each once, in order (they end with a newline)
+        (texts['a.txt'], (root / 'outside.txt').read_text(), texts['sub/b.txt']))
+
+
 def write_bad_input(root, case):
     """The files of a bad input case in root/notes; returns the arguments that give them to prepare.py."""
     notes = root / 'notes'
@@ -520,8 +546,8 @@ def write_bad_input(root, case):
         import pyarrow.parquet as pq
         pq.write_table(pa.table({'body': ['some text']}), root / 'x.parquet')
         return ['--hf_dataset=parquet', '--data_files=x.parquet', '--name=x']
-    return {'binary alone': ['--input=notes/x.bin'], 'latin-1 gpt2': ['--input=notes', '--tokenizer=gpt2']}.get(
-        case, ['--input=notes'])
+    return {'binary alone': ['--input=notes/x.bin'], 'latin-1 gpt2': ['--input=notes', '--tokenizer=gpt2'],
+            'a space before the value': []}.get(case, ['--input=notes'])
 
 
 @pytest.mark.parametrize('case, args, message', [
@@ -530,6 +556,12 @@ def write_bad_input(root, case):
                         "text files"),
     ('binary alone', [], "error: notes/x.bin is a binary file (a NUL byte in its first 8 KB) -- give text files, UTF-8"),
     ('missing', ['--input=nope'], "error: --input=nope: no such file or folder, and no file matches it as a glob"),
+    ('a device', ['--input=/dev/zero'], "error: --input=/dev/zero is not a regular file or a folder (a device, a pipe "
+                                        "or a socket?) -- give text files"),
+    ('a folder bare', ['notes', '--input='], "error: 'notes' is not a config file (a .py file of settings); give it to "
+                                             "a setting as --key=notes, e.g. --input=notes"),
+    ('a space before the value', ['--input', 'notes'], "error: '--input' has no value; write --input=<value>, with '=' "
+                                                       "and no space"),
     ('latin-1 char', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
                          "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
     ('latin-1 gpt2', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "

@@ -114,21 +114,41 @@ def input_files():
             fail(f"error: {input} is a binary file (a NUL byte in its first 8 KB) -- give text files, "
                  "UTF-8")
         return [input], []
+    if os.path.exists(input) and not os.path.isdir(input):
+        fail(f"error: --input={input} is not a regular file or a folder (a device, a pipe or a socket?) -- "
+             f"give text files")
     if os.path.isdir(input):
         paths = []
         for folder, subfolders, names in os.walk(input):
             subfolders[:] = [d for d in subfolders if not d.startswith('.')]
             paths += [os.path.join(folder, n) for n in names if not n.startswith('.')]
     else:
-        paths = [p for p in glob.glob(os.path.expanduser(input), recursive=True) if os.path.isfile(p)]
+        paths = [p for p in glob.glob(os.path.expanduser(input), recursive=True)
+                 if os.path.isfile(p) or os.path.islink(p)]
         if not paths:
             fail(f"error: --input={input}: no such file or folder, and no file matches it as a glob")
+    paths = read_once(paths)
     binary = [p for p in paths if is_binary(p)]
     files = sorted(set(paths) - set(binary))
     if not files:
         skipped = f" (skipped {len(binary)} binary: {', '.join(sorted(binary)[:3])})" if binary else ''
         fail(f"error: no text files in {input}{skipped} -- point --input at UTF-8 text files")
     return files, sorted(binary)
+
+
+def read_once(paths):
+    """paths, each file once: a link to a file read anyway (GPL -> GPL-3) would put the same text in train and
+    in val. A file is read under its own name rather than a link's; dangling links are skipped. Both said."""
+    dangling = [p for p in paths if not os.path.exists(p)]
+    by_target = {}
+    for p in sorted(set(paths) - set(dangling), key=lambda p: (os.path.islink(p), p)):  # files before links
+        by_target.setdefault(os.path.realpath(p), p)
+    repeats = len(paths) - len(dangling) - len(by_target)
+    if repeats or dangling:
+        shown = f": {', '.join(sorted(dangling)[:5])}{' ...' if len(dangling) > 5 else ''}" if dangling else ''
+        print(f"skipped {repeats} link(s) to a file read anyway, and {len(dangling)} dangling link(s){shown}",
+              file=sys.stderr)
+    return sorted(by_target.values())
 
 
 def first_bad_byte(path):
