@@ -132,8 +132,10 @@ def ending_losses(context, endings):
     idx, scored = idx.to(device), scored.to(device)
     with autocast:
         logits, _ = model(idx, idx)  # with targets: the logits at every position
-    # the loss of each token given the ones before it: position t predicts token t + 1
-    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), idx[:, 1:], reduction='none')
+    # the loss of each token given the ones before it: position t predicts token t + 1, among the tokenizer's ids
+    # only (GPT-2's 50257: the padding rows up to 50304 have no text and take no probability)
+    losses = F.cross_entropy(logits[:, :-1, :tokenizer.vocab_size].float().transpose(1, 2), idx[:, 1:],
+                             reduction='none')
     losses = losses * scored[:, 1:]
     total = losses.sum(dim=1)
     return total, total / scored[:, 1:].sum(dim=1)

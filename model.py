@@ -372,11 +372,11 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate_tokens(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-                        generator=None, use_cache=True):
+                        generator=None, use_cache=True, vocab_size=None):
         """Continue the (b, t) index sequence idx, yielding each next (b, 1) column of tokens as it is made.
-        With use_cache, the prompt is encoded once and each new token costs one position; once the
-        context fills block_size, every step re-encodes the last block_size tokens, exactly like the
-        uncached path (absolute positions leave nothing to reuse). Use in model.eval() mode."""
+        With use_cache, the prompt is encoded once and each new token costs one position; a full
+        context re-encodes its last block_size tokens, as the uncached path does. vocab_size: draw
+        from the first vocab_size ids only (a tokenizer's; padding rows have no text)."""
         block_size = self.config.block_size
         kv_cache, pos = None, 0
         for _ in range(max_new_tokens):
@@ -389,15 +389,15 @@ class GPT(nn.Module):
                 kv_cache = [[None, None] for _ in self.transformer.h]
                 logits, _ = self(idx[:, -block_size:], kv_cache=kv_cache)
                 pos = min(idx.size(1), block_size)
-            idx_next = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+            idx_next = sample_next_token(logits[:, -1, :vocab_size], temperature, top_k, top_p,
+                                         generator)
             idx = torch.cat((idx, idx_next), dim=1)
             yield idx_next
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None,
-                 use_cache=True):
-        """idx followed by max_new_tokens generated tokens; see generate_tokens."""
-        new = self.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+    def generate(self, idx, max_new_tokens, *options, **named_options):
+        """idx followed by max_new_tokens generated tokens; the options are generate_tokens'."""
+        new = self.generate_tokens(idx, max_new_tokens, *options, **named_options)
         return torch.cat([idx, *new], dim=1)
 
 

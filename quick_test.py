@@ -388,6 +388,22 @@ def test_generate_greedy_is_argmax_and_crops_context():
     assert torch.equal(model.generate(idx, 5, 1.0, 10, generator=g1), model.generate(idx, 5, 1.0, 10, generator=g2))
 
 
+def test_sampling_never_draws_a_padding_row():
+    """GPT-2's 50257 tokens in 50304 rows: the 47 padding rows have no text, so sample.py draws from the
+    tokenizer's ids only (a padding id used to crash its decode), greedy or not, cached or not."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=16, vocab_size=50304)).eval()
+    with torch.no_grad():  # every real token's logit 0; padding rows +w and -w: one of them wins everywhere
+        model.transformer.wte.weight.zero_()
+        model.transformer.wte.weight[50300], model.transformer.wte.weight[50301] = 5.0, -5.0
+    idx = torch.zeros((2, 3), dtype=torch.long)
+    assert model.generate(idx, 4, temperature=0)[:, 3:].min() >= 50257  # what the padding rows would do
+    for temperature, use_cache in ((0, True), (1.0, False), (1.0, True)):
+        out = model.generate(idx, 6, temperature, 5, generator=torch.Generator().manual_seed(1),
+                             use_cache=use_cache, vocab_size=50257)
+        assert out[:, 3:].max() < 50257, (temperature, use_cache)
+
+
 def test_sampling_filters_on_known_logits():
     from model import sample_next_token
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])

@@ -89,8 +89,9 @@ def sample_batch(n):
     shown, generated = 0, 0
     if stream:
         print(start, end='', flush=True)
+    vocab = min(tokenizer.vocab_size, model.config.vocab_size)  # GPT-2's 50257 of 50304 rows: padding has no text
     for column in model.generate_tokens(x, max_new_tokens, temperature, top_k or None, top_p if top_p < 1 else None,
-                                        use_cache=kv_cache):
+                                        use_cache=kv_cache, vocab_size=vocab):
         for r, token in enumerate(column[:, 0].tolist()):
             if done[r]:
                 continue

@@ -1501,6 +1501,24 @@ def random_checkpoint(folder, dataset='openwebtext', **options):
     return model.eval()
 
 
+def test_sample_py_on_a_gpt2_bpe_model_whose_padding_rows_would_win(tmp_path, script_here):
+    """Rows 50257-50303 have no text: sample.py draws from GPT-2's 50257 ids only (a padding id crashed its decode,
+    'Invalid token for decoding: 50298'), and HellaSwag-style scoring is a 50257-way softmax."""
+    from checkpoint import save_checkpoint
+    model = random_checkpoint(tmp_path / 'out')
+    with torch.no_grad():  # the padding rows now beat every real token, one way or the other
+        model.transformer.wte.weight[50257:] = torch.randn(47, 16) * 50
+    ckpt = load_checkpoint(str(tmp_path / 'out/ckpt.pt'))
+    save_checkpoint({**ckpt, 'model': model.state_dict()}, str(tmp_path / 'out/ckpt.pt'))
+    idx = torch.tensor([get_gpt2_encoding().encode_ordinary('Hello world')])
+    assert model(idx)[0][0, -1].argmax().item() >= 50257  # what sampling used to pick
+    for temperature in ('0', '1.0'):
+        out = script_here(tmp_path, SAMPLE, '--out_dir=out', '--start=Hello world', '--max_new_tokens=10',
+                          '--num_samples=2', f'--temperature={temperature}', '--device=cpu')
+        assert out.returncode == 0 and 'Invalid token' not in out.stderr, out.stderr
+        assert len(re.findall(r'^Hello world.+\n---------------$', out.stdout, re.M)) == 2, out.stdout
+
+
 def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_path, script_here):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
     from data.common import GPT2_BPE_SHA256, sha256
@@ -1707,7 +1725,7 @@ def test_hellaswag_errors_are_one_line(tmp_path, script_here):
              (['--data_file=nope.jsonl'], {}, r"error: data_file 'nope.jsonl' not found -- .*"),
              # decided locally, before any download: without a data_file it would otherwise try the hub
              (['--out_dir=out-char'], no_network, r"error: out-char/ckpt.pt is a character-level model \(trained on "
-                                                  r"chars\), and HellaSwag is scored in GPT-2 BPE tokens -- .*"),
+                                                  r"chars\), and HellaSwag is scored in BPE tokens -- .*"),
              (['--init_from=resme'], {}, r"error: init_from='resme' is not 'resume' \(out_dir/ckpt.pt\), .*")]
     for args, env, message in cases:  # without the network, a process of its own; offline, in this one
         out = run([sys.executable, HELLASWAG, '--device=cpu', *args], tmp_path, env=env) if env else script_here(
