@@ -267,6 +267,34 @@ def model_from_checkpoint(checkpoint, dropout=None):
     return model
 
 
+def model_type(folder):
+    """config.json's model_type in a model folder ('gpt2', 'nanogpt', ...), or None."""
+    try:
+        with open(os.path.join(folder, 'config.json')) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get('model_type') if isinstance(config, dict) else None
+
+
+def load_export(folder, dropout=None):
+    """A folder export.py wrote for options GPT-2 lacks (config.json's model_type 'nanogpt'): model.py's GPT with
+    its weights. A tied head is stored once, as transformers ties it; an older export, fine-tuned in transformers
+    after it untied them, holds two: the model is then built untied, to give transformers' logits."""
+    import torch
+    from safetensors.torch import load_file
+    from model import GPT, GPTConfig
+    with open(os.path.join(folder, 'config.json')) as f:
+        options = json.load(f)['gpt']
+    weights = {k.removeprefix('gpt.'): v for k, v in load_file(os.path.join(folder, 'model.safetensors')).items()}
+    wte = weights['transformer.wte.weight']
+    head = weights.setdefault('lm_head.weight', wte)
+    tied = options.get('tie_weights', True) and torch.equal(wte, head)
+    model = GPT(GPTConfig(**{**options, 'tie_weights': tied, **({} if dropout is None else {'dropout': dropout})}))
+    model.load_state_dict(weights)
+    return model
+
+
 def load_model(init_from, out_dir, dropout=None):
     """The one loader, for every script and every init_from but 'scratch' (see find_weights). Returns
     (model, tokenizer, dataset, checkpoint): the model in float32 on the CPU, the tokenizer of its data,
@@ -275,7 +303,10 @@ def load_model(init_from, out_dir, dropout=None):
     kind, path = find_weights(init_from, out_dir)
     if kind == 'pretrained':  # an export carries its tokenizer
         try:
-            model = GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout))
+            if model_type(path) == 'nanogpt':  # export.py's kind for options GPT-2 lacks: model.py's own
+                model = load_export(path, dropout)
+            else:
+                model = GPT.from_pretrained(path, {} if dropout is None else dict(dropout=dropout))
             return model, Tokenizer.from_export(path), None, None
         except SystemExit as e:  # model.py stands alone in exports: its one-line errors go through fail here
             fail(e.code)

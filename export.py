@@ -106,16 +106,17 @@ def write_remote_code(folder):
     here = os.path.dirname(os.path.abspath(__file__))
     for name in ('model.py', 'modeling_nanogpt.py'):
         shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
-    # each tensor its own copy (tied weights too: safetensors stores no shared storage); the padded rows go
+    # each tensor its own copy, the padded rows cut; a tied head is stored once, under the embedding's name, as
+    # transformers ties it (_tied_weights_keys): a fine-tune there keeps one tensor, as model.py does
     tensors = {f'gpt.{k}': (v[:vocab] if k in ('transformer.wte.weight', 'lm_head.weight') else v).clone().contiguous()
-               for k, v in sd.items()}
+               for k, v in sd.items() if not (config.tie_weights and k == 'lm_head.weight')}
     save_file(tensors, os.path.join(folder, 'model.safetensors'), metadata={'format': 'pt'})
     with open(os.path.join(folder, 'config.json'), 'w') as f:
         json.dump({'architectures': ['NanoGPTForCausalLM'], 'model_type': 'nanogpt',
                    'auto_map': {'AutoConfig': 'modeling_nanogpt.NanoGPTConfig',
                                 'AutoModelForCausalLM': 'modeling_nanogpt.NanoGPTForCausalLM'},
                    'gpt': {**asdict(config), 'vocab_size': vocab, 'dropout': 0.0}, 'bos_token_id': eos,
-                   'eos_token_id': eos, 'tie_word_embeddings': False, 'dtype': 'float32',
+                   'eos_token_id': eos, 'tie_word_embeddings': config.tie_weights, 'dtype': 'float32',
                    'transformers_version': transformers.__version__}, f, indent=2)
 
 

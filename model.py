@@ -9,7 +9,6 @@ References:
 
 import importlib
 import inspect
-import json
 import math
 import os
 import pickle
@@ -49,11 +48,9 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name, choices in (('pos_emb', ('learned', 'rope')), ('norm', ('layernorm', 'rmsnorm')),
                               ('mlp_act', ('gelu', 'gelu_exact', 'relu2'))):
-            if getattr(self, name) not in choices:
-                choices = ', '.join(choices)
-                raise ValueError(f"{name} must be one of {choices}, got '{getattr(self, name)}'")
-        if self.pos_emb == 'rope' and (self.n_embd // self.n_head) % 2:
-            head_size = self.n_embd // self.n_head
+            if (value := getattr(self, name)) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got '{value}'")
+        if self.pos_emb == 'rope' and (head_size := self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got n_embd/n_head = {head_size}")
 
 
@@ -269,20 +266,12 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_dir, override_args=None):
-        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') or a folder written by
-        transformers' save_pretrained, loaded through GPT2LMHeadModel, or by export.py for other
-        options. Only dropout may be overridden."""
+        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl') or a folder that transformers
+        saved, loaded through GPT2LMHeadModel (checkpoint.load_export reads export.py's other kind).
+        Only dropout may be overridden."""
         override_args = override_args or {}
         if any(k != 'dropout' for k in override_args):
             raise ValueError(f"only dropout can be overridden, got {sorted(override_args)}")
-        config_path = os.path.join(name_or_dir, 'config.json')
-        exported = json.load(open(config_path)) if os.path.isfile(config_path) else {}
-        if exported.get('model_type') == 'nanogpt':  # export.py's kind for options GPT-2 lacks
-            from safetensors.torch import load_file
-            model = GPT(GPTConfig(**{**exported['gpt'], **override_args}))
-            weights = load_file(os.path.join(name_or_dir, 'model.safetensors'))
-            model.load_state_dict({k.removeprefix('gpt.'): v for k, v in weights.items()})
-            return model
         from transformers import GPT2LMHeadModel
         try:
             model_hf = GPT2LMHeadModel.from_pretrained(name_or_dir)

@@ -19,7 +19,8 @@ class NanoGPTConfig(PretrainedConfig):
 
     def __init__(self, gpt=None, **kwargs):
         self.gpt = dict(gpt or {})  # model.py's GPTConfig fields
-        kwargs.setdefault('tie_word_embeddings', False)  # model.py ties the weights itself when gpt asks for it
+        # tied as model.py ties them (the head is the embedding), and as transformers' loading and saving expect
+        kwargs.setdefault('tie_word_embeddings', self.gpt.get('tie_weights', True))
         super().__init__(**kwargs)
         self.max_position_embeddings = self.gpt.get('block_size')
 
@@ -27,6 +28,7 @@ class NanoGPTConfig(PretrainedConfig):
 class NanoGPTForCausalLM(PreTrainedModel, GenerationMixin):
     config_class = NanoGPTConfig
     base_model_prefix = 'gpt'
+    _tied_weights_keys = {'gpt.lm_head.weight': 'gpt.transformer.wte.weight'}  # with config.tie_word_embeddings
     _no_split_modules = ['Block']
 
     def __init__(self, config):

