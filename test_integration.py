@@ -371,7 +371,10 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path, script
 
     commands = printed_commands(out.stdout)
     assert commands == [['python', 'train.py', 'config/train_shakespeare_char_fast.py', '--dataset=notes',
-                         '--out_dir=out-notes'], ['python', 'sample.py', '--out_dir=out-notes']]
+                         '--out_dir=out-notes'], ['python', 'sample.py', '--out_dir=out-notes'],
+                        ['python', 'data/text/prepare.py', '--input=notes', '--tokenizer=bpe', '--vocab_size=512']]
+    assert "tip: a BPE of the text's own learned 1 MB texts better than characters" in out.stdout
+    commands = commands[:2]
     short = ['--max_iters=120', '--lr_decay_iters=120', '--eval_interval=120', '--eval_iters=10', '--warmup_iters=12',
              '--eval_at_start=True']  # the recipe skips it; the loss at the start is part of the check
     out = script_here(root, TRAIN, *commands[0][2:], *short)
@@ -406,8 +409,11 @@ def test_text_prepare_gpt2_ids_and_endoftext_between_documents(tmp_path):
     assert ids == [t for text in texts for t in get_gpt2_encoding().encode_ordinary(text) + [50256]]
     assert ids.count(50256) == 4 and bpe_tail(val, ids)  # val: the tokens that start in the last 10% of the bytes
     assert pickle.load(open(root / 'data/notes_bpe/meta.pkl', 'rb'))['tokenizer'] == 'gpt2'
-    assert printed_commands(out.stdout)[0][2:] == ['config/train_text_gpt2_small.py', '--dataset=notes_bpe',
-                                                   '--out_dir=out-notes_bpe']
+    # a GPU's recipe where there is one; here, the CPU recipe, which does not compile and then crawl for minutes
+    config = 'config/train_text_gpt2_small.py' if torch.cuda.is_available() else 'config/train_shakespeare_char_fast.py'
+    assert printed_commands(out.stdout)[0][2:] == [config, '--dataset=notes_bpe', '--out_dir=out-notes_bpe']
+    if not torch.cuda.is_available():
+        assert "no GPU here (with one: python train.py config/train_text_gpt2_small.py)" in out.stdout
 
 
 def test_text_prepare_local_parquet_gives_the_same_bins_as_files(tmp_path):
@@ -445,7 +451,7 @@ def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_trans
         (root / 'notes' / f'{i:02d}.txt').write_text(doc)
     out = prepare(root, TEXT, '--input=notes', '--tokenizer=bpe', '--vocab_size=600', '--num_proc=2')
     assert out.returncode == 0, out.stderr
-    folder = root / 'data/notes'
+    commands, folder = printed_commands(out.stdout), root / 'data/notes'
     bpe = Tokenizer.from_file(str(folder / 'tokenizer.json'))
     assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('bpe', 600, 0)
     assert len(bpe.encode(' zyxwv')) >= 4 and len(bpe.encode(' the king')) <= 3  # val's word never merged
@@ -467,7 +473,6 @@ def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_trans
     assert len(one.encode(' zyxwv')) >= 4 and "(val is the last 10% of the text)" in out.stdout
 
     # train: each evaluation's val_bpb is its val loss / ln 2 x val's tokens / val's bytes
-    commands = printed_commands(out.stdout.replace('one', 'notes'))
     out = script_here(root, TRAIN, *commands[0][2:], '--max_iters=30', '--lr_decay_iters=30', '--eval_interval=15',
                       '--eval_iters=4', '--warmup_iters=3', '--eval_at_start=True', '--dtype=float32')
     assert out.returncode == 0, out.stderr
@@ -496,6 +501,10 @@ def test_text_prepare_bpe_learns_from_the_train_split_and_works_through_to_trans
     theirs = model.generate(**prompt, max_new_tokens=20, do_sample=False)
     text = hf_tokenizer.decode(theirs[0])
     assert ours.startswith(text) or text.startswith(ours), (ours, text)  # equal, up to an end of text
+    from transformers import pipeline
+    piped = pipeline('text-generation', model=exported, trust_remote_code=True)('ROMEO: café ✓', max_new_tokens=20,
+                                                                                 do_sample=False)[0]['generated_text']
+    assert ours.startswith(piped) or piped.startswith(ours), (ours, piped)
     out = script_here(root, SAMPLE, f'--init_from={exported}', '--num_samples=1', '--max_new_tokens=20',
                       '--temperature=0', '--start=ROMEO: café ✓')
     assert out.returncode == 0 and out.stdout.split('hf...\n', 1)[1].split('\n---------------')[0] == ours
@@ -1107,7 +1116,8 @@ def test_reaching_target_val_loss_says_why_the_run_ends_early(tmp_path):
     assert re.search(r'computed in \w+ on cpu with 1 CPU threads\n', out.stdout)  # (float32 or bf16: dtype='auto')
     steps = logged(out.stdout, 'step')
     assert float(steps[-1][2]) <= 3.9 < min(float(s[2]) for s in steps[:-1]) and int(steps[-1][0]) < 40, steps
-    assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+, val_bpb \S+; target reached: stopping at "
+    # (ids of its own, in a meta.pkl with only vocab_size: no text to count, so no val_bpb)
+    assert re.search(rf"^step {steps[-1][0]}: train loss \S+, val loss \S+; target reached: stopping at "
                      rf"iter {steps[-1][0]} of 40$", out.stdout, re.M)
     assert load_checkpoint(str(tmp_path / 'out-target/ckpt.pt'))['iter_num'] == int(steps[-1][0])
 
@@ -1182,6 +1192,20 @@ def test_second_ctrl_c_exits_at_once_and_keeps_the_checkpoint(tmp_path, train_he
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.endswith("second Ctrl-C: exiting now, ckpt.pt left as it was\n"), out + err
     assert tree_digest(tmp_path / 'out-int', skip=RECORDS) == before and 'ckpt.pt' in before
+
+
+def test_ctrl_c_before_the_first_step_ends_stops_at_once(tmp_path):
+    """Compiling or the first evaluation can take minutes, and there is nothing new to save yet: the first Ctrl-C
+    stops at once, not after the step (it used to say "finishing this step" and go on for over a minute)."""
+    make_tiny_dataset(tmp_path)
+    proc, _ = start_and_wait_for([sys.executable, TRAIN, *TINY, '--out_dir=out-early', '--eval_iters=300000'],
+                                 tmp_path, r'^using fused AdamW')  # then the first evaluation, 2 x 19M tokens
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "SIGINT received before this run's first step ended: nothing new to save, " \
+        "stopping now (ckpt.pt, if any, is as it was)\n" in out, out + err
+    assert 'step 0:' not in out and 'Traceback' not in err and not (tmp_path / 'out-early/ckpt.pt').exists()
 
 
 def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
@@ -1595,8 +1619,16 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
     out = script_here(tmp_path, EXPORT, '--out_dir=out-char', '--export_dir=char-hf')
     assert out.returncode == 0, out.stderr  # GPT-2 always has biases: they are written as zeros
     assert out.stdout.endswith("vocabulary 65 -> 65 rows, character tokenizer; load it as GPT2LMHeadModel\n")
-    assert sorted(os.listdir(tmp_path / 'char-hf')) == ['char_vocab.json', 'config.json', 'generation_config.json',
-                                                         'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
+    assert sorted(os.listdir(tmp_path / 'char-hf')) == ['README.md', 'char_vocab.json', 'config.json',
+                                                         'generation_config.json', 'model.safetensors', 'tokenizer.json',
+                                                         'tokenizer_config.json']
+    # what the Hub expects: a model card, a generation config that stays within the context, no load-time state
+    card = (tmp_path / 'char-hf/README.md').read_text()
+    assert card.startswith('---\nlicense: other\nlibrary_name: transformers\npipeline_tag: text-generation\n')
+    assert '2 layers, 2 heads, 16 wide; a context of 64 tokens; 65 token rows.' in card and 'character tokenizer' in card
+    assert '- Steps: 0, of 0 tokens each.' in card and 'Best val loss: 0.0000' in card and '`data/chars`' in card
+    assert json.load(open(tmp_path / 'char-hf/generation_config.json'))['max_length'] == 64
+    assert not {'is_local', 'local_files_only'} & set(json.load(open(tmp_path / 'char-hf/tokenizer_config.json')))
     assert json.load(open(tmp_path / 'char-hf' / 'char_vocab.json')) == {c: i for i, c in enumerate(chars)}
     assert "greedy generate() gives the same 32 tokens" in out.stdout
     from transformers import AutoTokenizer, pipeline
@@ -1615,6 +1647,16 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
         assert (tanh(idx).logits - ours(idx, idx)[0]).abs().max().item() > 1e-4
         back = GPT.from_pretrained(str(tmp_path / 'char-hf')).eval()  # and it comes back in as exact GELU
         assert back.config.mlp_act == 'gelu_exact' and (back(idx, idx)[0] - ours(idx, idx)[0]).abs().max() < 2e-5
+    # saved again by transformers (as after a fine-tune, or from the Hub): char_vocab.json is gone, and sample.py
+    # reads the characters from tokenizer.json
+    hf.save_pretrained(str(tmp_path / 'resaved'))
+    tokenizer.save_pretrained(str(tmp_path / 'resaved'))
+    assert not (tmp_path / 'resaved/char_vocab.json').exists()
+    samples = [script_here(tmp_path, SAMPLE, f'--init_from={folder}', '--start=ROMEO:', '--max_new_tokens=20',
+                           '--temperature=0', '--num_samples=1', '--device=cpu') for folder in ('char-hf', 'resaved')]
+    assert all(s.returncode == 0 for s in samples), [s.stderr for s in samples]
+    assert [s.stdout.split('...\n', 1)[1] for s in samples][0] == samples[1].stdout.split('...\n', 1)[1]
+    assert 'Loading meta from resaved...' in samples[1].stdout  # characters, not GPT-2's BPE
 
 
 def token_logprobs(logits, idx):

@@ -292,9 +292,6 @@ def save(reason, iter_num, best_val_loss, elapsed, train_time):
         print(f"saved checkpoint to {ckpt_path} at iter {iter_num} ({reason})")
 
 
-catch_stop_signals(verbose=master_process)  # Ctrl-C, SIGTERM: save after this step, then stop
-
-
 def log(it, kind, **numbers):
     """A record of log.jsonl and wandb, from rank 0, once (a resume repeats its log's last eval)."""
     if master_process and (it, kind) != last_logged:
@@ -303,6 +300,7 @@ def log(it, kind, **numbers):
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
+catch_stop_signals(master_process, nothing_new=lambda: iter_num == start_iter)  # Ctrl-C: save after this step
 saved_this_run, running_mfu, peak_flops = False, None, device_peak_flops(device_type, dtype)  # None: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes

@@ -218,21 +218,27 @@ class Tokenizer:
 
     @classmethod
     def from_export(cls, folder):
-        """The tokenizer of a model exported by export.py: a character vocabulary (char_vocab.json), a BPE of its
-        own (a tokenizer.json other than GPT-2's), else GPT-2's BPE."""
-        chars, bpe = (os.path.join(folder, name) for name in ('char_vocab.json', 'tokenizer.json'))
-        if os.path.isfile(chars):
+        """The tokenizer of a model exported by export.py, or of a copy that transformers saved again (which keeps
+        tokenizer.json, not char_vocab.json): a character vocabulary (char_vocab.json, or tokenizer.json's word
+        list of single characters), a BPE of its own (a tokenizer.json other than GPT-2's), else GPT-2's BPE."""
+        def read(path):
             try:
-                with open(chars, encoding='utf-8') as f:
-                    stoi = json.load(f)
+                with open(path, encoding='utf-8') as f:
+                    return json.load(f)
             except ValueError as e:
-                fail(f"error: {chars} is not JSON ({why(e)}) -- export the model again")
-            if not isinstance(stoi, dict) or not all(isinstance(c, str) and type(i) is int for c, i in stoi.items()):
-                fail(f"error: {chars} is not a character vocabulary (a dict of characters to ids) -- export again")
-            return cls(stoi)
-        if os.path.isfile(bpe) and '"<|endoftext|>"' in open(bpe, encoding='utf-8', errors='replace').read():
-            own = cls.from_file(bpe)
-            return own if own.vocab_size != 50257 else cls()  # GPT-2's own: tiktoken reads it the same, faster
+                fail(f"error: {path} is not JSON ({why(e)}) -- export the model again")
+        chars, bpe = (os.path.join(folder, name) for name in ('char_vocab.json', 'tokenizer.json'))
+        model = read(bpe) if os.path.isfile(bpe) else {}
+        model = model.get('model') if isinstance(model, dict) and isinstance(model.get('model'), dict) else {}
+        stoi = model.get('vocab') if model.get('type') == 'WordLevel' else None
+        stoi = read(chars) if os.path.isfile(chars) else stoi
+        if stoi is not None and not (isinstance(stoi, dict) and all(
+                isinstance(c, str) and type(i) is int for c, i in stoi.items())):
+            fail(f"error: {folder} has a vocabulary that is not one of characters -- export the model again")
+        if stoi is not None:
+            return cls({c: i for c, i in stoi.items() if c != '[UNK]'})  # (export.py's unknown-character marker)
+        if model.get('type') == 'BPE' and len(model.get('vocab') or {}) != 50257:
+            return cls.from_file(bpe)  # (GPT-2's own: tiktoken reads it the same, faster)
         return cls()
 
     @classmethod
@@ -276,8 +282,10 @@ class Tokenizer:
     def encode_uint16(self, text):
         """encode(text) as a uint16 array, fast enough for gigabytes: BPE through tiktoken or tokenizers,
         characters through a table indexed by code point. Needs at most 65,536 tokens and every character."""
-        if self.kind != 'char':
+        if self.kind == 'gpt2':
             return np.array(self.encode(text), dtype=np.uint16)
+        if self.kind == 'bpe':
+            return np.array([i for piece in small_pieces(text) for i in self.encode(piece)], dtype=np.uint16)
         if self.table is None:  # -1: not in the vocabulary
             self.table = np.full(max(map(ord, self.stoi)) + 1, -1, dtype=np.int32)
             self.table[[ord(c) for c in self.stoi]] = list(self.stoi.values())
@@ -379,6 +387,18 @@ def cut_pieces(blocks):
                 buffer = buffer[cut:]
     if buffer:
         yield buffer
+
+
+def small_pieces(text, size=1 << 12):
+    """text in pieces of at most size characters, cut where GPT-2's pre-tokenizer cuts (last_cut), so that their
+    ids are the whole's (a run of size characters without such a place is cut hard). The tokenizers library
+    encodes 4K-character pieces twice as fast as one megabyte, and its trainer holds a few hundred texts at once."""
+    start = 0
+    while len(text) - start > size:
+        cut = last_cut(text[start:start + size]) or size
+        yield text[start:start + cut]
+        start += cut
+    yield text[start:]
 
 
 def encode_tasks(documents):

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # data/, for common.py
 from configurator import configure, fail  # noqa: E402
 from common import (BPE_VOCAB, PIECE_CHARS, Tokenizer, atomic_path, bytes_per_token, cut_pieces,  # noqa: E402
-                    goes_to_val, hf_documents, read_meta, staged_folder, train_bpe, write_dataset)
+                    goes_to_val, hf_documents, read_meta, small_pieces, staged_folder, train_bpe, write_dataset)
 
 # -----------------------------------------------------------------------------
 # the text
@@ -51,14 +51,10 @@ ROOT = os.path.dirname(DATA)
 PREPARED_BY = 'data/text/prepare.py'  # in meta.pkl: a folder this script may replace without --overwrite
 MIN_CONTEXTS = 10  # each split holds at least this many block_size contexts, or its loss says little
 # by tokenizer, for up to so many train tokens: (the launch, its config, the config's block_size, what it is)
-RECIPES = {'char': [(20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
-                     "the fast CPU recipe (minutes on a laptop)"),
-                    (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256,
-                     "the baby GPT, for a GPU")],
-           'bpe': [(20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
-                    "the fast CPU recipe (minutes on a laptop)"),
-                   (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256,
-                    "the baby GPT, for a GPU")],
+CPU_RECIPE = (20e6, 'python train.py', 'config/train_shakespeare_char_fast.py', 64,
+              "the fast CPU recipe (minutes on a laptop)")
+BABY_GPT = (float('inf'), 'python train.py', 'config/train_shakespeare_char.py', 256, "the baby GPT, for a GPU")
+RECIPES = {'char': [CPU_RECIPE, BABY_GPT], 'bpe': [CPU_RECIPE, BABY_GPT],
            'gpt2': [(100e6, 'python train.py', 'config/train_text_gpt2_small.py', 256,
                      "a small BPE model, for a GPU (on a CPU, --tokenizer=char trains in minutes)"),
                     (float('inf'), 'torchrun --standalone --nproc_per_node=8 train.py', 'config/train_gpt2_fineweb.py',
@@ -237,11 +233,11 @@ def bpe_tokenizer(files):
             for piece in cut_pieces(document):
                 seen = True
                 if by_document and not goes_to_val(index, val_fraction):
-                    yield piece
+                    yield from small_pieces(piece)
                 elif not by_document and left > 0:
                     data = piece.encode('utf-8', 'surrogatepass')[:left]
                     left -= len(data)
-                    yield data.decode('utf-8', 'ignore')
+                    yield from small_pieces(data.decode('utf-8', 'ignore'))
             index += seen
     with progress(files, f'learning a BPE of {vocab_size:,} tokens') as bar:
         bpe = train_bpe(train_text(bar), vocab_size)
@@ -252,9 +248,19 @@ def bpe_tokenizer(files):
     return bpe
 
 
+def has_gpu():
+    """Whether torch sees a CUDA GPU here (torch imported only now: the rest of this script needs none of it)."""
+    import torch
+    return torch.cuda.is_available()
+
+
 def recipe(train_tokens):
-    """(launch, config, block_size, what) to train on this data."""
-    return next(r[1:] for r in RECIPES[tokenizer] if train_tokens <= r[0])
+    """(launch, config, block_size, what) to train on this data. A GPU recipe on a machine without one would
+    compile for minutes and then crawl: the CPU recipe is named instead, with the GPU one in the words."""
+    launch, config, block_size, what = next(r[1:] for r in RECIPES[tokenizer] if train_tokens <= r[0])
+    if config != CPU_RECIPE[2] and not has_gpu():
+        return *CPU_RECIPE[1:4], f"{CPU_RECIPE[4]}; no GPU here (with one: {launch} {config})"
+    return launch, config, block_size, what
 
 
 def check_sizes(counts, block_size):
@@ -358,3 +364,7 @@ if __name__ == '__main__':
     print(f"next, {what}{'' if os.getcwd() == ROOT else ', from ' + ROOT}:")
     for c in next_commands:
         print(f"  {c}")
+    if tokenizer == 'char' and config == CPU_RECIPE[2]:  # what won at this size, in bits per byte
+        better = shlex.join(['python', PREPARED_BY] + sys.argv[1:] + ['--tokenizer=bpe', '--vocab_size=512'])
+        print(f"tip: a BPE of the text's own learned 1 MB texts better than characters in the same time (val_bpb, "
+              f"docs/benchmarks.md):\n  {better}")
