@@ -1744,18 +1744,26 @@ HELLASWAG_EXAMPLES = [  # made up here, in the official file's format; the label
 ]
 
 
-def test_hellaswag_matches_a_direct_computation_with_transformers(tmp_path, script_here):
+@pytest.mark.parametrize('tokenizer', ['gpt2', 'bpe'])
+def test_hellaswag_matches_a_direct_computation_with_transformers(tmp_path, script_here, tokenizer):
+    """GPT-2's BPE, or a BPE of the model's own (its tokenizer.json in the folder, as export.py writes it)."""
     from transformers import GPT2Config, GPT2LMHeadModel
+    from data.common import train_bpe
     torch.manual_seed(0)
+    bpe = train_bpe(iter([' '.join(c + ' ' + ' '.join(e) for c, e in HELLASWAG_EXAMPLES) * 3]), 300)
+    vocab = 50257 if tokenizer == 'gpt2' else 300
     # large random weights, so that the endings' losses differ clearly
-    hf = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=16, n_layer=2, n_head=2, initializer_range=0.5)).eval()
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=256, n_embd=16, n_layer=2, n_head=2, initializer_range=0.5,
+                                    vocab_size=vocab)).eval()
     hf.save_pretrained(tmp_path / 'tiny-gpt2')
-    enc = get_gpt2_encoding()
+    if tokenizer == 'bpe':
+        bpe.bpe.save(str(tmp_path / 'tiny-gpt2' / 'tokenizer.json'))
+    encode = get_gpt2_encoding().encode_ordinary if tokenizer == 'gpt2' else bpe.encode
     picks = []  # (lowest total loss, lowest mean loss per token), one ending at a time
     for context, endings in HELLASWAG_EXAMPLES:
         totals, means = [], []
         for ending in endings:
-            context_ids, ending_ids = enc.encode_ordinary(context), enc.encode_ordinary(' ' + ending)
+            context_ids, ending_ids = encode(context), encode(' ' + ending)
             with torch.no_grad():
                 logits = hf(torch.tensor([context_ids + ending_ids])).logits[0].double()
             logp = torch.log_softmax(logits, dim=-1)
