@@ -546,7 +546,7 @@ def write_bad_input(root, case):
              'too many characters': {'wide.txt': ''.join(chr(c) for c in range(0x100, 0x20000)
                                                          if not 0xD800 <= c < 0xE000)[:70_000].encode()},
              'val too small': {'short.txt': (('the king and my lord ' * 200)[:2999] + '\n').encode()}}
-    files['latin-1 gpt2'] = files['latin-1 char']
+    files['latin-1 gpt2'] = files['latin-1 bpe'] = files['latin-1 char']
     for name, data in files.get(case, {'good.txt': make_text().encode()}).items():
         (notes / name).parent.mkdir(parents=True, exist_ok=True)
         (notes / name).write_bytes(data)
@@ -556,6 +556,7 @@ def write_bad_input(root, case):
         pq.write_table(pa.table({'body': ['some text']}), root / 'x.parquet')
         return ['--hf_dataset=parquet', '--data_files=x.parquet', '--name=x']
     return {'binary alone': ['--input=notes/x.bin'], 'latin-1 gpt2': ['--input=notes', '--tokenizer=gpt2'],
+            'latin-1 bpe': ['--input=notes', '--tokenizer=bpe', '--vocab_size=300'],
             'a space before the value': []}.get(case, ['--input=notes'])
 
 
@@ -573,6 +574,8 @@ def write_bad_input(root, case):
                                                        "and no space"),
     ('latin-1 char', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
                          "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
+    ('latin-1 bpe', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
+                        "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
     ('latin-1 gpt2', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
                          "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
     ('too many characters', [], "error: the text has 70,001 distinct characters, more than the 65,536 ids of the "
@@ -624,6 +627,11 @@ def test_text_prepare_bad_input_is_one_line_and_writes_nothing(tmp_path, script_
         assert out.returncode == 0, out.stderr
         if case.endswith('char'):
             assert '\ufffd' in pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))['stoi']
+        if case.endswith('bpe'):  # the byte read as U+FFFD, which the BPE encodes and decodes like any text
+            bpe, ids = Tokenizer.from_file(str(root / 'data/notes/tokenizer.json')), []
+            for split in ('train', 'val'):
+                ids += np.fromfile(root / f'data/notes/{split}.bin', dtype=np.uint16).tolist()
+            assert 'First line\nthe caf\ufffd\n' in bpe.decode(ids)
     if case == 'not ours':
         out = here(*args, '--overwrite=True')
         assert out.returncode == 0, out.stderr
