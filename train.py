@@ -19,7 +19,8 @@ import torch.distributed as dist
 from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
                         peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
                         save_checkpoint, start_run_records, start_wandb, write_record)
-from data.common import bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens, read_batch
+from data.common import (bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens,
+                         read_batch)
 from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
                           require_positive, setup)
 from distributed import (catch_stop_signals, full_state_dicts, gather_objects, init_distributed,
@@ -300,7 +301,7 @@ def log(it, kind, **numbers):
 
 # training loop
 start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
-catch_stop_signals(master_process, nothing_new=lambda: iter_num == start_iter)  # Ctrl-C: save after this step
+catch_stop_signals(master_process, nothing_new=lambda: iter_num == start_iter)  # then: save, stop
 saved_this_run, running_mfu, peak_flops = False, None, device_peak_flops(device_type, dtype)  # None: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
@@ -332,7 +333,7 @@ while True:
             print(line)
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, "
-                 f"{ckpt_path} is unchanged -- lower learning_rate or check the data, then resume", 1)
+                 f"{ckpt_path} is unchanged -- lower learning_rate or fix the data, then resume", 1)
         log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
             val_bpb=val_bpb, mfu=running_mfu, elapsed=time.time() - run_start, train_time=clock)
         improved = losses['val'] < best_val_loss
@@ -385,8 +386,8 @@ while True:
     # one host sync per step buys a NaN check before the update: ~0.15% of GPT-2's step on 8 H100s
     (lossf, stops, clock), normf = stats.tolist(), grad_norm.item()
     if not math.isfinite(lossf) or (not scaler.is_enabled() and not math.isfinite(normf)):
-        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); stopped "
-             f"before the update, {ckpt_path} is unchanged -- lower learning_rate or check the data", 1)
+        stop(f"error: loss is not finite at iter {iter_num} (loss {lossf}, grad norm {normf}); "
+             f"stopped before the update, {ckpt_path} is unchanged -- lower learning_rate", 1)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
