@@ -11,7 +11,6 @@ and its wandb run.
 import errno
 import glob
 import json
-import math
 import os
 import random
 import re
@@ -405,7 +404,6 @@ def write_record(run_log, wandb_run, it, kind, train_loss, val_loss=None, lr=Non
     the seconds of training steps (what time_budget counts); val_bpb: val bits per byte, if known."""
     numbers = dict(train_loss=train_loss, val_loss=val_loss, val_bpb=val_bpb, lr=lr, grad_norm=grad_norm, tokens_per_sec=tokens_per_sec,
                    mfu=None if mfu is None else mfu * 100, elapsed=round(elapsed, 3), train_time=round(train_time, 3))
-    numbers = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in numbers.items()}  # for JSON
     if run_log:
         run_log.write(json.dumps({'iter': it, 'kind': kind, **numbers}) + '\n')
     if wandb_run:

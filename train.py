@@ -335,7 +335,8 @@ while True:
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, "
                  f"{ckpt_path} is unchanged -- lower learning_rate or fix the data, then resume", 1)
         log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
-            val_bpb=val_bpb, mfu=running_mfu, elapsed=time.time() - run_start, train_time=clock)
+            val_bpb=val_bpb if bpb else None, mfu=running_mfu, elapsed=time.time() - run_start,
+            train_time=clock)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
