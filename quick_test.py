@@ -1981,19 +1981,21 @@ def test_guide_check_adds_arguments_at_the_end_of_each_command_of_the_file():
 
 
 def test_guide_check_runs_the_blocks_in_order_until_one_fails(tmp_path):
-    """In a fresh copy: a skipped block, arguments added, a file made by one block seen by the next, the first
-    failure reported at its line, and nothing run after it."""
+    """In a fresh copy: skipped blocks (by a reason, or for a module not installed), arguments added, a file made
+    by one block seen by the next, the first failure reported at its line, and nothing run after it."""
     (tmp_path / 'fake.py').write_text("import sys\nsys.exit(0 if sys.argv[1:] == ['--n=1', '--n=2'] else 4)\n")
     (tmp_path / 'guide.md').write_text(
         "# A guide\n\n```sh\necho one > made.txt\n```\n\n"                      # lines 3-5
         "<!-- guide: skip needs a GPU -->\n```sh\nexit 5\n```\n\n"                 # lines 7-10
-        "<!-- guide: fake.py --n=2 -->\n```bash\npython fake.py --n=1\n```\n\n"    # lines 12-15
+        "<!-- guide: needs no_such_module_here -->\n```sh\nexit 7\n```\n\n"        # lines 12-15
+        "<!-- guide: needs json -->\n<!-- guide: fake.py --n=2 -->\n"                # json imports: it runs
+        "```bash\npython fake.py --n=1\n```\n\n"                                   # lines 19-21
         "```python\nraise SystemExit(6)\n```\n\n"                                  # not a command block
-        "```sh\ntest -f made.txt && test ! -e ../made.txt\necho failing; exit 3\n```\n\n"  # lines 21-24
+        "```sh\ntest -f made.txt && test ! -e ../made.txt\necho failing; exit 3\n```\n\n"  # lines 27-30
         "```sh\ntouch never.txt\n```\n")
     problems, skipped, ran, _ = check_guides.check_guide(str(tmp_path / 'guide.md'), str(tmp_path))
-    assert problems == [(str(tmp_path / 'guide.md'), 21, 'guide', "exited with status 3: failing")]
-    assert skipped == [(8, 'needs a GPU')] and ran == 3
+    assert problems == [(str(tmp_path / 'guide.md'), 27, 'guide', "exited with status 3: failing")]
+    assert skipped == [(8, 'needs a GPU'), (13, 'needs no_such_module_here, which is not installed')] and ran == 3
     assert not (tmp_path / 'made.txt').exists() and not (tmp_path / 'never.txt').exists()
 
 

@@ -5,6 +5,7 @@ Runs the guides named (by default README.md and docs/guides/), one per core, pri
 guide's summary, and exits 1 if a guide failed. The checks of what the docs say are check_docs.py's."""
 
 import glob
+import importlib.util
 import os
 import re
 import sys
@@ -55,19 +56,25 @@ def add_arguments(script, name, arguments):
 
 def check_guide(path, root):
     """7. Every command block of a guide, in order, in a fresh copy of the project, as a reader would run them;
-    a block marked <!-- guide: skip REASON --> is left out, <!-- guide: FILE ARGUMENTS --> adds ARGUMENTS to the
-    block's commands that run FILE. Returns (problems, [(line, reason) skipped], blocks run, seconds)."""
+    a block marked <!-- guide: skip REASON --> is left out, and one marked <!-- guide: needs MODULE --> where
+    MODULE does not import; <!-- guide: FILE ARGUMENTS --> adds ARGUMENTS to the block's commands that run FILE.
+    Returns (problems, [(line, reason) skipped], blocks run, seconds)."""
     blocks = [block for block in parse_markdown(path)[1] if block['lang'] in COMMAND_LANGUAGES]
     problems, skipped, ran, t0 = [], [], 0, time.perf_counter()
     with project_copy(root) as copy:
         for block in blocks:
             markers = block.get('guide', [])
             reason = next((m.removeprefix('skip').strip() for m in markers if m.split()[:1] == ['skip']), None)
+            # an optional package (lm-eval): its blocks run where it is installed, as in CI, and are skipped elsewhere
+            needs = [(m.split() + ['(no module named)'])[1] for m in markers if m.split()[:1] == ['needs']]
+            missing = [name for name in needs if importlib.util.find_spec(name) is None]
+            if missing:
+                reason = f"needs {missing[0]}, which is not installed"
             if reason is not None:
                 skipped.append((block['line'], reason or 'no reason given'))
                 continue
             script = '\n'.join(text for _, text in block['lines'])
-            for marker in markers:
+            for marker in (m for m in markers if m.split()[:1] != ['needs']):
                 name, _, arguments = marker.partition(' ')
                 script = add_arguments(script, name, arguments.strip())
             ran, start = ran + 1, time.perf_counter()
