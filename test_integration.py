@@ -1216,6 +1216,25 @@ def test_ctrl_c_before_the_first_step_ends_stops_at_once(tmp_path):
     assert 'step 0:' not in out and 'Traceback' not in err and not (tmp_path / 'out-early/ckpt.pt').exists()
 
 
+def test_ctrl_c_during_a_mid_run_evaluation_saves_at_once_and_resumes_exactly(tmp_path, train_here):
+    """An evaluation can take minutes: a Ctrl-C in one abandons it, saves the step's state unevaluated (it used to
+    finish the evaluation and one more step), and the resumed run ends with the straight run's weights."""
+    make_tiny_dataset(tmp_path)
+    common = [*TINY, '--eval_interval=20', '--max_iters=30', '--lr_decay_iters=30', '--eval_at_start=False']
+    assert train_here(tmp_path, *common, '--out_dir=out-straight').returncode == 0
+    # 2 x 300,000 batches: minutes of evaluation at iter 20
+    proc, lines = start_and_wait_for([sys.executable, TRAIN, *common, '--out_dir=out-stop', '--eval_iters=300000'],
+                                     tmp_path, r'^iter 19:')
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    out = ''.join(lines) + out
+    assert proc.returncode == 0 and 'stopped at iter 20; resume with: ' in out, out + err
+    assert 'step 20:' not in out and load_checkpoint(str(tmp_path / 'out-stop/ckpt.pt'))['iter_num'] == 20
+    assert train_here(tmp_path, *common, '--out_dir=out-stop', '--init_from=resume').returncode == 0
+    assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-stop/ckpt.pt', optimizer=True) == 0
+
+
 def test_ddp_stop_signal_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly(tmp_path):
     make_tiny_dataset(tmp_path)
     common = [*TINY, '--eval_interval=100', '--max_iters=60', '--lr_decay_iters=60']  # 40 steps to spare

@@ -3,7 +3,7 @@ Train a GPT on one device (a GPU, the CPU or MPS), or on several with distribute
 $ python train.py config/train_shakespeare_char_cpu.py
 $ torchrun --standalone --nproc_per_node=4 train.py                    # 4 GPUs on 1 node
 $ torchrun --nnodes=2 --nproc_per_node=8 ... train.py   # 2 nodes: docs/guides/distributed.md; FSDP: --fsdp=True
-Ctrl-C or SIGTERM saves ckpt.pt after this step; a second Ctrl-C quits at once. --help: settings
+Ctrl-C or SIGTERM saves ckpt.pt after this step (or at once in an evaluation). --help: settings
 """
 
 import math
@@ -213,7 +213,7 @@ train_model = replicate_model(model, device_type, ddp_local_rank) if ddp and not
 @torch.no_grad()
 def estimate_loss():
     """Mean loss over eval_iters batches per split, the same batches every time (so evals compare,
-    and leave the training stream alone); each process evaluates its share, and the sums add up."""
+    and leave the training stream alone), each process its share; None if stopped meanwhile."""
     out = {}
     model.eval()
     share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
@@ -224,6 +224,8 @@ def estimate_loss():
         offsets = draw_offsets(split, torch.Generator().manual_seed(seed), eval_iters)
         total = torch.zeros((), dtype=torch.float64, device=device)  # one host sync per split
         for i in range(0, len(share), group):
+            if stop_requested() and not ddp:  # alone, a stop need not wait for the evaluation
+                return None
             ks = share[i:i + group]
             X, Y = get_batch(split, offsets[[min(k, eval_iters - 1) for k in ks]].flatten())
             real = sum(k < eval_iters for k in ks)
@@ -300,13 +302,17 @@ def log(it, kind, **numbers):
 
 
 # training loop
-start_iter = iter_num  # the iteration this run started at; nothing is new until it moves on
+start_iter, stops = iter_num, 0  # where this run started (nothing is new until it moves on)
 catch_stop_signals(master_process, nothing_new=lambda: iter_num == start_iter)  # then: save, stop
 saved_this_run, running_mfu, peak_flops = False, None, device_peak_flops(device_type, dtype)  # None: no MFU
 t0 = time.time()
 run_start = t0 - elapsed  # log.jsonl's clock, continued across resumes
 clock = train_time  # rank 0's seconds of training steps, shared with every process: the budget's
 while True:
+    if stops > 0:  # Ctrl-C or SIGTERM in any process, after a step or during an evaluation
+        save(f'stopped by {stop_requested() or "another process"}', iter_num, best_val_loss,
+             time.time() - run_start, train_time)
+        stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)
     # with a time budget, the schedule runs over the share of it used, as if over lr_decay_iters
     progress = clock / time_budget * lr_decay_iters if time_budget > 0 else iter_num
     lr = get_lr(progress, learning_rate, min_lr, warmup_iters, lr_decay_iters, decay_lr,
@@ -318,7 +324,9 @@ while True:
     final = iter_num >= max_iters or 0 < time_budget <= clock  # the last step, or the budget spent
     due = iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)
     if due or final or eval_only:
-        losses = estimate_loss()  # every process gets the same numbers, so all decide alike below
+        if (losses := estimate_loss()) is None:  # Ctrl-C or SIGTERM during it: save as after a step
+            stops = 1
+            continue
         val_bpb = losses['val'] * bpb['val'] if bpb else math.inf  # bits per byte: any tokenizer's
         reached = not final and (losses['val'] <= target_val_loss or val_bpb <= target_val_bpb)
         final = final or reached
@@ -334,20 +342,17 @@ while True:
         if not math.isfinite(losses['val']):
             stop(f"error: val loss is not finite at iter {iter_num}; stopped without saving, "
                  f"{ckpt_path} is unchanged -- lower learning_rate or fix the data, then resume", 1)
-        log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr,
-            val_bpb=val_bpb if bpb else None, mfu=running_mfu, elapsed=time.time() - run_start,
-            train_time=clock)
+        log(iter_num, 'eval', train_loss=losses['train'], val_loss=losses['val'], lr=lr, mfu=running_mfu,
+            val_bpb=val_bpb if bpb else None, elapsed=time.time() - run_start, train_time=clock)
         improved = losses['val'] < best_val_loss
         best_val_loss = min(best_val_loss, losses['val'])
         new_state = iter_num > start_iter and not eval_only
         reason = checkpoint_reason(improved, always_save_checkpoint, final, new_state,
                                    saved_this_run, resuming)
         if final and new_state and master_process and reason == 'final; never improved':
-            print(f"val loss never improved on {best_val_loss:.4f} during this run; saving the "
-                  f"final model anyway so that the run leaves a checkpoint")
+            print(f"val loss never improved on {best_val_loss:.4f}; saving the final model anyway")
         elif final and new_state and master_process and reason == '':
-            print(f"val loss {losses['val']:.4f} did not improve on {best_val_loss:.4f}; "
-                  f"{ckpt_path} keeps the best model")
+            print(f"val loss {losses['val']:.4f} did not beat {best_val_loss:.4f}; ckpt.pt kept")
         if reason:
             save(reason, iter_num, best_val_loss, time.time() - run_start, train_time)
             saved_this_run = True
@@ -356,9 +361,8 @@ while True:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    micro_steps = gradient_accumulation_steps  # this process's share of the step's batches, at:
-    offsets = draw_offsets('train', train_generator, micro_steps * ddp_world_size)
-    offsets = offsets[ddp_rank * micro_steps:(ddp_rank + 1) * micro_steps]
+    offsets = draw_offsets('train', train_generator, gradient_accumulation_steps * ddp_world_size)
+    offsets = offsets.view(ddp_world_size, -1, batch_size)[ddp_rank]  # this process's share, at:
     X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
     for micro_step in range(gradient_accumulation_steps):
@@ -401,7 +405,7 @@ while True:
         train_time += dt
     if (iter_num - 1) % log_interval == 0 and master_process:
         if iter_num - start_iter >= 5:  # let the training loop settle a bit
-            mfu = model.estimate_mfu(batch_size * micro_steps, dt, peak_flops)
+            mfu = model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, peak_flops)
             if mfu is not None:
                 running_mfu = mfu if running_mfu is None else 0.9 * running_mfu + 0.1 * mfu
         mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu is not None else "n/a"
@@ -409,10 +413,6 @@ while True:
             tokens_per_sec=tokens_per_iter / dt, elapsed=t1 - run_start, train_time=train_time)
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, "
               f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
-    if stops > 0:
-        save(f'stopped by {stop_requested() or "another process"}', iter_num, best_val_loss,
-             time.time() - run_start, train_time)
-        stop(f"stopped at iter {iter_num}; resume with: {resume_command(sys.argv, os.environ)}", 0)
 
 if ddp:
     dist.destroy_process_group()
