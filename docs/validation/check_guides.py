@@ -66,10 +66,10 @@ def check_guide(path, root):
             markers = block.get('guide', [])
             reason = next((m.removeprefix('skip').strip() for m in markers if m.split()[:1] == ['skip']), None)
             # an optional package (lm-eval): its blocks run where it is installed, as in CI, and are skipped elsewhere
-            needs = [(m.split() + ['(no module named)'])[1] for m in markers if m.split()[:1] == ['needs']]
-            missing = [name for name in needs if importlib.util.find_spec(name) is None]
+            needs = [m.removeprefix('needs').strip() for m in markers if m.split()[:1] == ['needs']]
+            missing = [name for name in needs if not name or importlib.util.find_spec(name) is None]
             if missing:
-                reason = f"needs {missing[0]}, which is not installed"
+                reason = f"needs {missing[0] or 'a module the marker does not name'}, which is not installed"
             if reason is not None:
                 skipped.append((block['line'], reason or 'no reason given'))
                 continue
