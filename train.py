@@ -213,7 +213,7 @@ train_model = replicate_model(model, device_type, ddp_local_rank) if ddp and not
 @torch.no_grad()
 def estimate_loss():
     """Mean loss over eval_iters batches per split, the same batches every time (so evals compare,
-    and leave the training stream alone), each process its share; None if stopped meanwhile."""
+    and leave the training stream alone); each process its share, summed. None if stopped."""
     out = {}
     model.eval()
     share = range(ddp_rank, math.ceil(eval_iters / ddp_world_size) * ddp_world_size, ddp_world_size)
@@ -324,7 +324,7 @@ while True:
     final = iter_num >= max_iters or 0 < time_budget <= clock  # the last step, or the budget spent
     due = iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)
     if due or final or eval_only:
-        if (losses := estimate_loss()) is None:  # Ctrl-C or SIGTERM during it: save as after a step
+        if (losses := estimate_loss()) is None:  # stopped during it; else the same on every process
             stops = 1
             continue
         val_bpb = losses['val'] * bpb['val'] if bpb else math.inf  # bits per byte: any tokenizer's
