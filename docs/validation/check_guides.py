@@ -63,20 +63,20 @@ def check_guide(path, root):
     problems, skipped, ran, t0 = [], [], 0, time.perf_counter()
     with project_copy(root) as copy:
         for block in blocks:
-            markers = block.get('guide', [])
-            reason = next((m.removeprefix('skip').strip() for m in markers if m.split()[:1] == ['skip']), None)
-            # an optional package (lm-eval): its blocks run where it is installed, as in CI, and are skipped elsewhere
-            needs = [m.removeprefix('needs').strip() for m in markers if m.split()[:1] == ['needs']]
-            missing = [name for name in needs if not name or importlib.util.find_spec(name) is None]
-            if missing:
-                reason = f"needs {missing[0] or 'a module the marker does not name'}, which is not installed"
+            reason, script = None, '\n'.join(text for _, text in block['lines'])
+            for marker in block.get('guide', []):
+                kind, _, rest = marker.partition(' ')
+                rest = rest.strip()
+                if kind == 'skip':
+                    reason = rest or 'no reason given'
+                # an optional package (lm-eval): its blocks run where it is installed, as in CI, skipped elsewhere
+                elif kind == 'needs' and (not rest or importlib.util.find_spec(rest) is None):
+                    reason = f"needs {rest or 'a module the marker does not name'}, which is not installed"
+                elif kind != 'needs':  # FILE ARGUMENTS
+                    script = add_arguments(script, kind, rest)
             if reason is not None:
-                skipped.append((block['line'], reason or 'no reason given'))
+                skipped.append((block['line'], reason))
                 continue
-            script = '\n'.join(text for _, text in block['lines'])
-            for marker in (m for m in markers if m.split()[:1] != ['needs']):
-                name, _, arguments = marker.partition(' ')
-                script = add_arguments(script, name, arguments.strip())
             ran, start = ran + 1, time.perf_counter()
             failure = run_shell(script, copy, GUIDE_TIMEOUT)
             print(f"{relative(path)}:{block['line']}: {'failed' if failure else 'ok'} in "
