@@ -74,9 +74,10 @@ if vocab > config.vocab_size:
 bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 own_bpe = tokenizer.kind == 'bpe' and vocab == tokenizer.vocab_size  # a BPE trained on the dataset's text
 chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
-eos = tokenizer.eot if bpe or own_bpe else None  # <|endoftext|>: ends generate()'s text
+eos = tokenizer.eot if bpe or own_bpe or chars else None  # <|endoftext|>, where there is one: ends generate()'s text
 kind_of_tokenizer = ('GPT-2 BPE tokenizer' if bpe else f'its own BPE tokenizer ({vocab} tokens)' if own_bpe else
-                     'character tokenizer' if chars else "no tokenizer (not GPT-2's vocabulary)")
+                     'character tokenizer' + (f' with {EOT} ({eos}) between texts' if eos is not None else '') if chars
+                     else "no tokenizer (not GPT-2's vocabulary)")
 
 
 def hf_config(config, vocab_size, eos=None):
@@ -126,15 +127,17 @@ def write_remote_code(folder):
 
 def write_char_tokenizer(folder):
     """tokenizer.json and its config for a character vocabulary: one token a character, as sample.py encodes; a
-    character outside the vocabulary is an error, as in sample.py."""
+    character outside the vocabulary is an error, as in sample.py. A vocabulary with <|endoftext|> has it as the
+    begin- and end-of-text token (lm-eval's prefix, pipeline's stop), a special token, matched before the split."""
     from tokenizers import Regex, decoders, models, pre_tokenizers
     from tokenizers import Tokenizer as FastTokenizer
     from transformers import PreTrainedTokenizerFast
     fast = FastTokenizer(models.WordLevel(vocab=tokenizer.stoi, unk_token='[UNK]'))  # [UNK]: not in it
     fast.pre_tokenizer = pre_tokenizers.Split(Regex(r'[\s\S]'), behavior='isolated')  # every character alone
     fast.decoder = decoders.Fuse()  # joined back with nothing between
-    PreTrainedTokenizerFast(tokenizer_object=fast, model_max_length=config.block_size,
-                            clean_up_tokenization_spaces=False).save_pretrained(folder)
+    special = {'bos_token': EOT, 'eos_token': EOT} if eos is not None else {}
+    PreTrainedTokenizerFast(tokenizer_object=fast, model_max_length=config.block_size, clean_up_tokenization_spaces=False,
+                            **special).save_pretrained(folder)
     with open(os.path.join(folder, 'char_vocab.json'), 'w', encoding='utf-8') as f:
         json.dump(tokenizer.stoi, f, ensure_ascii=False)  # meta.pkl's stoi, which GPT.from_pretrained reads back
 

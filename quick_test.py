@@ -211,6 +211,9 @@ def test_write_dataset_splits_by_document_or_at_the_end_and_stops_at_max_tokens(
     stream = [t for d in ids[:3] for t in d]
     assert read['train']() + read['val']() == stream and len(read['val']()) == int(len(stream) * 0.25)
     assert not counts['by_document']
+    sep = common.Tokenizer.from_text('abc de\n', eot=True)  # data/text/prepare.py's: <|endoftext|> ends each instead
+    common.write_dataset(docs[:3], str(tmp_path), sep, 0.25)
+    assert read['train']() + read['val']() == [t for d in docs[:3] for t in sep.encode(d[0]) + [sep.eot]]
     counts = common.write_dataset(docs, str(tmp_path), tokenizer, 0.25, max_tokens=101)
     first = [(t, i % 4 == 3) for i, d in enumerate(ids) for t in d][:101]  # the first 101 tokens, cut mid-document
     assert read['train']() == [t for t, v in first if not v] and read['val']() == [t for t, v in first if v]
@@ -298,7 +301,8 @@ def test_a_dataset_replaced_halfway_is_refused_never_mixed(monkeypatch, tmp_path
         dataset_files('notes')
     prepare("Whether 'tis nobler in the mind to suffer\n")
     paths = dataset_files('notes')
-    assert common.read_meta('data/notes/meta.pkl')['stoi'].keys() == set("Whether 'tis nobler in the mind to suffer\n")
+    assert common.read_meta('data/notes/meta.pkl')['stoi'].keys() == {*"Whether 'tis nobler in the mind to suffer\n",
+                                                                      common.EOT}
     assert all(os.path.isfile(p) for split in paths.values() for p in split)
 
 
@@ -1191,6 +1195,12 @@ def test_one_tokenizer_for_characters_and_gpt2(enc):
     assert Tokenizer.from_meta(chars.meta()).stoi == chars.stoi and chars.meta()['itos'][8] == 'w'
     with pytest.raises(ValueError, match=r"^'H', 'x'$"):
         chars.encode("Hex")
+    sep = Tokenizer.from_text("hello world", eot=True)  # data/text/prepare.py's: <|endoftext|> after the characters
+    assert (sep.vocab_size, sep.eot) == (9, 8) and sep.encode("low<|endoftext|>h", allow_eot=True) == [4, 5, 7, 8, 3]
+    assert sep.encode_uint16("low").tolist() == [4, 5, 7] and sep.byte_lengths().tolist() == [1] * 8 + [0]
+    assert sep.decode([4, 8]) == "l<|endoftext|>" and Tokenizer.from_meta(sep.meta()).eot == 8
+    with pytest.raises(ValueError, match=r"^'<', '>', 'f', 'n', 't', 'x', '\|'$"):
+        sep.encode("<|endoftext|>")  # plain text: its characters, as a BPE reads it without allow_eot
     bpe = Tokenizer.from_meta({'tokenizer': 'gpt2'})
     assert (bpe.kind, bpe.vocab_size, bpe.eot) == ('gpt2', 50257, 50256) and Tokenizer.from_meta(None).kind == 'gpt2'
     assert bpe.encode(HELLO) == enc.encode_ordinary(HELLO)  # plain text: <|endoftext|> as its characters

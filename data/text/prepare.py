@@ -203,16 +203,17 @@ def counted(texts, bar):
 
 
 def char_tokenizer(files):
-    """The character vocabulary of the text (a first pass over it), newline included: it ends each document."""
-    chars = {'\n'}
+    """The character vocabulary of the text (a first pass over it), and <|endoftext|>, last: it ends each document
+    (and gives an export its begin- and end-of-text token)."""
+    chars = set()
     with progress(files, 'reading the vocabulary') as bar:  # closed before an error: the error is the last line
         for document in documents(files, bar):
             for block in document:
                 chars.update(block)
-    if len(chars) > 65536:
-        fail(f"error: the text has {len(chars):,} distinct characters, more than the 65,536 ids of the "
-             "uint16 .bin format; nothing was written -- use --tokenizer=gpt2")
-    return Tokenizer.from_text(''.join(chars))
+    if len(chars) >= 65536:
+        fail(f"error: the text has {len(chars):,} distinct characters, which with <|endoftext|> are more than the "
+             "65,536 ids of the uint16 .bin format; nothing was written -- use --tokenizer=gpt2")
+    return Tokenizer.from_text(''.join(chars), eot=True)
 
 
 def bpe_tokenizer(files):
@@ -288,7 +289,7 @@ def describe_source(files, binary):
 
 
 def readme(command, counts, vocab_size, source, how_split, next_commands):
-    kind = {'char': f"characters, a vocabulary of {vocab_size:,}; a newline ends each document",
+    kind = {'char': f"characters, a vocabulary of {vocab_size:,}, `<|endoftext|>` ({vocab_size - 1}) after each document",
             'bpe': f"a byte-level BPE of {vocab_size:,} tokens learned from the train split (`tokenizer.json`), "
                    "`<|endoftext|>` (0) after each document",
             'gpt2': "GPT-2's BPE (50,257 tokens), `<|endoftext|>` (50256) after each document"}[tokenizer]
