@@ -19,8 +19,7 @@ import torch.distributed as dist
 from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
                         peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
                         save_checkpoint, start_run_records, start_wandb, write_record)
-from data.common import (bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens,
-                         read_batch)
+from data.common import bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens, read_batch
 from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
                           require_positive, setup)
 from distributed import (catch_stop_signals, full_state_dicts, gather_objects, init_distributed,
@@ -414,7 +413,8 @@ while True:
         print(f"iter {iter_num - 1}: loss {lossf:.4f}, grad norm {normf:.4f}, lr {lr:.4e}, "
               f"time {dt * 1000:.2f}ms, tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu_text}")
 
-if ddp:
+if ddp:  # barrier: gloo's threads drop the last tensors before Python exits (else, rarely, SIGABRT)
+    dist.barrier()
     dist.destroy_process_group()
 if run_lock is not None:  # the folder is free for the next run (the kernel frees it too, at exit)
     os.close(run_lock)
