@@ -390,6 +390,11 @@ def test_text_prepare_folder_to_char_dataset_trains_and_samples(tmp_path, script
     assert sample.startswith('ROMEO:') and len(sample) == len('ROMEO:') + 200 + 1 and set(sample) <= set(text)
     words = re.findall(r'[a-z]+', sample.lower())
     assert sum(w in set(re.findall(r'[a-z]+', text.lower())) for w in words) > len(words) / 2, sample  # words
+    # <|endoftext|> as the prompt starts a new document: one token, as the data has it after each document
+    out = script_here(root, SAMPLE, *commands[1][2:], '--num_samples=1', '--max_new_tokens=30', f'--start={EOT}')
+    assert out.returncode == 0, out.stderr
+    sample = out.stdout.split('meta.pkl...\n', 1)[1].split('\n---------------\n')[0]
+    assert sample.startswith(EOT) and 0 < len(sample) - len(EOT) <= 30 and set(sample[len(EOT):]) <= set(text)
 
 
 def bpe_tail(val, ids, fraction=0.1):
