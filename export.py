@@ -75,9 +75,9 @@ bpe = tokenizer.kind == 'gpt2' and vocab >= 50257
 own_bpe = tokenizer.kind == 'bpe' and vocab == tokenizer.vocab_size  # a BPE trained on the dataset's text
 chars = tokenizer.kind == 'char' and vocab == tokenizer.vocab_size  # not when the rows were too few for it
 eos = tokenizer.eot if bpe or own_bpe or chars else None  # <|endoftext|>, where there is one: ends generate()'s text
+separator = f' with {EOT} ({eos}) between texts' if chars and eos is not None else ''
 kind_of_tokenizer = ('GPT-2 BPE tokenizer' if bpe else f'its own BPE tokenizer ({vocab} tokens)' if own_bpe else
-                     'character tokenizer' + (f' with {EOT} ({eos}) between texts' if eos is not None else '') if chars
-                     else "no tokenizer (not GPT-2's vocabulary)")
+                     f'character tokenizer{separator}' if chars else "no tokenizer (not GPT-2's vocabulary)")
 
 
 def hf_config(config, vocab_size, eos=None):

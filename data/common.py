@@ -198,7 +198,7 @@ class Tokenizer:
     @classmethod
     def from_text(cls, text, eot=False):
         """A character vocabulary of every character in text, in sorted order, and with eot, '<|endoftext|>' last."""
-        return cls({c: i for i, c in enumerate(sorted(set(text)) + [EOT] * eot)})
+        return cls({c: i for i, c in enumerate(sorted(set(text)) + ([EOT] if eot else []))})
 
     @classmethod
     def from_file(cls, path):
@@ -303,7 +303,8 @@ class Tokenizer:
         """The UTF-8 bytes of text each id stands for, an array indexed by id; 0 for EOT, which is not text."""
         if self.kind == 'char':
             lengths = np.zeros(max(self.itos) + 1, dtype=np.int64)
-            lengths[list(self.itos)] = [len(c.encode('utf-8', 'surrogatepass')) * (c != EOT) for c in self.itos.values()]
+            lengths[list(self.itos)] = [0 if c == EOT else len(c.encode('utf-8', 'surrogatepass'))
+                                        for c in self.itos.values()]
             return lengths
         if self.kind == 'gpt2':
             enc = get_gpt2_encoding()
