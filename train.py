@@ -351,7 +351,7 @@ while True:
         if final and new_state and master_process and reason == 'final; never improved':
             print(f"val loss never improved on {best_val_loss:.4f}; saving the final model anyway")
         elif final and new_state and master_process and reason == '':
-            print(f"val loss {losses['val']:.4f} did not beat {best_val_loss:.4f}; ckpt.pt kept")
+            print(f"val loss {losses['val']:.4f} did not beat {best_val_loss:.4f}; {ckpt_path} kept")
         if reason:
             save(reason, iter_num, best_val_loss, time.time() - run_start, train_time)
             saved_this_run = True
