@@ -310,11 +310,11 @@ class GPT(nn.Module):
         return model
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw',
-                             muon_lr=0.02, dtype='float32', verbose=True):
+                             muon_lr=0.02, dtype='float32', verbose=True, muon_momentum=0.95):
         """AdamW with weight decay on the 2-D tensors (matmuls, embeddings) only, not on biases and
-        norms. optimizer='muon': Muon (muon.py) at muon_lr for the blocks' weight matrices, AdamW for the
-        rest; its Newton-Schulz iterations run in bf16 when the run's dtype is 'bfloat16', else in
-        float32. verbose=False (train.py's processes but rank 0) prints nothing."""
+        norms. optimizer='muon': Muon (muon.py) at muon_lr and muon_momentum for the blocks' weight matrices,
+        AdamW for the rest; its Newton-Schulz iterations run in bf16 when the run's dtype is 'bfloat16', else
+        in float32. verbose=False (train.py's processes but rank 0) prints nothing."""
         say = print if verbose else lambda *args: None
         params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         hidden = [p for n, p in params if optimizer == 'muon' and p.dim() == 2 and '.h.' in n]
@@ -331,7 +331,7 @@ class GPT(nn.Module):
             MuonAdamW = importlib.import_module('muon').MuonAdamW
             say(f"Muon for {len(hidden)} hidden matrices, with {sum(p.numel() for p in hidden):,} parameters")
             # lr_scale: train.py's schedule sets a group's lr to learning_rate x schedule x lr_scale
-            optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr,
+            optim_groups.append({'params': hidden, 'use_muon': True, 'lr': muon_lr, 'momentum': muon_momentum,
                                  'weight_decay': weight_decay, 'lr_scale': muon_lr / learning_rate})
             return MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
                              ns_dtype=torch.bfloat16 if dtype == 'bfloat16' else torch.float32)

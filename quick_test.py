@@ -980,6 +980,9 @@ def bad_inputs(root):
         'a negative learning rate': (*train('--learning_rate=-0.001'), "error: learning_rate must be positive, got "
                                                                        "-0.001"),
         'n_embd not divisible by n_head': (*train('--n_embd=33'), "error: n_embd (33) must be divisible by n_head (2)"),
+        'a sampling that does not exist': (*train('--sampling=shuffle'), "error: optimizer_name must be adamw or muon, "
+                                           "lr_schedule cosine or wsd, decay_frac in (0, 1], sampling random or "
+                                           "epochs; got 'adamw', 'cosine', 0.2, 'shuffle'"),
         'accumulation not divisible by the processes': (
             *train('--gradient_accumulation_steps=4', patch=lambda m: [m.setenv(k, v) for k, v in dict(
                 RANK='0', LOCAL_RANK='0', WORLD_SIZE='3').items()]),
@@ -1578,6 +1581,27 @@ def test_options_build_and_start_at_ln_vocab():
         GPTConfig(pos_emb='alibi')
 
 
+def test_epochs_sampling_makes_each_token_a_target_once_a_pass_however_the_steps_cut_it():
+    length, block, seed = 1000, 16, 7
+    windows = (length - block) // block  # 61 windows of 16 tokens a pass, at a random phase
+    covered = lambda starts: torch.cat([torch.arange(s + 1, s + block + 1) for s in starts.tolist()])
+    for number in range(3):
+        starts = common.pass_offsets(length, block, seed, number * windows, windows)
+        targets = covered(starts)
+        assert len(set(targets.tolist())) == len(targets) == windows * block  # each a target once: none twice
+        assert starts.min() >= 0 and targets.max() < length  # every window's targets lie in the split
+        assert starts.tolist() != sorted(starts.tolist())  # in a shuffled order
+    passes = [common.pass_offsets(length, block, seed, number * windows, windows) for number in range(2)]
+    assert not torch.equal(passes[0], passes[1])  # each pass in an order (and phase) of its own
+    # a step's sequences are a function of their numbers: any cut into steps (or a resume) draws the same ones
+    whole = common.pass_offsets(length, block, seed, 0, 210)  # across three passes' ends
+    assert torch.equal(torch.cat([common.pass_offsets(length, block, seed, k * 7, 7) for k in range(30)]), whole)
+    assert torch.equal(whole[:windows], passes[0]) and torch.equal(whole[windows:2 * windows], passes[1])
+    assert not torch.equal(common.pass_offsets(length, block, seed + 1, 0, windows), passes[0])  # the seed's own
+    short = common.pass_offsets(20, 16, seed, 0, 5)  # a split shorter than two windows: one window, anywhere
+    assert short.min() >= 0 and short.max() <= 20 - 16 - 1
+
+
 def test_mlp_activations_are_the_named_functions():
     x = torch.linspace(-4, 4, 801)
     exact = 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
@@ -1627,6 +1651,8 @@ def test_muon_orthogonalizes_and_descends():
     model = tiny_model()
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', muon_lr=0.02)
     assert [g.get('use_muon', False) for g in opt.param_groups] == [False, False, True]
+    assert opt.param_groups[2]['momentum'] == 0.95 and model.configure_optimizers(
+        0.0, 1e-3, (0.9, 0.95), 'cpu', optimizer='muon', verbose=False, muon_momentum=0.9).param_groups[2]['momentum'] == 0.9
     assert len(opt.param_groups[2]['params']) == 4 * 2  # four matrices per block
     idx, targets = torch.randint(65, (2, 8, 16))
     losses = []

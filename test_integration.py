@@ -962,7 +962,7 @@ def test_fineweb_edu_prepare_on_a_local_parquet_fixture_and_training_on_its_shar
 # no dropout (its masks are per process), an odd eval_iters (uneven shares), accumulation 4 in total; float32,
 # as FSDP rounds its gathered weights to bf16 where a single process's autocast rounds per matmul
 SCALE = [*TINY, '--dropout=0.0', '--gradient_accumulation_steps=4', '--eval_iters=5', '--eval_interval=3',
-         '--lr_decay_iters=8', '--dtype=float32']
+         '--lr_decay_iters=8', '--dtype=float32', '--sampling=epochs']  # (random: the time budget's torchrun test)
 
 
 def test_ddp_and_fsdp_compiled_match_a_single_process_and_resume_across_world_sizes(tmp_path, train_here,
@@ -1934,7 +1934,8 @@ MODERN_ARGS = ['--pos_emb=rope', '--norm=rmsnorm', '--norm_params=False', '--qk_
 def test_every_option_trains_resumes_exactly_and_samples(tmp_path, train_here, script_here):
     """All options at once (each alone is a subset of this run), with Muon and WSD, and without biases: nothing
     is left for the no-decay group, which a resume once tripped on. The exact GELU: the nanoGPT tests."""
-    options = MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False']
+    options = MODERN_ARGS + ['--optimizer_name=muon', '--lr_schedule=wsd', '--bias=False', '--muon_momentum=0.9',
+                             '--sampling=epochs']
     char_dataset(tmp_path, 'tiny')
     common = [*TINY, *options, '--eval_interval=10', '--lr_decay_iters=20', '--learning_rate=3e-3']
     straight = train_here(tmp_path, *common, '--out_dir=out-straight', '--max_iters=20')
@@ -1948,6 +1949,8 @@ def test_every_option_trains_resumes_exactly_and_samples(tmp_path, train_here, s
     assert logged(straight.stdout) == logged(first.stdout) + logged(second.stdout)
     assert weights_apart(tmp_path / 'out-straight/ckpt.pt', tmp_path / 'out-split/ckpt.pt', optimizer=True) == 0
     ckpt = load_checkpoint(str(tmp_path / 'out-split/ckpt.pt'))
+    assert [g.get('use_muon') for g in ckpt['optimizer']['param_groups']] == [False, True]  # (no biases: no group)
+    assert ckpt['optimizer']['param_groups'][1]['momentum'] == 0.9  # muon_momentum reached Muon
     for option in options:
         key, value = option[2:].split('=')
         assert str(ckpt['model_args'].get(key, ckpt['config'][key])) == value
@@ -1965,7 +1968,7 @@ def test_a_time_budget_under_torchrun_stops_every_process_at_the_same_step(tmp_p
     (else a collective would hang or fail), both hand in their random states to the final save."""
     make_tiny_dataset(tmp_path)
     out = run([*TORCHRUN, *SCALE, '--out_dir=out-budget', '--max_iters=100000', '--eval_interval=50',
-               '--lr_decay_iters=100', '--time_budget=2'], tmp_path)
+               '--lr_decay_iters=100', '--time_budget=2', '--sampling=random'], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     ckpt = load_checkpoint(str(tmp_path / 'out-budget/ckpt.pt'))
     assert 2 <= ckpt['train_time'] < 4 and len(ckpt['rng_states']) == 2 and ckpt['iter_num'] > 3

@@ -19,7 +19,8 @@ import torch.distributed as dist
 from checkpoint import (check_architecture, checkpoint_reason, find_weights, load_model, loss_scaler,
                         peek_checkpoint, restore_rng_states, rng_states, run_folder_problem,
                         save_checkpoint, start_run_records, start_wandb, write_record)
-from data.common import bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens, read_batch
+from data.common import (bpb_scales, check_splits, dataset_files, dataset_meta, open_tokens,
+                         pass_offsets, read_batch)
 from configurator import (config_keys, configure, default_device, device_peak_flops, fail,
                           require_positive, setup)
 from distributed import (catch_stop_signals, full_state_dicts, gather_objects, init_distributed,
@@ -50,6 +51,7 @@ dataset = 'openwebtext'  # the folder data/<dataset>/ with train.bin and val.bin
 gradient_accumulation_steps = 5 * 8  # simulates larger batches; shared by the DDP processes
 batch_size = 12  # micro-batch size per process
 block_size = 1024  # context length in tokens
+sampling = 'random'  # or 'epochs': passes over train.bin, each token a target once a pass
 # model
 n_layer = 12  # transformer blocks
 n_head = 12  # attention heads per block
@@ -73,6 +75,7 @@ beta2 = 0.95  # ...and its second-moment decay
 grad_clip = 1.0  # clip gradients at this norm, or disable if == 0.0
 optimizer_name = 'adamw'  # or 'muon': Muon for the blocks' matrices (muon_lr), AdamW for the rest
 muon_lr = 0.02  # Muon's max learning rate (the schedule scales it like learning_rate)
+muon_momentum = 0.95  # Muon's momentum (Nesterov's), of its matrices' gradients
 # learning rate decay settings
 decay_lr = True  # False: a constant learning_rate
 lr_schedule = 'cosine'  # or 'wsd': warmup, stable, linear decay over the last decay_frac
@@ -112,9 +115,10 @@ if fsdp and (not ddp or dtype == 'float16' or optimizer_name != 'adamw'):
     fail("error: fsdp=True needs a torchrun launch, float32 or bfloat16 (float16 loss scaling is "
          "not sharded) and AdamW (Muon needs whole matrices)")
 if optimizer_name not in ('adamw', 'muon') or lr_schedule not in ('cosine', 'wsd') or \
-        not 0 < decay_frac <= 1:
+        not 0 < decay_frac <= 1 or sampling not in ('random', 'epochs'):
     fail(f"error: optimizer_name must be adamw or muon, lr_schedule cosine or wsd, decay_frac in "
-         f"(0, 1]; got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}")
+         f"(0, 1], sampling random or epochs; got {optimizer_name!r}, {lr_schedule!r}, {decay_frac}, "
+         f"{sampling!r}")
 ddp_world_size = int(os.environ.get('WORLD_SIZE', 1))
 if gradient_accumulation_steps % ddp_world_size != 0:
     fail(f"error: gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by "
@@ -174,8 +178,12 @@ check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_siz
 bpb = bpb_scales(dataset, meta, data_paths, needed=target_val_bpb > 0)  # loss x bpb: bits per byte
 
 
-def draw_offsets(split, generator, n):
-    """Start positions of n batches of batch_size sequences, from generator's stream."""
+def draw_offsets(split, generator, n, first=None):
+    """Start positions of n batches of batch_size sequences, from generator's stream; with
+    sampling='epochs' and first (training's first sequence number), from the passes over the split."""
+    if sampling == 'epochs' and first is not None:
+        starts = pass_offsets(data_lengths[split], block_size, seed, first, n * batch_size)
+        return starts.view(n, batch_size)
     return torch.randint(data_lengths[split] - block_size, (n, batch_size), generator=generator)
 
 
@@ -193,7 +201,7 @@ if fsdp:
 torch.manual_seed(seed + ddp_rank)  # but different dropout masks
 
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
-                                       optimizer_name, muon_lr, dtype, verbose=master_process)
+                                       optimizer_name, muon_lr, dtype, master_process, muon_momentum)
 scaler_state = checkpoint.get('scaler', {}) if checkpoint else None  # None: a new run, a fresh scale
 scaler = loss_scaler(device_type, dtype, scaler_state, master_process)
 if checkpoint is not None:  # resume the optimizer and random states too
@@ -360,7 +368,8 @@ while True:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    offsets = draw_offsets('train', train_generator, gradient_accumulation_steps * ddp_world_size)
+    n = gradient_accumulation_steps * ddp_world_size  # this step's batches, in all processes
+    offsets = draw_offsets('train', train_generator, n, first=iter_num * n * batch_size)
     offsets = offsets.view(ddp_world_size, -1, batch_size)[ddp_rank]  # this process's share, at:
     X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
