@@ -178,12 +178,11 @@ check_splits(dataset, data_paths, data_files, block_size, model.config.vocab_siz
 bpb = bpb_scales(dataset, meta, data_paths, needed=target_val_bpb > 0)  # loss x bpb: bits per byte
 
 
-def draw_offsets(split, generator, n, first=None):
+def draw_offsets(split, generator, n, step=None):
     """Start positions of n batches of batch_size sequences, from generator's stream; with
-    sampling='epochs' and first (training's first sequence number), from the passes over the split."""
-    if sampling == 'epochs' and first is not None:
-        starts = pass_offsets(data_lengths[split], block_size, seed, first, n * batch_size)
-        return starts.view(n, batch_size)
+    sampling='epochs', training's step (its number) takes the next ones of the passes over the split."""
+    if sampling == 'epochs' and step is not None:
+        return pass_offsets(data_lengths[split], block_size, seed, step * n * batch_size, n * batch_size).view(n, -1)
     return torch.randint(data_lengths[split] - block_size, (n, batch_size), generator=generator)
 
 
@@ -368,8 +367,7 @@ while True:
         break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
-    n = gradient_accumulation_steps * ddp_world_size  # this step's batches, in all processes
-    offsets = draw_offsets('train', train_generator, n, first=iter_num * n * batch_size)
+    offsets = draw_offsets('train', train_generator, gradient_accumulation_steps * ddp_world_size, iter_num)
     offsets = offsets.view(ddp_world_size, -1, batch_size)[ddp_rank]  # this process's share, at:
     X, Y = get_batch('train', offsets[0])
     loss_sum = torch.zeros((), device=device)
