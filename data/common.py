@@ -727,12 +727,11 @@ def bpb_scales(dataset, meta, paths, needed=False):
 
 
 @lru_cache(maxsize=2)  # the pass in use, and the next one at its end
-def shuffled_pass(length, block_size, seed, number):
-    """The window starts of pass number over a split of length tokens, for sampling='epochs': every block_size-th
-    position from a random phase, in a random order, so that each token is a target once a pass. Seeded by
-    (seed, number) alone, so that every process and every resume draws the same pass."""
+def shuffled_pass(length, block_size, windows, seed, number):
+    """The starts of the windows of pass number over a split of length tokens, for sampling='epochs': every
+    block_size-th position from a random phase, in a random order, so that each token is a target once a pass.
+    Seeded by (seed, number) alone, so that every process and every resume draws the same pass."""
     import torch
-    windows = max(1, (length - block_size) // block_size)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
     phase = torch.randint(length - block_size * windows, (1,), generator=generator)
     return phase + block_size * torch.randperm(windows, generator=generator)
@@ -742,9 +741,9 @@ def pass_offsets(length, block_size, seed, first, count):
     """Starts of samples first .. first + count - 1 of a run's passes over a split (shuffled_pass): sample i is
     window i % windows of pass i // windows. A function of the sample's number, which a resume knows."""
     import torch
-    windows = len(shuffled_pass(length, block_size, seed, 0))
+    windows = max(1, (length - block_size) // block_size)  # at any phase, a pass's last window fits
     passes = range(first // windows, (first + count - 1) // windows + 1)
-    every = torch.cat([shuffled_pass(length, block_size, seed, number) for number in passes])
+    every = torch.cat([shuffled_pass(length, block_size, windows, seed, number) for number in passes])
     return every[first % windows:first % windows + count]
 
 
